@@ -1,0 +1,590 @@
+//! 2-D convolution in NCHW by im2col + GEMM, forward and backward.
+//!
+//! Dimensions: `n` batch, `c_in`/`c_out` channels, `h, w` input size, `kh, kw` kernel,
+//! `oh, ow` output size, `g` groups, `cg_in = c_in / g`, `cg_out = c_out / g`,
+//! `kg = cg_in·kh·kw` (the reduction length of one group).
+//!
+//! Forward, per image and group: `y_g[cg_out, oh·ow] = w_g[cg_out, kg] · col_g[kg, oh·ow]`,
+//! where `col = im2col(x)` lays each receptive field out as a column.
+//! Backward, per image and group:
+//! - `dw_g += dy_g · col_gᵀ` (partial sums per thread, combined in a fixed order),
+//! - `dcol_g = w_gᵀ · dy_g`, then `dx = col2im(dcol)` (scatter-add of the columns),
+//! - `db[c] = Σ_{n,oh,ow} dy[n, c]`.
+//!
+//! A 1×1 convolution with stride 1 and no padding skips im2col: `col` is the image itself.
+//! The batch is cut into one chunk per rayon thread; each chunk owns its buffers in a
+//! [`ConvWorkspace`], so the steady state allocates nothing.
+
+use super::gemm::{matmul, Accumulate, Par, Trans};
+use super::{chunk_count, split_ranges};
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+
+/// Output length of a sliding window (convolution or pooling) along one axis.
+///
+/// `floor_or_ceil((input + 2·pad − dilation·(kernel−1) − 1) / stride) + 1`; with
+/// `ceil_mode` the last window must still start inside the input or left padding
+/// (PyTorch's rule). `None` when the window does not fit or a parameter is zero.
+pub fn out_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    ceil_mode: bool,
+) -> Option<usize> {
+    if kernel == 0 || stride == 0 || dilation == 0 {
+        return None;
+    }
+    let span = dilation * (kernel - 1) + 1;
+    let padded = input + 2 * pad;
+    if padded < span {
+        return None;
+    }
+    let room = padded - span;
+    let mut out = if ceil_mode {
+        room.div_ceil(stride) + 1
+    } else {
+        room / stride + 1
+    };
+    if ceil_mode && (out - 1) * stride >= input + pad {
+        out -= 1;
+    }
+    Some(out)
+}
+
+/// The geometry of one convolution, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Input channels.
+    pub c_in: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (vertical, horizontal).
+    pub stride: (usize, usize),
+    /// Zero padding (vertical, horizontal).
+    pub pad: (usize, usize),
+    /// Dilation (vertical, horizontal).
+    pub dilation: (usize, usize),
+    /// Channel groups.
+    pub groups: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+impl ConvGeom {
+    /// Validates the parameters and computes the output size.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        c_in: usize,
+        h: usize,
+        w: usize,
+        c_out: usize,
+        (kh, kw): (usize, usize),
+        stride: (usize, usize),
+        pad: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+    ) -> Result<Self> {
+        if groups == 0 || c_in % groups != 0 || c_out % groups != 0 {
+            return Err(Error::config(
+                "Conv2d",
+                "groups",
+                format!("{groups} groups must divide c_in={c_in} and c_out={c_out}"),
+            ));
+        }
+        let oh = out_size(h, kh, stride.0, pad.0, dilation.0, false);
+        let ow = out_size(w, kw, stride.1, pad.1, dilation.1, false);
+        let (Some(oh), Some(ow)) = (oh, ow) else {
+            return Err(Error::shape(
+                "Conv2d",
+                format!(
+                    "an input at least as large as the dilated kernel {}x{} after padding {:?} (stride {:?})",
+                    dilation.0 * kh.saturating_sub(1) + 1,
+                    dilation.1 * kw.saturating_sub(1) + 1,
+                    pad,
+                    stride
+                ),
+                &[c_in, h, w],
+            ));
+        };
+        Ok(ConvGeom {
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride,
+            pad,
+            dilation,
+            groups,
+            oh,
+            ow,
+        })
+    }
+
+    /// Reduction length of one group: `c_in/groups · kh · kw`.
+    pub fn kg(&self) -> usize {
+        self.c_in / self.groups * self.kh * self.kw
+    }
+
+    /// Output pixels per channel.
+    pub fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// True when the im2col matrix is the input itself.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == (1, 1) && self.pad == (0, 0)
+    }
+
+    /// Multiply-adds of the forward pass for one image.
+    pub fn macs_per_image(&self) -> usize {
+        self.c_out * self.kg() * self.ohw()
+    }
+}
+
+/// Per-thread buffers of the convolution kernels, kept by the layer between calls.
+#[derive(Debug, Default)]
+pub struct ConvWorkspace {
+    chunks: Vec<ChunkBuf>,
+}
+
+#[derive(Debug, Default)]
+struct ChunkBuf {
+    col: Vec<f32>,
+    dw: Vec<f32>,
+}
+
+impl ConvWorkspace {
+    fn prepare(&mut self, chunks: usize, col_len: usize, dw_len: usize) {
+        if self.chunks.len() < chunks {
+            self.chunks.resize_with(chunks, ChunkBuf::default);
+        }
+        for buf in &mut self.chunks[..chunks] {
+            if buf.col.len() < col_len {
+                buf.col.resize(col_len, 0.0);
+            }
+            if buf.dw.len() < dw_len {
+                buf.dw.resize(dw_len, 0.0);
+            }
+        }
+    }
+}
+
+/// Lays the receptive fields of one image `x[c_in, h, w]` out as columns of
+/// `col[c_in·kh·kw, oh·ow]` (zeros where a field reaches into the padding).
+pub fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+    let ohw = g.ohw();
+    let (sh, sw) = g.stride;
+    let (ph, pw) = g.pad;
+    let (dh, dw) = g.dilation;
+    for c in 0..g.c_in {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = (c * g.kh + i) * g.kw + j;
+                let out = &mut col[row * ohw..(row + 1) * ohw];
+                let (lo, hi) = valid_range(g.ow, g.w, sw, pw, j * dw);
+                for oy in 0..g.oh {
+                    let dst = &mut out[oy * g.ow..(oy + 1) * g.ow];
+                    let iy = (oy * sh + i * dh) as isize - ph as isize;
+                    if iy < 0 || iy >= g.h as isize || lo >= hi {
+                        dst.iter_mut().for_each(|v| *v = 0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    dst[..lo].iter_mut().for_each(|v| *v = 0.0);
+                    dst[hi..].iter_mut().for_each(|v| *v = 0.0);
+                    let ix0 = lo * sw + j * dw - pw;
+                    if sw == 1 {
+                        dst[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                    } else {
+                        for (k, v) in dst[lo..hi].iter_mut().enumerate() {
+                            *v = src[ix0 + k * sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns `col[c_in·kh·kw, oh·ow]` back onto the image `dx[c_in, h, w]`
+/// (the adjoint of [`im2col`]).
+pub fn col2im(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
+    let ohw = g.ohw();
+    let (sh, sw) = g.stride;
+    let (ph, pw) = g.pad;
+    let (dh, dw) = g.dilation;
+    for c in 0..g.c_in {
+        let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = (c * g.kh + i) * g.kw + j;
+                let src = &col[row * ohw..(row + 1) * ohw];
+                let (lo, hi) = valid_range(g.ow, g.w, sw, pw, j * dw);
+                if lo >= hi {
+                    continue;
+                }
+                for oy in 0..g.oh {
+                    let iy = (oy * sh + i * dh) as isize - ph as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let s = &src[oy * g.ow..(oy + 1) * g.ow];
+                    let ix0 = lo * sw + j * dw - pw;
+                    if sw == 1 {
+                        for (d, v) in dst[ix0..ix0 + (hi - lo)].iter_mut().zip(&s[lo..hi]) {
+                            *d += v;
+                        }
+                    } else {
+                        for (k, v) in s[lo..hi].iter().enumerate() {
+                            dst[ix0 + k * sw] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output columns `ox` in `lo..hi` whose input column `ox·stride + offset − pad`
+/// lies inside `0..w`.
+fn valid_range(ow: usize, w: usize, stride: usize, pad: usize, offset: usize) -> (usize, usize) {
+    // ox·stride + offset ≥ pad  ⇔  ox ≥ ceil((pad − offset) / stride)
+    let lo = if offset >= pad {
+        0
+    } else {
+        (pad - offset).div_ceil(stride)
+    };
+    // ox·stride + offset − pad ≤ w − 1  ⇔  ox ≤ (w − 1 + pad − offset) / stride
+    let hi = if w + pad > offset {
+        ((w - 1 + pad - offset) / stride + 1).min(ow)
+    } else {
+        0
+    };
+    (lo.min(ow), hi.max(lo.min(ow)))
+}
+
+fn check_len(op: &str, what: &str, got: usize, want: usize) -> Result<()> {
+    if got != want {
+        return Err(Error::shape(
+            op,
+            format!("{what} of {want} elements"),
+            &[got],
+        ));
+    }
+    Ok(())
+}
+
+/// `y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], weight[c_out, c_in/g, kh, kw]) + bias`.
+pub fn conv2d_forward(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * g.ohw());
+    check_len("conv2d_forward", "x", x.len(), n * x_img)?;
+    check_len("conv2d_forward", "y", y.len(), n * y_img)?;
+    check_len("conv2d_forward", "weight", weight.len(), g.c_out * g.kg())?;
+    if let Some(b) = bias {
+        check_len("conv2d_forward", "bias", b.len(), g.c_out)?;
+    }
+    if n == 0 || y_img == 0 {
+        return Ok(());
+    }
+    let chunks = chunk_count(n);
+    let col_len = if g.is_pointwise() {
+        0
+    } else {
+        g.kg() * g.groups * g.ohw()
+    };
+    ws.prepare(chunks, col_len, 0);
+    let ranges = split_ranges(n, chunks);
+    let (cg_out, kg, ohw) = (g.c_out / g.groups, g.kg(), g.ohw());
+    // Hand each chunk of images its slice of y and its buffers.
+    let mut jobs = Vec::with_capacity(chunks);
+    let mut rest = y;
+    for (range, buf) in ranges.iter().zip(ws.chunks.iter_mut()) {
+        let (mine, tail) = rest.split_at_mut(range.len() * y_img);
+        rest = tail;
+        jobs.push((range.clone(), mine, buf));
+    }
+    jobs.into_par_iter()
+        .try_for_each(|(range, y_chunk, buf)| -> Result<()> {
+            for (i, img) in range.enumerate() {
+                let xi = &x[img * x_img..(img + 1) * x_img];
+                let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
+                let col: &[f32] = if g.is_pointwise() {
+                    xi
+                } else {
+                    im2col(g, xi, &mut buf.col[..col_len]);
+                    &buf.col[..col_len]
+                };
+                for grp in 0..g.groups {
+                    matmul(
+                        cg_out,
+                        ohw,
+                        kg,
+                        &weight[grp * cg_out * kg..(grp + 1) * cg_out * kg],
+                        Trans::No,
+                        &col[grp * kg * ohw..(grp + 1) * kg * ohw],
+                        Trans::No,
+                        &mut yi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
+                        Accumulate::No,
+                        Par::Seq,
+                    )?;
+                }
+                if let Some(b) = bias {
+                    for (plane, &bc) in yi.chunks_exact_mut(ohw).zip(b) {
+                        plane.iter_mut().for_each(|v| *v += bc);
+                    }
+                }
+            }
+            Ok(())
+        })
+}
+
+/// Gradients of [`conv2d_forward`]: `dx` is overwritten (if asked for), `dweight` and
+/// `dbias` are accumulated into (`+=`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * g.ohw());
+    let w_len = g.c_out * g.kg();
+    check_len("conv2d_backward", "x", x.len(), n * x_img)?;
+    check_len("conv2d_backward", "dy", dy.len(), n * y_img)?;
+    check_len("conv2d_backward", "weight", weight.len(), w_len)?;
+    check_len("conv2d_backward", "dweight", dweight.len(), w_len)?;
+    let (cg_out, kg, ohw) = (g.c_out / g.groups, g.kg(), g.ohw());
+    if let Some(db) = dbias {
+        check_len("conv2d_backward", "dbias", db.len(), g.c_out)?;
+        db.par_iter_mut().enumerate().for_each(|(c, d)| {
+            let mut s = 0.0f64;
+            for img in 0..n {
+                let start = img * y_img + c * ohw;
+                s += dy[start..start + ohw]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>();
+            }
+            *d += s as f32;
+        });
+    }
+    let mut dx = dx;
+    if let Some(d) = dx.as_deref_mut() {
+        check_len("conv2d_backward", "dx", d.len(), n * x_img)?;
+        d.iter_mut().for_each(|v| *v = 0.0);
+    }
+    if n == 0 || y_img == 0 {
+        return Ok(());
+    }
+    let chunks = chunk_count(n);
+    let col_len = g.kg() * g.groups * ohw;
+    ws.prepare(chunks, col_len, w_len);
+    let ranges = split_ranges(n, chunks);
+    let pointwise = g.is_pointwise();
+    let mut jobs = Vec::with_capacity(chunks);
+    let mut rest = dx;
+    for (range, buf) in ranges.iter().zip(ws.chunks.iter_mut()) {
+        let mine = match rest.take() {
+            Some(r) => {
+                let (mine, tail) = r.split_at_mut(range.len() * x_img);
+                rest = Some(tail);
+                Some(mine)
+            }
+            None => None,
+        };
+        jobs.push((range.clone(), mine, buf));
+    }
+    jobs.into_par_iter()
+        .try_for_each(|(range, mut dx_chunk, buf)| -> Result<()> {
+            let ChunkBuf { col, dw } = buf;
+            dw[..w_len].iter_mut().for_each(|v| *v = 0.0);
+            for (i, img) in range.enumerate() {
+                let xi = &x[img * x_img..(img + 1) * x_img];
+                let dyi = &dy[img * y_img..(img + 1) * y_img];
+                // dw_g += dy_g · col_gᵀ
+                let col_ref: &[f32] = if pointwise {
+                    xi
+                } else {
+                    im2col(g, xi, &mut col[..col_len]);
+                    &col[..col_len]
+                };
+                for grp in 0..g.groups {
+                    matmul(
+                        cg_out,
+                        kg,
+                        ohw,
+                        &dyi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
+                        Trans::No,
+                        &col_ref[grp * kg * ohw..(grp + 1) * kg * ohw],
+                        Trans::Yes,
+                        &mut dw[grp * cg_out * kg..(grp + 1) * cg_out * kg],
+                        Accumulate::Yes,
+                        Par::Seq,
+                    )?;
+                }
+                // dcol_g = w_gᵀ · dy_g, then dx = col2im(dcol)
+                if let Some(dxc) = dx_chunk.as_deref_mut() {
+                    let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                    let dcol: &mut [f32] = if pointwise { dxi } else { &mut col[..col_len] };
+                    for grp in 0..g.groups {
+                        matmul(
+                            kg,
+                            ohw,
+                            cg_out,
+                            &weight[grp * cg_out * kg..(grp + 1) * cg_out * kg],
+                            Trans::Yes,
+                            &dyi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
+                            Trans::No,
+                            &mut dcol[grp * kg * ohw..(grp + 1) * kg * ohw],
+                            Accumulate::No,
+                            Par::Seq,
+                        )?;
+                    }
+                    if !pointwise {
+                        col2im(g, &col[..col_len], dxi);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    // Combine the per-chunk weight gradients in chunk order (reproducible).
+    for buf in &ws.chunks[..chunks] {
+        super::eltwise::add_into(dweight, &buf.dw[..w_len]);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::naive;
+    use rand::{Rng, SeedableRng};
+
+    fn rand_vec(len: usize, rng: &mut impl Rng) -> Vec<f32> {
+        (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    #[test]
+    fn out_size_follows_pytorch() {
+        assert_eq!(out_size(28, 3, 1, 1, 1, false), Some(28));
+        assert_eq!(out_size(32, 3, 2, 1, 1, false), Some(16));
+        assert_eq!(out_size(7, 3, 2, 0, 2, false), Some(2));
+        assert_eq!(out_size(2, 3, 1, 0, 1, false), None);
+        // ceil mode: 5 with k2 s2 -> 3 windows, the last one starting inside the input
+        assert_eq!(out_size(5, 2, 2, 0, 1, true), Some(3));
+        // ... but a window starting in the right padding is dropped
+        assert_eq!(out_size(4, 2, 2, 1, 1, true), Some(3));
+        assert_eq!(out_size(4, 3, 0, 1, 1, false), None);
+    }
+
+    /// (n, c_in, h, w, c_out, k, stride, pad, dilation, groups)
+    type Case = (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        (usize, usize),
+        (usize, usize),
+        (usize, usize),
+        (usize, usize),
+        usize,
+    );
+
+    const CASES: &[Case] = &[
+        (1, 1, 5, 5, 1, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+        (2, 3, 7, 5, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (3, 4, 9, 8, 6, (3, 2), (2, 1), (1, 0), (1, 1), 2),
+        (2, 4, 6, 6, 4, (3, 3), (1, 1), (2, 2), (2, 2), 4),
+        (2, 6, 5, 7, 3, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        (2, 6, 5, 7, 4, (1, 1), (2, 2), (0, 0), (1, 1), 2),
+        (5, 2, 4, 4, 3, (4, 4), (1, 1), (0, 0), (1, 1), 1),
+        (1, 3, 11, 3, 2, (5, 1), (3, 1), (2, 0), (1, 1), 1),
+        (0, 3, 5, 5, 2, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ];
+
+    #[test]
+    fn forward_and_backward_match_the_naive_twin() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for &(n, c_in, h, w, c_out, k, s, p, d, grp) in CASES {
+            let g = ConvGeom::new(c_in, h, w, c_out, k, s, p, d, grp).unwrap();
+            let x = rand_vec(n * c_in * h * w, &mut rng);
+            let wt = rand_vec(c_out * g.kg(), &mut rng);
+            let b = rand_vec(c_out, &mut rng);
+            let mut ws = ConvWorkspace::default();
+            let mut y = vec![0.0; n * c_out * g.ohw()];
+            conv2d_forward(&g, n, &x, &wt, Some(&b), &mut y, &mut ws).unwrap();
+            let want = naive::conv2d_forward(&g, n, &x, &wt, Some(&b));
+            assert_close(&y, &want, "y", &g);
+
+            let dy = rand_vec(y.len(), &mut rng);
+            let mut dx = vec![9.0; x.len()];
+            let mut dw = vec![0.5; wt.len()];
+            let mut db = vec![0.25; c_out];
+            conv2d_backward(
+                &g,
+                n,
+                &x,
+                &wt,
+                &dy,
+                Some(&mut dx),
+                &mut dw,
+                Some(&mut db),
+                &mut ws,
+            )
+            .unwrap();
+            let (wdx, wdw, wdb) = naive::conv2d_backward(&g, n, &x, &wt, &dy);
+            assert_close(&dx, &wdx, "dx", &g);
+            let wdw: Vec<f32> = wdw.iter().map(|v| v + 0.5).collect();
+            let wdb: Vec<f32> = wdb.iter().map(|v| v + 0.25).collect();
+            assert_close(&dw, &wdw, "dw", &g);
+            assert_close(&db, &wdb, "db", &g);
+        }
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str, g: &ConvGeom) {
+        assert_eq!(got.len(), want.len(), "{what} length for {g:?}");
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{what}[{i}] {a} vs {b} for {g:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_larger_than_padded_input_is_an_error() {
+        let err = ConvGeom::new(3, 2, 2, 4, (5, 5), (1, 1), (1, 1), (1, 1), 1).unwrap_err();
+        assert!(err.to_string().contains("[3, 2, 2]"), "{err}");
+        assert!(ConvGeom::new(3, 8, 8, 4, (3, 3), (1, 1), (1, 1), (1, 1), 2).is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! strata: a convolutional-network toolkit for the CPU, numerically equal to PyTorch.
+//!
+//! - [`tensor`]: the contiguous `f32` [`Tensor`].
+//! - [`kernels`]: the hot loops (GEMM, im2col, pooling, normalization, maps, softmax).
+//! - [`nn`]: layers with explicit forward/backward and state-dict names.
+//! - [`init`]: Kaiming, Xavier and PyTorch's default initializations.
+//! - [`loss`]: fused softmax cross-entropy.
+//!
+//! ```
+//! use strata::{Tensor, loss::CrossEntropy};
+//! let logits = Tensor::from_vec(vec![2.0, 0.5, -1.0, 0.0, 0.0, 3.0], &[2, 3]).unwrap();
+//! let out = CrossEntropy::default().forward(&logits, &[0, 2]).unwrap();
+//! assert!(out.loss > 0.0 && out.loss < 1.0);
+//! assert_eq!(out.dlogits.shape(), &[2, 3]);
+//! ```
+
+pub mod error;
+pub mod init;
+pub mod kernels;
+pub mod loss;
+pub mod nn;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::Tensor;

@@ -1,0 +1,63 @@
+//! The `strata` command-line tool.
+
+use clap::{Parser, Subcommand};
+
+/// strata: train and inspect convolutional networks on the CPU.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the layers strata implements, with their PyTorch equivalents.
+    Layers,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Layers => {
+            for (name, torch) in LAYERS {
+                println!("{name:<20} {torch}");
+            }
+        }
+    }
+}
+
+const LAYERS: &[(&str, &str)] = &[
+    (
+        "conv2d",
+        "torch.nn.Conv2d (stride, padding, dilation, groups, bias)",
+    ),
+    ("linear", "torch.nn.Linear"),
+    ("max_pool2d", "torch.nn.MaxPool2d"),
+    ("avg_pool2d", "torch.nn.AvgPool2d"),
+    (
+        "adaptive_avg_pool2d",
+        "torch.nn.AdaptiveAvgPool2d (global pool: output 1x1)",
+    ),
+    ("flatten", "torch.nn.Flatten"),
+    ("dropout", "torch.nn.Dropout (inverted)"),
+    ("dropout2d", "torch.nn.Dropout2d (inverted)"),
+    ("relu", "torch.nn.ReLU"),
+    ("leaky_relu", "torch.nn.LeakyReLU"),
+    ("elu", "torch.nn.ELU"),
+    ("gelu", "torch.nn.GELU (approximate none|tanh)"),
+    ("silu", "torch.nn.SiLU"),
+    ("sigmoid", "torch.nn.Sigmoid"),
+    ("tanh", "torch.nn.Tanh"),
+    ("batch_norm2d", "torch.nn.BatchNorm2d"),
+    ("group_norm", "torch.nn.GroupNorm"),
+    ("layer_norm", "torch.nn.GroupNorm(1, C)"),
+    (
+        "instance_norm2d",
+        "torch.nn.InstanceNorm2d (affine by default)",
+    ),
+    (
+        "channel_layer_norm",
+        "LayerNorm over C at each position (ConvNeXt)",
+    ),
+];

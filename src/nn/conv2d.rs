@@ -1,0 +1,252 @@
+//! `Conv2d`: 2-D cross-correlation with stride, padding, dilation, groups and bias.
+//!
+//! `y[n, co, oy, ox] = b[co] + Σ_{ci ∈ group(co)} Σ_{i,j} w[co, ci, i, j] ·
+//!  x[n, g·cg_in + ci, oy·sh − ph + i·dh, ox·sw − pw + j·dw]`
+//!
+//! Where: `g = co / (c_out/groups)`, `cg_in = c_in/groups`, out-of-range `x` reads are 0.
+//!
+//! Shapes: `x: [N, c_in, H, W] -> y: [N, c_out, OH, OW]`, weight `[c_out, c_in/groups,
+//! kh, kw]`, bias `[c_out]`, with `OH = ⌊(H + 2·ph − dh·(kh−1) − 1)/sh⌋ + 1`.
+//!
+//! Matches `torch.nn.Conv2d` (zero padding mode) including its default initialization,
+//! `U(−1/√fan_in, 1/√fan_in)` for weight and bias. The kernels are in
+//! [`crate::kernels::conv`].
+
+use super::{check_dy, expect_nchw, join, no_cache, Layer, Mode, Param};
+use crate::error::{Error, Result};
+use crate::kernels::conv::{conv2d_backward, conv2d_forward, ConvGeom, ConvWorkspace};
+use crate::tensor::Tensor;
+use rand::Rng;
+
+/// Configuration of a [`Conv2d`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2dConfig {
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// Stride `[sh, sw]`. Default: `[1, 1]`.
+    #[serde(default = "ones")]
+    pub stride: [usize; 2],
+    /// Zero padding `[ph, pw]`. Default: `[0, 0]`.
+    #[serde(default)]
+    pub padding: [usize; 2],
+    /// Dilation `[dh, dw]`. Default: `[1, 1]`.
+    #[serde(default = "ones")]
+    pub dilation: [usize; 2],
+    /// Channel groups; must divide `c_in` and `c_out`. Default: 1.
+    #[serde(default = "one")]
+    pub groups: usize,
+    /// Learnable bias. Default: true.
+    #[serde(default = "yes")]
+    pub bias: bool,
+}
+
+fn ones() -> [usize; 2] {
+    [1, 1]
+}
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+impl Conv2dConfig {
+    /// A square `k×k` convolution, stride 1, no padding, with bias.
+    pub fn new(c_in: usize, c_out: usize, k: usize) -> Self {
+        Conv2dConfig {
+            c_in,
+            c_out,
+            kernel: [k, k],
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        }
+    }
+    /// Sets a square stride.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = [s, s];
+        self
+    }
+    /// Sets a square padding.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = [p, p];
+        self
+    }
+    /// Sets a square dilation.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = [d, d];
+        self
+    }
+    /// Sets the number of groups.
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+    /// Enables or disables the bias.
+    pub fn bias(mut self, b: bool) -> Self {
+        self.bias = b;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: String| Err(Error::config("Conv2d", field, reason));
+        if self.c_in == 0 || self.c_out == 0 {
+            return bad(
+                "c_in/c_out",
+                format!("channels must be ≥ 1, got {} → {}", self.c_in, self.c_out),
+            );
+        }
+        if self.kernel.contains(&0) || self.stride.contains(&0) || self.dilation.contains(&0) {
+            return bad(
+                "kernel/stride/dilation",
+                format!(
+                    "must be ≥ 1, got kernel {:?}, stride {:?}, dilation {:?}",
+                    self.kernel, self.stride, self.dilation
+                ),
+            );
+        }
+        if self.groups == 0 || self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+            return bad(
+                "groups",
+                format!(
+                    "{} must divide c_in={} and c_out={}",
+                    self.groups, self.c_in, self.c_out
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn geom(&self, h: usize, w: usize) -> Result<ConvGeom> {
+        ConvGeom::new(
+            self.c_in,
+            h,
+            w,
+            self.c_out,
+            (self.kernel[0], self.kernel[1]),
+            (self.stride[0], self.stride[1]),
+            (self.padding[0], self.padding[1]),
+            (self.dilation[0], self.dilation[1]),
+            self.groups,
+        )
+    }
+}
+
+/// What backward needs from the forward pass.
+#[derive(Debug)]
+struct Conv2dCache {
+    x: Tensor,
+    geom: ConvGeom,
+}
+
+/// A 2-D convolution layer; see the module documentation.
+#[derive(Debug)]
+pub struct Conv2d {
+    config: Conv2dConfig,
+    /// `[c_out, c_in/groups, kh, kw]`
+    pub weight: Param,
+    /// `[c_out]`, if configured.
+    pub bias: Option<Param>,
+    cache: Option<Conv2dCache>,
+    ws: ConvWorkspace,
+}
+
+impl Conv2d {
+    /// Builds the layer with PyTorch's default initialization.
+    pub fn new(config: Conv2dConfig, rng: &mut impl Rng) -> Result<Self> {
+        config.validate()?;
+        let shape = [
+            config.c_out,
+            config.c_in / config.groups,
+            config.kernel[0],
+            config.kernel[1],
+        ];
+        let mut weight = Tensor::zeros(&shape);
+        let mut bias = config.bias.then(|| Tensor::zeros(&[config.c_out]));
+        crate::init::pytorch_default(&mut weight, bias.as_mut(), rng)?;
+        Ok(Conv2d {
+            config,
+            weight: Param::new(weight),
+            bias: bias.map(Param::new),
+            cache: None,
+            ws: ConvWorkspace::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.config
+    }
+
+    fn geom_for(&self, x: &[usize]) -> Result<(usize, ConvGeom)> {
+        let [n, _, h, w] = expect_nchw("Conv2d", x, self.config.c_in)?;
+        Ok((n, self.config.geom(h, w)?))
+    }
+}
+
+impl Layer for Conv2d {
+    fn kind(&self) -> &'static str {
+        "Conv2d"
+    }
+
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (n, g) = self.geom_for(x.shape())?;
+        let mut y = Tensor::zeros(&[n, g.c_out, g.oh, g.ow]);
+        conv2d_forward(
+            &g,
+            n,
+            x.data(),
+            self.weight.value.data(),
+            self.bias.as_ref().map(|b| b.value.data()),
+            y.data_mut(),
+            &mut self.ws,
+        )?;
+        self.cache = match mode {
+            Mode::Train => Some(Conv2dCache {
+                x: x.clone(),
+                geom: g,
+            }),
+            Mode::Eval => None,
+        };
+        Ok(y)
+    }
+
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        let cache = self.cache.as_ref().ok_or_else(|| no_cache("Conv2d"))?;
+        let g = cache.geom;
+        let n = cache.x.shape()[0];
+        check_dy("Conv2d", dy, &[n, g.c_out, g.oh, g.ow])?;
+        let mut dx = Tensor::zeros(cache.x.shape());
+        conv2d_backward(
+            &g,
+            n,
+            cache.x.data(),
+            self.weight.value.data(),
+            dy.data(),
+            Some(dx.data_mut()),
+            self.weight.grad.data_mut(),
+            self.bias.as_mut().map(|b| b.grad.data_mut()),
+            &mut self.ws,
+        )?;
+        Ok(dx)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let (n, g) = self.geom_for(input)?;
+        Ok(vec![n, g.c_out, g.oh, g.ow])
+    }
+
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
+        f(&join(prefix, "weight"), &mut self.weight);
+        if let Some(b) = self.bias.as_mut() {
+            f(&join(prefix, "bias"), b);
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Layers: an explicit forward/backward pair per layer, parameters visited by name.
+//!
+//! Every layer implements [`Layer`]: `forward(x, mode)` computes the output and, in
+//! [`Mode::Train`], keeps in a named cache what `backward` needs; `backward(dy)` returns
+//! `dx` and *adds* into the gradients of the layer's parameters (the optimizer zeroes
+//! them). Parameters and buffers are visited with their state-dict names
+//! (`layer1.0.conv1.weight`, `bn1.running_mean`), the names torchvision uses, so weights
+//! can move between strata and PyTorch.
+//!
+//! ```
+//! use strata::nn::{Layer, Mode, Sequential, Conv2d, Conv2dConfig, BatchNorm2d, Activation};
+//! use strata::Tensor;
+//! use rand::SeedableRng;
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+//! let mut net = Sequential::new()
+//!     .push("conv", Conv2d::new(Conv2dConfig::new(1, 8, 3).padding(1), &mut rng).unwrap())
+//!     .push("bn", BatchNorm2d::new(8).unwrap())
+//!     .push("act", Activation::relu());
+//! let x = Tensor::randn(&[2, 1, 5, 5], 0.0, 1.0, &mut rng);
+//! let y = net.forward(&x, Mode::Train).unwrap();
+//! assert_eq!(y.shape(), &[2, 8, 5, 5]);
+//! let dx = net.backward(&Tensor::full(y.shape(), 0.1)).unwrap();
+//! assert_eq!(dx.shape(), x.shape());
+//! assert_eq!(strata::nn::param_names(&mut net), ["conv.weight", "conv.bias", "bn.weight", "bn.bias"]);
+//! ```
+
+mod activation;
+mod channel_norm;
+mod conv2d;
+mod dropout;
+mod flatten;
+mod linear;
+mod norm;
+mod pool;
+mod residual;
+mod sequential;
+pub mod spec;
+
+pub use activation::Activation;
+pub use channel_norm::ChannelLayerNorm;
+pub use conv2d::{Conv2d, Conv2dConfig};
+pub use dropout::{Dropout, Dropout2d};
+pub use flatten::Flatten;
+pub use linear::Linear;
+pub use norm::{BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm};
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use residual::Residual;
+pub use sequential::Sequential;
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Training or evaluation behaviour, passed explicitly to every forward call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch statistics, dropout active, caches kept for backward.
+    Train,
+    /// Running statistics, dropout off, nothing cached.
+    Eval,
+}
+
+/// A learnable tensor and its accumulated gradient.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// The current value.
+    pub value: Tensor,
+    /// The gradient accumulated by `backward` since the last [`Param::zero_grad`].
+    pub grad: Tensor,
+    /// Frozen parameters are skipped by optimizers.
+    pub frozen: bool,
+}
+
+impl Param {
+    /// A parameter holding `value`, with a zero gradient.
+    pub fn new(value: Tensor) -> Self {
+        let grad = Tensor::zeros(value.shape());
+        Param {
+            value,
+            grad,
+            frozen: false,
+        }
+    }
+
+    /// Resets the gradient to zero.
+    pub fn zero_grad(&mut self) {
+        self.grad.fill(0.0);
+    }
+}
+
+/// A layer with an explicit backward pass.
+pub trait Layer: Send + std::fmt::Debug {
+    /// Short name of the layer type (`"Conv2d"`), used in errors and summaries.
+    fn kind(&self) -> &'static str;
+
+    /// Computes the output; in [`Mode::Train`] keeps what `backward` needs.
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor>;
+
+    /// Given `dy = ∂L/∂y`, returns `dx = ∂L/∂x` and adds into the parameter gradients.
+    /// Needs a preceding `forward` in [`Mode::Train`].
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor>;
+
+    /// The output shape for an input shape, or the error `forward` would give.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
+
+    /// Calls `f` with the full name and the value of every parameter.
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+
+    /// Calls `f` with the full name and the value of every buffer (non-learned state).
+    fn visit_buffers(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Tensor)) {}
+}
+
+/// `prefix.name`, or `name` alone at the top level.
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// The state-dict names of all parameters, in visiting order.
+pub fn param_names(layer: &mut dyn Layer) -> Vec<String> {
+    let mut names = vec![];
+    layer.visit_params("", &mut |name, _| names.push(name.to_string()));
+    names
+}
+
+/// The total number of learnable scalars.
+pub fn param_count(layer: &mut dyn Layer) -> usize {
+    let mut total = 0;
+    layer.visit_params("", &mut |_, p| total += p.value.len());
+    total
+}
+
+/// Sets every parameter gradient to zero.
+pub fn zero_grad(layer: &mut dyn Layer) {
+    layer.visit_params("", &mut |_, p| p.zero_grad());
+}
+
+/// The error returned by `backward` without a training forward.
+pub(crate) fn no_cache(layer: &str) -> Error {
+    Error::state(
+        layer,
+        "backward called without a preceding forward in Mode::Train; run forward(x, Mode::Train) first",
+    )
+}
+
+/// Checks that `dy` has the shape of the cached output.
+pub(crate) fn check_dy(layer: &str, dy: &Tensor, want: &[usize]) -> Result<()> {
+    if dy.shape() != want {
+        return Err(Error::shape(
+            format!("{layer}::backward"),
+            format!("dy of the output shape {want:?}"),
+            dy.shape(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a rank-4 input with `c` channels; returns `[n, c, h, w]`.
+pub(crate) fn expect_nchw(layer: &str, x: &[usize], c: usize) -> Result<[usize; 4]> {
+    match *x {
+        [n, xc, h, w] if xc == c => Ok([n, xc, h, w]),
+        _ => Err(Error::shape(layer, format!("[N, {c}, H, W]"), x)),
+    }
+}

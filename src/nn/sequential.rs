@@ -1,0 +1,97 @@
+//! `Sequential`: named layers applied in order; backward runs them in reverse.
+//!
+//! Child names become state-dict path segments: a child `"conv1"` of a container at
+//! `"layer1.0"` has its weight at `layer1.0.conv1.weight`.
+
+use super::{join, Layer, Mode, Param};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// An ordered list of named layers.
+#[derive(Debug, Default)]
+pub struct Sequential {
+    layers: Vec<(String, Box<dyn Layer>)>,
+}
+
+impl Sequential {
+    /// An empty container.
+    pub fn new() -> Self {
+        Sequential::default()
+    }
+
+    /// Appends `layer` under `name` (builder style).
+    pub fn push(mut self, name: impl Into<String>, layer: impl Layer + 'static) -> Self {
+        self.add(name, Box::new(layer));
+        self
+    }
+
+    /// Appends a boxed layer under `name`.
+    pub fn add(&mut self, name: impl Into<String>, layer: Box<dyn Layer>) {
+        self.layers.push((name.into(), layer));
+    }
+
+    /// The number of children.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// True without children.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// The children with their names.
+    pub fn children(&self) -> impl Iterator<Item = (&str, &dyn Layer)> {
+        self.layers.iter().map(|(n, l)| (n.as_str(), l.as_ref()))
+    }
+}
+
+impl Layer for Sequential {
+    fn kind(&self) -> &'static str {
+        "Sequential"
+    }
+
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let mut iter = self.layers.iter_mut();
+        let Some((_, first)) = iter.next() else {
+            return Ok(x.clone());
+        };
+        let mut h = first.forward(x, mode)?;
+        for (_, layer) in iter {
+            h = layer.forward(&h, mode)?;
+        }
+        Ok(h)
+    }
+
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        let mut iter = self.layers.iter_mut().rev();
+        let Some((_, last)) = iter.next() else {
+            return Ok(dy.clone());
+        };
+        let mut d = last.backward(dy)?;
+        for (_, layer) in iter {
+            d = layer.backward(&d)?;
+        }
+        Ok(d)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let mut s = input.to_vec();
+        for (_, layer) in &self.layers {
+            s = layer.output_shape(&s)?;
+        }
+        Ok(s)
+    }
+
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
+        for (name, layer) in &mut self.layers {
+            layer.visit_params(&join(prefix, name), f);
+        }
+    }
+
+    fn visit_buffers(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor)) {
+        for (name, layer) in &mut self.layers {
+            layer.visit_buffers(&join(prefix, name), f);
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! `Tensor`: a contiguous, row-major `f32` buffer and its shape.
+//!
+//! No views, no strides, no autodiff graph: layers compute their own backward pass
+//! (see `nn`). Shape problems are reported as [`Error::ShapeMismatch`] naming both the
+//! expected and the received shape.
+//!
+//! ```
+//! use strata::Tensor;
+//! let t = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+//! assert_eq!(t.shape(), &[2, 3]);
+//! let [rows, cols] = t.dims2("example").unwrap();
+//! assert_eq!(rows * cols, t.len());
+//! ```
+
+use crate::error::{Error, Result};
+use rand::Rng;
+use rand_distr::{Distribution, Normal, Uniform};
+
+/// A dense `f32` tensor in row-major (C) order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    data: Vec<f32>,
+    shape: Vec<usize>,
+}
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl Tensor {
+    /// A tensor of zeros.
+    pub fn zeros(shape: &[usize]) -> Self {
+        Self::full(shape, 0.0)
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: &[usize], value: f32) -> Self {
+        Tensor {
+            data: vec![value; numel(shape)],
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// Wraps `data` with `shape`; the lengths must agree.
+    pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
+        if data.len() != numel(shape) {
+            return Err(Error::shape(
+                "Tensor::from_vec",
+                format!("{} elements for shape {:?}", numel(shape), shape),
+                &[data.len()],
+            ));
+        }
+        Ok(Tensor {
+            data,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// Samples from a normal distribution `N(mean, std²)`.
+    pub fn randn(shape: &[usize], mean: f32, std: f32, rng: &mut impl Rng) -> Self {
+        let mut t = Self::zeros(shape);
+        t.fill_normal(mean, std, rng);
+        t
+    }
+
+    /// Samples uniformly from `[low, high)`.
+    pub fn rand_uniform(shape: &[usize], low: f32, high: f32, rng: &mut impl Rng) -> Self {
+        let mut t = Self::zeros(shape);
+        t.fill_uniform(low, high, rng);
+        t
+    }
+
+    /// Overwrites every element with a sample of `N(mean, std²)` (`std` ≥ 0).
+    pub fn fill_normal(&mut self, mean: f32, std: f32, rng: &mut impl Rng) {
+        match Normal::new(mean, std.max(0.0)) {
+            Ok(dist) => self.data.iter_mut().for_each(|v| *v = dist.sample(rng)),
+            Err(_) => self.data.iter_mut().for_each(|v| *v = mean),
+        }
+    }
+
+    /// Overwrites every element with a uniform sample from `[low, high)`.
+    pub fn fill_uniform(&mut self, low: f32, high: f32, rng: &mut impl Rng) {
+        match Uniform::new(low, high) {
+            Ok(dist) => self.data.iter_mut().for_each(|v| *v = dist.sample(rng)),
+            Err(_) => self.data.iter_mut().for_each(|v| *v = low),
+        }
+    }
+
+    /// Sets every element to `value`.
+    pub fn fill(&mut self, value: f32) {
+        self.data.iter_mut().for_each(|v| *v = value);
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The elements in row-major order.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The elements in row-major order, mutable.
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// Takes the elements out.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// The same elements with a new shape of equal size.
+    pub fn reshape(mut self, shape: &[usize]) -> Result<Self> {
+        if numel(shape) != self.data.len() {
+            return Err(Error::shape(
+                "Tensor::reshape",
+                format!("a shape with {} elements", self.data.len()),
+                shape,
+            ));
+        }
+        self.shape = shape.to_vec();
+        Ok(self)
+    }
+
+    /// `[N, C, H, W]` of a rank-4 tensor, or an error naming `op`.
+    pub fn dims4(&self, op: &str) -> Result<[usize; 4]> {
+        match self.shape[..] {
+            [n, c, h, w] => Ok([n, c, h, w]),
+            _ => Err(Error::shape(op, "rank 4 [N, C, H, W]", &self.shape)),
+        }
+    }
+
+    /// `[N, F]` of a rank-2 tensor, or an error naming `op`.
+    pub fn dims2(&self, op: &str) -> Result<[usize; 2]> {
+        match self.shape[..] {
+            [n, f] => Ok([n, f]),
+            _ => Err(Error::shape(op, "rank 2 [N, F]", &self.shape)),
+        }
+    }
+
+    /// Checks that `self` has exactly `shape`, naming `op` otherwise.
+    pub fn expect_shape(&self, op: &str, shape: &[usize]) -> Result<()> {
+        if self.shape != shape {
+            return Err(Error::shape(op, format!("{shape:?}"), &self.shape));
+        }
+        Ok(())
+    }
+
+    /// Adds `other` element-wise into `self`; shapes must be equal.
+    pub fn add_assign(&mut self, other: &Tensor) -> Result<()> {
+        other.expect_shape("Tensor::add_assign", &self.shape)?;
+        crate::kernels::eltwise::add_into(&mut self.data, &other.data);
+        Ok(())
+    }
+
+    /// The largest absolute element-wise difference to `other` (shapes must agree).
+    pub fn max_abs_diff(&self, other: &Tensor) -> Result<f32> {
+        other.expect_shape("Tensor::max_abs_diff", &self.shape)?;
+        Ok(self
+            .data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn from_vec_rejects_wrong_length_and_names_both_sizes() {
+        let err = Tensor::from_vec(vec![0.0; 5], &[2, 3]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("6 elements") && msg.contains("[5]"), "{msg}");
+    }
+
+    #[test]
+    fn dims4_rejects_rank_2() {
+        let t = Tensor::zeros(&[2, 3]);
+        assert!(t.dims4("conv").unwrap_err().to_string().contains("[2, 3]"));
+    }
+
+    #[test]
+    fn randn_is_seeded_and_has_the_right_moments() {
+        let mut a = rand::rngs::StdRng::seed_from_u64(7);
+        let mut b = rand::rngs::StdRng::seed_from_u64(7);
+        let x = Tensor::randn(&[10_000], 1.0, 2.0, &mut a);
+        let y = Tensor::randn(&[10_000], 1.0, 2.0, &mut b);
+        assert_eq!(x, y);
+        let mean = x.data().iter().map(|&v| v as f64).sum::<f64>() / 1e4;
+        let var = x
+            .data()
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / 1e4;
+        assert!((mean - 1.0).abs() < 0.06, "mean {mean}");
+        assert!((var.sqrt() - 2.0).abs() < 0.06, "std {}", var.sqrt());
+    }
+
+    #[test]
+    fn reshape_keeps_data_and_checks_size() {
+        let t = Tensor::from_vec((0..6).map(|v| v as f32).collect(), &[2, 3]).unwrap();
+        let r = t.clone().reshape(&[3, 2]).unwrap();
+        assert_eq!(r.data(), t.data());
+        assert!(t.reshape(&[4, 2]).is_err());
+    }
+}
