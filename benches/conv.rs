@@ -1,1 +1,59 @@
-fn main() {}
+//! Conv2d forward and backward (dx, dw, db) at batch 128 on the layer shapes of the
+//! reference models (fmnist-cnn and resnet20, see DESIGN.md). Throughput is reported in
+//! elements/s where one element is one FLOP: read "Gelem/s" as GFLOP/s. Forward is
+//! 2·MACs; backward is 4·MACs (dx and dw each cost one forward).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rand::SeedableRng;
+use std::time::Duration;
+use strata::nn::{Conv2d, Conv2dConfig, Layer, Mode};
+use strata::Tensor;
+
+const BATCH: usize = 128;
+
+/// (label, c_in, c_out, input size, kernel, stride, padding)
+const SHAPES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
+    ("fmnist_conv1_1to32_28", 1, 32, 28, 3, 1, 1),
+    ("fmnist_conv2_32to32_28", 32, 32, 28, 3, 1, 1),
+    ("fmnist_conv3_32to64_14", 32, 64, 14, 3, 1, 1),
+    ("fmnist_conv4_64to64_14", 64, 64, 14, 3, 1, 1),
+    ("resnet_stem_3to16_32", 3, 16, 32, 3, 1, 1),
+    ("resnet_s1_16to16_32", 16, 16, 32, 3, 1, 1),
+    ("resnet_s2in_16to32_32s2", 16, 32, 32, 3, 2, 1),
+    ("resnet_s2_32to32_16", 32, 32, 16, 3, 1, 1),
+    ("resnet_s2sc_1x1_16to32_s2", 16, 32, 32, 1, 2, 0),
+    ("resnet_s3_64to64_8", 64, 64, 8, 3, 1, 1),
+];
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conv2d_b128");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    for &(label, c_in, c_out, size, k, s, p) in SHAPES {
+        let cfg = Conv2dConfig::new(c_in, c_out, k)
+            .stride(s)
+            .padding(p)
+            .bias(false);
+        let mut conv = Conv2d::new(cfg, &mut rng).unwrap();
+        let x = Tensor::randn(&[BATCH, c_in, size, size], 0.0, 1.0, &mut rng);
+        let y = conv.forward(&x, Mode::Train).unwrap();
+        let [_, _, oh, ow] = y.dims4("bench").unwrap();
+        let macs = (BATCH * c_out * oh * ow * c_in * k * k) as u64;
+        let dy = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
+        g.throughput(Throughput::Elements(2 * macs));
+        g.bench_function(BenchmarkId::new("forward", label), |b| {
+            b.iter(|| conv.forward(&x, Mode::Eval).unwrap())
+        });
+        conv.forward(&x, Mode::Train).unwrap();
+        g.throughput(Throughput::Elements(4 * macs));
+        g.bench_function(BenchmarkId::new("backward", label), |b| {
+            b.iter(|| conv.backward(&dy).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

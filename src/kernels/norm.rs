@@ -305,11 +305,11 @@ pub fn channel_norm_backward(
                 }
             }
             let inv_c = 1.0 / d.c as f64;
-            for c in 0..d.c {
+            for (c, &gc) in gamma.iter().enumerate() {
                 for p in 0..d.hw {
                     let i = c * d.hw + p;
                     let xhat = ((xi[i] - mi[p]) * ri[p]) as f64;
-                    let v = gamma[c] as f64 * dyi[i] as f64 - a[p] * inv_c - xhat * b[p] * inv_c;
+                    let v = gc as f64 * dyi[i] as f64 - a[p] * inv_c - xhat * b[p] * inv_c;
                     dxi[i] = (ri[p] as f64 * v) as f32;
                 }
             }

@@ -88,6 +88,7 @@ impl NormCore {
     }
 
     /// Normalizes with the given statistics and keeps the cache in training.
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
         axes: NormAxes,

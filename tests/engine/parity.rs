@@ -32,10 +32,9 @@ fn compare(what: &str, got: &Tensor, want: &Tensor, rtol: f32, atol: f32) -> Res
     for (i, (&a, &b)) in got.data().iter().zip(want.data()).enumerate() {
         let err = (a - b).abs();
         let excess = err - (atol + rtol * b.abs());
-        if excess > 0.0 || a.is_nan() != b.is_nan() {
-            if worst.is_none_or(|w| excess > w.3) {
-                worst = Some((i, a, b, excess));
-            }
+        let bad = excess > 0.0 || a.is_nan() != b.is_nan();
+        if bad && worst.is_none_or(|w| excess > w.3) {
+            worst = Some((i, a, b, excess));
         }
     }
     match worst {
