@@ -7,7 +7,8 @@
 //! Forward, per image and group: `y_g[cg_out, oh·ow] = w_g[cg_out, kg] · col_g[kg, oh·ow]`,
 //! where `col = im2col(x)` lays each receptive field out as a column.
 //! Backward, per image and group:
-//! - `dw_g += dy_g · col_gᵀ` (partial sums per thread, combined in a fixed order),
+//! - `dw_gᵀ += col_g · dy_gᵀ` (partial sums per thread, transposed and combined in a
+//!   fixed order; the transposed product is the fast one, see `docs/conv.md`),
 //! - `dcol_g = w_gᵀ · dy_g`, then `dx = col2im(dcol)` (scatter-add of the columns),
 //! - `db[c] = Σ_{n,oh,ow} dy[n, c]`.
 //!
@@ -430,7 +431,9 @@ pub fn conv2d_backward(
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let dyi = &dy[img * y_img..(img + 1) * y_img];
-                // dw_g += dy_g · col_gᵀ
+                // dw_gᵀ[kg, cg_out] += col_g · dy_gᵀ. The transposed product keeps the
+                // long dimension (kg) in the GEMM's rows: 2–6× faster than dy_g · col_gᵀ
+                // when cg_out is small (docs/conv.md).
                 let col_ref: &[f32] = if pointwise {
                     xi
                 } else {
@@ -439,12 +442,12 @@ pub fn conv2d_backward(
                 };
                 for grp in 0..g.groups {
                     matmul(
-                        cg_out,
                         kg,
+                        cg_out,
                         ohw,
-                        &dyi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
-                        Trans::No,
                         &col_ref[grp * kg * ohw..(grp + 1) * kg * ohw],
+                        Trans::No,
+                        &dyi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
                         Trans::Yes,
                         &mut dw[grp * cg_out * kg..(grp + 1) * cg_out * kg],
                         Accumulate::Yes,
@@ -476,9 +479,17 @@ pub fn conv2d_backward(
             }
             Ok(())
         })?;
-    // Combine the per-chunk weight gradients in chunk order (reproducible).
+    // Combine the per-chunk (transposed) weight gradients in chunk order (reproducible).
     for buf in &ws.chunks[..chunks] {
-        super::eltwise::add_into(dweight, &buf.dw[..w_len]);
+        for grp in 0..g.groups {
+            let dwt = &buf.dw[grp * cg_out * kg..(grp + 1) * cg_out * kg];
+            let dst = &mut dweight[grp * cg_out * kg..(grp + 1) * cg_out * kg];
+            for (r, row) in dwt.chunks_exact(cg_out).enumerate() {
+                for (co, &v) in row.iter().enumerate() {
+                    dst[co * kg + r] += v;
+                }
+            }
+        }
     }
     Ok(())
 }
