@@ -198,22 +198,25 @@ pub fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
                 let row = (c * g.kh + i) * g.kw + j;
                 let out = &mut col[row * ohw..(row + 1) * ohw];
                 let (lo, hi) = valid_range(g.ow, g.w, sw, pw, j * dw);
-                for oy in 0..g.oh {
-                    let dst = &mut out[oy * g.ow..(oy + 1) * g.ow];
-                    let iy = (oy * sh + i * dh) as isize - ph as isize;
-                    if iy < 0 || iy >= g.h as isize || lo >= hi {
-                        dst.iter_mut().for_each(|v| *v = 0.0);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    dst[..lo].iter_mut().for_each(|v| *v = 0.0);
-                    dst[hi..].iter_mut().for_each(|v| *v = 0.0);
-                    let ix0 = lo * sw + j * dw - pw;
+                let (ylo, yhi) = valid_range(g.oh, g.h, sh, ph, i * dh);
+                if lo >= hi || ylo >= yhi {
+                    out.fill(0.0);
+                    continue;
+                }
+                out[..ylo * g.ow].fill(0.0);
+                out[yhi * g.ow..].fill(0.0);
+                let ix0 = lo * sw + j * dw - pw;
+                let n = hi - lo;
+                for (oy, dst) in out.chunks_exact_mut(g.ow).enumerate().take(yhi).skip(ylo) {
+                    let iy = oy * sh + i * dh - ph;
+                    let src = &plane[iy * g.w + ix0..];
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
                     if sw == 1 {
-                        dst[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                        dst[lo..hi].copy_from_slice(&src[..n]);
                     } else {
-                        for (k, v) in dst[lo..hi].iter_mut().enumerate() {
-                            *v = src[ix0 + k * sw];
+                        for (v, &s) in dst[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
+                            *v = s;
                         }
                     }
                 }
