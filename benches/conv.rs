@@ -1,12 +1,13 @@
-//! Conv2d forward and backward (dx, dw, db) at batch 128 on the layer shapes of the
+//! The conv2d kernels, forward and backward (dx and dw), at batch 128 on the layer shapes of the
 //! reference models (fmnist-cnn and resnet20, see DESIGN.md). Throughput is reported in
 //! elements/s where one element is one FLOP: read "Gelem/s" as GFLOP/s. Forward is
-//! 2·MACs; backward is 4·MACs (dx and dw each cost one forward).
+//! 2·MACs; backward is 4·MACs (dx and dw each cost one forward). Buffers are allocated
+//! once, outside the timed loop, as a layer keeps them between steps.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::SeedableRng;
 use std::time::Duration;
-use strata::nn::{Conv2d, Conv2dConfig, Layer, Mode};
+use strata::kernels::conv::{conv2d_backward, conv2d_forward, ConvGeom, ConvWorkspace};
 use strata::Tensor;
 
 const BATCH: usize = 128;
@@ -32,24 +33,38 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     for &(label, c_in, c_out, size, k, s, p) in SHAPES {
-        let cfg = Conv2dConfig::new(c_in, c_out, k)
-            .stride(s)
-            .padding(p)
-            .bias(false);
-        let mut conv = Conv2d::new(cfg, &mut rng).unwrap();
+        let geom =
+            ConvGeom::new(c_in, size, size, c_out, (k, k), (s, s), (p, p), (1, 1), 1).unwrap();
         let x = Tensor::randn(&[BATCH, c_in, size, size], 0.0, 1.0, &mut rng);
-        let y = conv.forward(&x, Mode::Train).unwrap();
-        let [_, _, oh, ow] = y.dims4("bench").unwrap();
-        let macs = (BATCH * c_out * oh * ow * c_in * k * k) as u64;
-        let dy = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
+        let w = Tensor::randn(&[c_out, c_in, k, k], 0.0, 0.1, &mut rng);
+        let mut y = vec![0.0f32; BATCH * c_out * geom.ohw()];
+        let dy = Tensor::randn(&[BATCH, c_out, geom.oh, geom.ow], 0.0, 1.0, &mut rng);
+        let mut dx = vec![0.0f32; x.len()];
+        let mut dw = vec![0.0f32; w.len()];
+        let mut ws = ConvWorkspace::default();
+        let macs = (BATCH * geom.macs_per_image()) as u64;
         g.throughput(Throughput::Elements(2 * macs));
         g.bench_function(BenchmarkId::new("forward", label), |b| {
-            b.iter(|| conv.forward(&x, Mode::Eval).unwrap())
+            b.iter(|| {
+                conv2d_forward(&geom, BATCH, x.data(), w.data(), None, &mut y, &mut ws).unwrap()
+            })
         });
-        conv.forward(&x, Mode::Train).unwrap();
         g.throughput(Throughput::Elements(4 * macs));
         g.bench_function(BenchmarkId::new("backward", label), |b| {
-            b.iter(|| conv.backward(&dy).unwrap())
+            b.iter(|| {
+                conv2d_backward(
+                    &geom,
+                    BATCH,
+                    x.data(),
+                    w.data(),
+                    dy.data(),
+                    Some(&mut dx),
+                    &mut dw,
+                    None,
+                    &mut ws,
+                )
+                .unwrap()
+            })
         });
     }
     g.finish();
