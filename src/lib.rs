@@ -18,7 +18,9 @@ pub mod error;
 pub mod init;
 pub mod kernels;
 pub mod loss;
+pub mod models;
 pub mod nn;
+pub mod summary;
 pub mod tensor;
 
 pub use error::{Error, Result};

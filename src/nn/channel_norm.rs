@@ -123,6 +123,10 @@ impl Layer for ChannelLayerNorm {
         Ok(input.to_vec())
     }
 
+    fn own_param_count(&self) -> usize {
+        2 * self.channels
+    }
+
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         f(&join(prefix, "weight"), &mut self.weight);
         f(&join(prefix, "bias"), &mut self.bias);

@@ -12,7 +12,7 @@
 //! `U(−1/√fan_in, 1/√fan_in)` for weight and bias. The kernels are in
 //! [`crate::kernels::conv`].
 
-use super::{check_dy, expect_nchw, join, no_cache, Layer, Mode, Param};
+use super::{check_dy, expect_nchw, join, no_cache, Layer, Mode, Param, Receptive};
 use crate::error::{Error, Result};
 use crate::kernels::conv::{conv2d_backward, conv2d_forward, ConvGeom, ConvWorkspace};
 use crate::tensor::Tensor;
@@ -241,6 +241,26 @@ impl Layer for Conv2d {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let (n, g) = self.geom_for(input)?;
         Ok(vec![n, g.c_out, g.oh, g.ow])
+    }
+
+    fn receptive(&self) -> Receptive {
+        let c = &self.config;
+        Receptive::Window {
+            kernel: (c.kernel[0], c.kernel[1]),
+            stride: (c.stride[0], c.stride[1]),
+            dilation: (c.dilation[0], c.dilation[1]),
+        }
+    }
+
+    fn macs(&self, input: &[usize]) -> u64 {
+        match self.geom_for(input) {
+            Ok((n, g)) => (n * g.macs_per_image()) as u64,
+            Err(_) => 0,
+        }
+    }
+
+    fn own_param_count(&self) -> usize {
+        self.weight.value.len() + self.bias.as_ref().map_or(0, |b| b.value.len())
     }
 
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {

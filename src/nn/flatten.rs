@@ -1,7 +1,7 @@
 //! `Flatten`: `[N, d1, d2, ...] -> [N, d1·d2·...]` (PyTorch's `torch.flatten(x, 1)`).
 //! A reshape: the data are not moved; backward reshapes `dy` back.
 
-use super::{check_dy, no_cache, Layer, Mode};
+use super::{check_dy, no_cache, Layer, Mode, Receptive};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -33,6 +33,10 @@ impl Layer for Flatten {
         let s = self.x_shape.as_ref().ok_or_else(|| no_cache("Flatten"))?;
         check_dy("Flatten", dy, &self.output_shape(s)?)?;
         dy.clone().reshape(s)
+    }
+
+    fn receptive(&self) -> Receptive {
+        Receptive::Global
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {

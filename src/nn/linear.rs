@@ -149,6 +149,16 @@ impl Layer for Linear {
         Ok(vec![self.check(input)?, self.out_features])
     }
 
+    fn macs(&self, input: &[usize]) -> u64 {
+        input
+            .first()
+            .map_or(0, |&n| (n * self.in_features * self.out_features) as u64)
+    }
+
+    fn own_param_count(&self) -> usize {
+        self.weight.value.len() + self.bias.as_ref().map_or(0, |b| b.value.len())
+    }
+
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         f(&join(prefix, "weight"), &mut self.weight);
         if let Some(b) = self.bias.as_mut() {

@@ -43,8 +43,8 @@ pub use dropout::{Dropout, Dropout2d};
 pub use flatten::Flatten;
 pub use linear::Linear;
 pub use norm::{BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm};
-pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
-pub use residual::Residual;
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolConfig};
+pub use residual::{Residual, Skip};
 pub use sequential::Sequential;
 
 use crate::error::{Error, Result};
@@ -107,6 +107,45 @@ pub trait Layer: Send + std::fmt::Debug {
 
     /// Calls `f` with the full name and the value of every buffer (non-learned state).
     fn visit_buffers(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Tensor)) {}
+
+    /// Named sub-layers of a container (empty for a leaf layer).
+    fn children(&self) -> Vec<(&str, &dyn Layer)> {
+        vec![]
+    }
+
+    /// How the layer widens the receptive field (for summaries).
+    fn receptive(&self) -> Receptive {
+        Receptive::Pointwise
+    }
+
+    /// Multiply-adds of one forward pass at `input` (convolutions and linear layers; other
+    /// layers count 0, as in the usual MAC tables).
+    fn macs(&self, _input: &[usize]) -> u64 {
+        0
+    }
+
+    /// Learnable scalars of this layer alone (not counting children).
+    fn own_param_count(&self) -> usize {
+        0
+    }
+}
+
+/// How one layer maps input positions to output positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receptive {
+    /// Each output sees the same position of its input (activations, norms, 1×1 maps).
+    Pointwise,
+    /// A sliding window: kernel `(kh, kw)`, stride, dilation.
+    Window {
+        /// Kernel size.
+        kernel: (usize, usize),
+        /// Stride.
+        stride: (usize, usize),
+        /// Dilation.
+        dilation: (usize, usize),
+    },
+    /// Every output sees the whole input plane (global or adaptive pooling, flatten).
+    Global,
 }
 
 /// `prefix.name`, or `name` alone at the top level.

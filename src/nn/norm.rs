@@ -158,6 +158,11 @@ impl NormCore {
         Ok(dx)
     }
 
+    fn param_count(&self) -> usize {
+        self.weight.as_ref().map_or(0, |p| p.value.len())
+            + self.bias.as_ref().map_or(0, |p| p.value.len())
+    }
+
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         if let Some(w) = self.weight.as_mut() {
             f(&join(prefix, "weight"), w);
@@ -262,6 +267,10 @@ impl Layer for BatchNorm2d {
         self.core.visit_params(prefix, f);
     }
 
+    fn own_param_count(&self) -> usize {
+        self.core.param_count()
+    }
+
     fn visit_buffers(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor)) {
         f(&join(prefix, "running_mean"), &mut self.running_mean);
         f(&join(prefix, "running_var"), &mut self.running_var);
@@ -337,6 +346,9 @@ macro_rules! sample_norm_layer {
             }
             fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
                 self.0.core.visit_params(prefix, f);
+            }
+            fn own_param_count(&self) -> usize {
+                self.0.core.param_count()
             }
         }
     };

@@ -11,7 +11,7 @@
 //! Shapes: `x: [N, C, H, W] -> y: [N, C, OH, OW]`. Match `torch.nn.MaxPool2d`,
 //! `AvgPool2d` (without `divisor_override`) and `AdaptiveAvgPool2d`.
 
-use super::{check_dy, no_cache, Layer, Mode};
+use super::{check_dy, no_cache, Layer, Mode, Receptive};
 use crate::error::{Error, Result};
 use crate::kernels::pool::{self, PoolGeom};
 use crate::tensor::Tensor;
@@ -80,6 +80,15 @@ impl PoolConfig {
             (self.dilation[0], self.dilation[1]),
             self.ceil_mode,
         )
+    }
+
+    fn receptive(&self) -> Receptive {
+        let s = self.stride.unwrap_or(self.kernel);
+        Receptive::Window {
+            kernel: (self.kernel[0], self.kernel[1]),
+            stride: (s[0], s[1]),
+            dilation: (self.dilation[0], self.dilation[1]),
+        }
     }
 
     fn validate(&self, op: &str) -> Result<()> {
@@ -169,6 +178,10 @@ impl Layer for MaxPool2d {
         Ok(dx)
     }
 
+    fn receptive(&self) -> Receptive {
+        self.config.receptive()
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let [n, c, h, w] = rank4("MaxPool2d", input)?;
         let g = self.config.geom("MaxPool2d", h, w)?;
@@ -221,6 +234,10 @@ impl Layer for AvgPool2d {
         let mut dx = Tensor::zeros(s);
         pool::avg_pool_backward(g, self.config.count_include_pad, dy.data(), dx.data_mut());
         Ok(dx)
+    }
+
+    fn receptive(&self) -> Receptive {
+        self.config.receptive()
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -298,6 +315,14 @@ impl Layer for AdaptiveAvgPool2d {
         let mut dx = Tensor::zeros(s);
         pool::adaptive_avg_backward((s[2], s[3]), (oh, ow), dy.data(), dx.data_mut());
         Ok(dx)
+    }
+
+    fn receptive(&self) -> Receptive {
+        if self.output == [1, 1] {
+            Receptive::Global
+        } else {
+            Receptive::Pointwise
+        }
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {

@@ -1,40 +1,66 @@
-//! `Residual`: `y = body(x) + shortcut(x)`, the building block of ResNet.
+//! `Residual`: `y = post(body(x) + skip(x))`, the building block of ResNet.
 //!
-//! Where: `shortcut` is the identity, or a projection (1×1 conv + norm in ResNet) when
-//! the body changes the shape. Backward: `dx = body'(dy) + shortcut'(dy)` — the identity
-//! path hands `dy` straight to earlier layers, which is why deep residual networks
-//! train where plain ones degrade (He et al. 2015, arXiv:1512.03385).
+//! Where: `skip` is the identity, a projection (1×1 conv + norm in ResNet) when the body
+//! changes the shape, or absent — a *plain* block, the same layers without the shortcut,
+//! for the lecture's degradation experiment. `post` is an optional activation after the
+//! sum (ReLU in ResNet). Backward: `dx = body'(post'(dy)) + skip'(post'(dy))` — the
+//! identity path hands the gradient straight to earlier layers, which is why deep
+//! residual networks train where plain ones degrade (He et al. 2015, arXiv:1512.03385).
 //!
 //! The body's children are named directly under the block (`layer1.0.conv1.weight`),
 //! the projection under `downsample` (`layer1.0.downsample.0.weight`), as in
-//! torchvision. The activation after the sum belongs to the enclosing `Sequential`.
+//! torchvision.
 
-use super::{join, Layer, Mode, Param, Sequential};
+use super::{join, Activation, Layer, Mode, Param, Sequential};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-/// A residual block.
+/// The shortcut of a residual block.
+#[derive(Debug)]
+pub enum Skip {
+    /// `x` itself.
+    Identity,
+    /// A learned projection (named `downsample`).
+    Projection(Sequential),
+    /// No shortcut: a plain block.
+    None,
+}
+
+/// A residual (or plain) block.
 #[derive(Debug)]
 pub struct Residual {
     body: Sequential,
-    shortcut: Option<Sequential>,
+    skip: Skip,
+    post: Option<Activation>,
 }
 
 impl Residual {
     /// `body(x) + x`.
     pub fn identity(body: Sequential) -> Self {
-        Residual {
-            body,
-            shortcut: None,
-        }
+        Self::new(body, Skip::Identity, None)
     }
 
     /// `body(x) + projection(x)`.
     pub fn projected(body: Sequential, projection: Sequential) -> Self {
-        Residual {
-            body,
-            shortcut: Some(projection),
-        }
+        Self::new(body, Skip::Projection(projection), None)
+    }
+
+    /// `post(body(x) + skip(x))`, `post` optional.
+    pub fn new(body: Sequential, skip: Skip, post: Option<Activation>) -> Self {
+        Residual { body, skip, post }
+    }
+
+    /// The shortcut.
+    pub fn skip(&self) -> &Skip {
+        &self.skip
+    }
+
+    fn mismatch(body: &[usize], skip: &[usize]) -> Error {
+        Error::shape(
+            "Residual",
+            format!("a shortcut of the body's output shape {body:?} (add a projection)"),
+            skip,
+        )
     }
 }
 
@@ -45,59 +71,75 @@ impl Layer for Residual {
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut y = self.body.forward(x, mode)?;
-        let s = match self.shortcut.as_mut() {
-            Some(p) => p.forward(x, mode)?,
-            None => x.clone(),
+        let s = match &mut self.skip {
+            Skip::Projection(p) => Some(p.forward(x, mode)?),
+            Skip::Identity => None,
+            Skip::None => {
+                return match self.post.as_mut() {
+                    Some(a) => a.forward(&y, mode),
+                    None => Ok(y),
+                }
+            }
         };
+        let s = s.as_ref().unwrap_or(x);
         if s.shape() != y.shape() {
-            return Err(Error::shape(
-                "Residual",
-                format!(
-                    "a shortcut of the body's output shape {:?} (add a projection)",
-                    y.shape()
-                ),
-                s.shape(),
-            ));
+            return Err(Self::mismatch(y.shape(), s.shape()));
         }
-        y.add_assign(&s)?;
-        Ok(y)
+        y.add_assign(s)?;
+        match self.post.as_mut() {
+            Some(a) => a.forward(&y, mode),
+            None => Ok(y),
+        }
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let mut dx = self.body.backward(dy)?;
-        match self.shortcut.as_mut() {
-            Some(p) => dx.add_assign(&p.backward(dy)?)?,
-            None => dx.add_assign(dy)?,
+        let dsum = match self.post.as_mut() {
+            Some(a) => a.backward(dy)?,
+            None => dy.clone(),
+        };
+        let mut dx = self.body.backward(&dsum)?;
+        match &mut self.skip {
+            Skip::Projection(p) => dx.add_assign(&p.backward(&dsum)?)?,
+            Skip::Identity => dx.add_assign(&dsum)?,
+            Skip::None => {}
         }
         Ok(dx)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let out = self.body.output_shape(input)?;
-        let s = match &self.shortcut {
-            Some(p) => p.output_shape(input)?,
-            None => input.to_vec(),
+        let s = match &self.skip {
+            Skip::Projection(p) => p.output_shape(input)?,
+            Skip::Identity => input.to_vec(),
+            Skip::None => return Ok(out),
         };
         if s != out {
-            return Err(Error::shape(
-                "Residual",
-                format!("a shortcut of the body's output shape {out:?} (add a projection)"),
-                &s,
-            ));
+            return Err(Self::mismatch(&out, &s));
         }
         Ok(out)
     }
 
+    fn children(&self) -> Vec<(&str, &dyn Layer)> {
+        let mut c = self.body.children();
+        if let Skip::Projection(p) = &self.skip {
+            c.push(("downsample", p as &dyn Layer));
+        }
+        if let Some(a) = &self.post {
+            c.push(("post", a as &dyn Layer));
+        }
+        c
+    }
+
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         self.body.visit_params(prefix, f);
-        if let Some(p) = self.shortcut.as_mut() {
+        if let Skip::Projection(p) = &mut self.skip {
             p.visit_params(&join(prefix, "downsample"), f);
         }
     }
 
     fn visit_buffers(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor)) {
         self.body.visit_buffers(prefix, f);
-        if let Some(p) = self.shortcut.as_mut() {
+        if let Skip::Projection(p) = &mut self.skip {
             p.visit_buffers(&join(prefix, "downsample"), f);
         }
     }

@@ -39,11 +39,6 @@ impl Sequential {
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }
-
-    /// The children with their names.
-    pub fn children(&self) -> impl Iterator<Item = (&str, &dyn Layer)> {
-        self.layers.iter().map(|(n, l)| (n.as_str(), l.as_ref()))
-    }
 }
 
 impl Layer for Sequential {
@@ -81,6 +76,13 @@ impl Layer for Sequential {
             s = layer.output_shape(&s)?;
         }
         Ok(s)
+    }
+
+    fn children(&self) -> Vec<(&str, &dyn Layer)> {
+        self.layers
+            .iter()
+            .map(|(n, l)| (n.as_str(), l.as_ref()))
+            .collect()
     }
 
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {

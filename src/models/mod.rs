@@ -1,0 +1,309 @@
+//! The lecture's architectures as configurable builders, found by name.
+//!
+//! - `fmnist-cnn`: the small Fashion-MNIST network of DESIGN.md (4 convs, 2 pools, linear).
+//! - `vgg11|13|16|19[-bn]`: stacked 3×3 convolutions (Simonyan & Zisserman 2014); the
+//!   torchvision ImageNet head for inputs ≥ 128 px, a compact head (global pool + linear)
+//!   for small inputs such as CIFAR's 32×32.
+//! - `resnet20|32|44|56|110`: the CIFAR ResNets of He et al. 2015 (BasicBlocks at
+//!   16/32/64 channels, projection shortcuts where the shape changes);
+//!   `plain20|32|44|56|110`: the same networks without the shortcuts.
+//! - `resnet18|34|50`: the ImageNet ResNets (torchvision layout and names).
+//!
+//! Parameter and buffer names are torchvision's, so state dicts move between the two.
+//!
+//! ```
+//! let mut m = strata::models::build("resnet20", None).unwrap();
+//! assert_eq!(strata::nn::param_count(&mut m), 272_474);
+//! ```
+
+mod config;
+mod resnet;
+mod small;
+mod vgg;
+
+pub use config::{ActKind, InitScheme, ModelConfig, NormKind};
+
+use crate::error::{Error, Result};
+use crate::nn::{
+    Activation, BatchNorm2d, Conv2d, Conv2dConfig, GroupNorm, InstanceNorm2d, Layer, LayerNorm,
+    Linear, Mode, Param, Receptive, Sequential,
+};
+use crate::tensor::Tensor;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// A named model: its configuration and its layers.
+#[derive(Debug)]
+pub struct Model {
+    /// Registry name (`resnet20`).
+    pub name: String,
+    /// The configuration it was built with.
+    pub config: ModelConfig,
+    /// The layers.
+    pub net: Sequential,
+}
+
+impl Model {
+    /// The input shape of one image, `[C, H, W]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        [
+            self.config.in_channels,
+            self.config.input_size[0],
+            self.config.input_size[1],
+        ]
+    }
+}
+
+impl Layer for Model {
+    fn kind(&self) -> &'static str {
+        "Model"
+    }
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.net.forward(x, mode)
+    }
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        self.net.backward(dy)
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.net.output_shape(input)
+    }
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
+        self.net.visit_params(prefix, f)
+    }
+    fn visit_buffers(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor)) {
+        self.net.visit_buffers(prefix, f)
+    }
+    fn children(&self) -> Vec<(&str, &dyn Layer)> {
+        self.net.children()
+    }
+    fn receptive(&self) -> Receptive {
+        Receptive::Pointwise
+    }
+}
+
+/// A registry entry.
+pub struct ModelInfo {
+    /// Name used on the command line.
+    pub name: &'static str,
+    /// One line for `strata models`.
+    pub description: &'static str,
+}
+
+/// Every model name, with a description.
+pub fn catalog() -> Vec<ModelInfo> {
+    let mut v = vec![ModelInfo {
+        name: "fmnist-cnn",
+        description: "4 conv (32,32,64,64) + BN + ReLU, 2 max-pools, linear; 1x28x28 (DESIGN.md reference model)",
+    }];
+    for (name, description) in vgg::CATALOG.iter().chain(resnet::CATALOG) {
+        v.push(ModelInfo { name, description });
+    }
+    v
+}
+
+/// The default configuration of a model (torchvision's for the ImageNet ones).
+pub fn default_config(name: &str) -> Result<ModelConfig> {
+    let base = ModelConfig {
+        classes: 10,
+        in_channels: 3,
+        input_size: [32, 32],
+        width: 1.0,
+        norm: NormKind::Batch,
+        activation: ActKind::Relu,
+        dropout: 0.0,
+        init: InitScheme::KaimingNormal,
+        seed: 0,
+    };
+    let imagenet = ModelConfig {
+        classes: 1000,
+        input_size: [224, 224],
+        ..base.clone()
+    };
+    Ok(match name {
+        "fmnist-cnn" => ModelConfig {
+            in_channels: 1,
+            input_size: [28, 28],
+            ..base
+        },
+        n if n.starts_with("vgg") && vgg::depth(n).is_some() => {
+            let norm = if n.contains("-bn") {
+                NormKind::Batch
+            } else {
+                NormKind::None
+            };
+            if n.contains("cifar") {
+                ModelConfig { norm, ..base }
+            } else {
+                ModelConfig {
+                    norm,
+                    dropout: 0.5,
+                    ..imagenet
+                }
+            }
+        }
+        "resnet18" | "resnet34" | "resnet50" => imagenet,
+        n if resnet::cifar_depth(n).is_some() => base,
+        _ => return Err(unknown(name)),
+    })
+}
+
+fn unknown(name: &str) -> Error {
+    let names: Vec<&str> = catalog().iter().map(|m| m.name).collect();
+    Error::config(
+        "models",
+        "name",
+        format!("unknown model `{name}`; known: {}", names.join(", ")),
+    )
+}
+
+/// Builds a model by name, from `config` or the model's default configuration.
+pub fn build(name: &str, config: Option<ModelConfig>) -> Result<Model> {
+    let config = match config {
+        Some(c) => c,
+        None => default_config(name)?,
+    };
+    config.validate()?;
+    let mut b = Builder::new(&config);
+    let net = match name {
+        "fmnist-cnn" => small::fmnist_cnn(&mut b)?,
+        n if vgg::depth(n).is_some() => vgg::build(&mut b, n)?,
+        n => resnet::build(&mut b, n).ok_or_else(|| unknown(n))??,
+    };
+    // Check the whole chain of shapes once, so a bad input size fails here.
+    let input = [
+        1,
+        config.in_channels,
+        config.input_size[0],
+        config.input_size[1],
+    ];
+    let out = net.output_shape(&input)?;
+    if out != [1, config.classes] {
+        return Err(Error::shape(
+            name,
+            format!("logits [1, {}]", config.classes),
+            &out,
+        ));
+    }
+    Ok(Model {
+        name: name.to_string(),
+        config,
+        net,
+    })
+}
+
+/// Shared helpers of the builders: layers made with the model's norm, activation and
+/// initialization.
+pub(crate) struct Builder<'a> {
+    pub cfg: &'a ModelConfig,
+    rng: StdRng,
+}
+
+impl<'a> Builder<'a> {
+    fn new(cfg: &'a ModelConfig) -> Self {
+        Builder {
+            cfg,
+            rng: StdRng::seed_from_u64(cfg.seed),
+        }
+    }
+
+    /// Width-scaled channel count.
+    pub fn ch(&self, c: usize) -> usize {
+        self.cfg.channels(c)
+    }
+
+    /// A `k×k` convolution; `bias` is forced on when the model has no normalization.
+    pub fn conv(
+        &mut self,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+    ) -> Result<Conv2d> {
+        let bias = bias || self.cfg.norm == NormKind::None;
+        let mut conv = Conv2d::new(
+            Conv2dConfig::new(c_in, c_out, k)
+                .stride(stride)
+                .padding(pad)
+                .bias(bias),
+            &mut self.rng,
+        )?;
+        let b = conv.bias.as_mut().map(|p| &mut p.value);
+        self.cfg.init.apply(
+            self.cfg.activation,
+            &mut conv.weight.value,
+            b,
+            &mut self.rng,
+        )?;
+        Ok(conv)
+    }
+
+    /// The configured normalization over `c` channels, if any.
+    pub fn norm(&self, c: usize) -> Result<Option<Box<dyn Layer>>> {
+        Ok(match self.cfg.norm {
+            NormKind::Batch => Some(Box::new(BatchNorm2d::new(c)?)),
+            NormKind::Group(g) => Some(Box::new(GroupNorm::new(g, c)?)),
+            NormKind::Layer => Some(Box::new(LayerNorm::new(c)?)),
+            NormKind::Instance => Some(Box::new(InstanceNorm2d::new(c)?)),
+            NormKind::None => None,
+        })
+    }
+
+    /// The configured activation.
+    pub fn act(&self) -> Activation {
+        Activation::new(self.cfg.activation.act())
+    }
+
+    /// A linear layer with PyTorch's default initialization.
+    pub fn linear(&mut self, fin: usize, fout: usize) -> Result<Linear> {
+        Linear::new(fin, fout, true, &mut self.rng)
+    }
+
+    /// A dropout layer with a seed derived from the model's.
+    pub fn dropout(&mut self, p: f32) -> Result<crate::nn::Dropout> {
+        crate::nn::Dropout::new(p, rand::Rng::random(&mut self.rng))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cataloged_model_builds_with_its_defaults_except_the_huge_ones() {
+        for m in catalog() {
+            if [
+                "vgg16", "vgg19", "vgg16-bn", "vgg19-bn", "vgg13", "vgg13-bn", "vgg11", "vgg11-bn",
+                "resnet50", "resnet34",
+            ]
+            .contains(&m.name)
+            {
+                continue; // built in the integration tests (large allocations)
+            }
+            let model = build(m.name, None).unwrap_or_else(|e| panic!("{}: {e}", m.name));
+            assert_eq!(model.name, m.name);
+        }
+        assert!(build("resnet21", None)
+            .unwrap_err()
+            .to_string()
+            .contains("resnet20"));
+    }
+
+    #[test]
+    fn config_strings_parse_and_bad_ones_say_what_is_allowed() {
+        assert_eq!("group:8".parse::<NormKind>().unwrap(), NormKind::Group(8));
+        assert!("group:0".parse::<NormKind>().is_err());
+        assert!("batchy"
+            .parse::<NormKind>()
+            .unwrap_err()
+            .to_string()
+            .contains("group:G"));
+        assert_eq!(
+            "normal:0.01".parse::<InitScheme>().unwrap(),
+            InitScheme::Normal(0.01)
+        );
+        assert!("normal:-1".parse::<InitScheme>().is_err());
+        assert_eq!("gelu".parse::<ActKind>().unwrap(), ActKind::Gelu);
+    }
+}
