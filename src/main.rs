@@ -1,10 +1,19 @@
 //! The `strata` command-line tool.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// strata: train and inspect convolutional networks on the CPU.
+///
+/// Examples:
+///   strata models                          list the architectures
+///   strata summary resnet20                per-layer shapes, parameters, MACs, receptive fields
+///   strata summary vgg16 --input 3x224x224
+///   strata summary resnet56 --norm group:8 --width 0.5
 #[derive(Parser, Debug)]
-#[command(name = "strata", version, about, long_about = None)]
+#[command(name = "strata", version, about, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -12,17 +21,33 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// List the model architectures strata can build.
+    Models,
+    /// Show a model's layers: output shape, parameters, multiply-adds, receptive field.
+    Summary(cli::models::SummaryArgs),
     /// List the layers strata implements, with their PyTorch equivalents.
     Layers,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match &cli.command {
+        Command::Models => cli::models::list(),
+        Command::Summary(args) => cli::models::summary(args),
         Command::Layers => {
-            for (name, torch) in LAYERS {
-                println!("{name:<20} {torch}");
-            }
+            let text: String = LAYERS
+                .iter()
+                .map(|(n, t)| format!("{n:<20} {t}\n"))
+                .collect();
+            cli::models::out(&text)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // Bad input (a name, a value, a file) is a usage error.
+            ExitCode::from(2)
         }
     }
 }

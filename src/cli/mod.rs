@@ -1,0 +1,3 @@
+//! The `strata` command-line tool's subcommands (the binary's own modules).
+
+pub mod models;
