@@ -60,7 +60,11 @@ pub fn load(path: &Path) -> Result<Fixture, String> {
         .as_ref()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    if meta.get("format").map(String::as_str) != Some("strata-fixture-v1") {
+    let format = meta.get("format").map(String::as_str);
+    if !matches!(
+        format,
+        Some("strata-fixture-v1" | "strata-model-fixture-v1")
+    ) {
         return Err(format!(
             "{name}: not a strata-fixture-v1 file; {REGENERATE}"
         ));

@@ -4,4 +4,5 @@
 mod errors;
 mod fixtures;
 mod gradcheck;
+mod models;
 mod parity;

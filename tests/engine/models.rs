@@ -1,0 +1,229 @@
+//! Whole models against PyTorch: the registry (parameter counts, multiply-adds by an
+//! independent count, every state-dict key and shape) and one training step of
+//! resnet20 and vgg11-bn-cifar (logits, loss, every gradient, running statistics), plus
+//! torchvision's resnet18 forward. Fixtures: `tools/make_model_fixtures.py`.
+
+use crate::fixtures::{load, REGENERATE};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use strata::checkpoint::state_dict;
+use strata::loss::CrossEntropy;
+use strata::models::{self, Model};
+use strata::nn::{Layer, Mode};
+use strata::Tensor;
+
+fn dir() -> PathBuf {
+    crate::fixtures::dir().join("models")
+}
+
+/// The deterministic parameters of `tools/torch_models.py::formula_state`.
+fn set_formula_state(model: &mut Model) {
+    let names: Vec<String> = state_dict(model).into_keys().collect(); // sorted, as in Python
+    let index: BTreeMap<String, usize> =
+        names.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+    let fill = |name: &str, t: &mut Tensor| {
+        let ti = index[name] as f64;
+        let fan_in: usize = t.shape().iter().skip(1).product();
+        let rank = t.shape().len();
+        for (i, v) in t.data_mut().iter_mut().enumerate() {
+            let b = (0.7 * i as f64 + 1.3 * ti).sin();
+            let x = if name.ends_with("num_batches_tracked") {
+                0.0
+            } else if name.ends_with("running_mean") {
+                0.1 * b
+            } else if name.ends_with("running_var") {
+                1.0 + 0.5 * b.abs()
+            } else if name.ends_with("weight") && rank >= 2 {
+                2.0 * b / (fan_in as f64).sqrt()
+            } else if name.ends_with("weight") {
+                1.0 + 0.2 * b
+            } else {
+                0.1 * b
+            };
+            *v = x as f32;
+        }
+    };
+    model.visit_params("", &mut |n, p| fill(n, &mut p.value));
+    model.visit_buffers("", &mut |n, b| fill(n, b));
+}
+
+/// Whole-model tolerance: 1e-4 relative per element, with an absolute floor of 1e-4 of
+/// the tensor's largest magnitude (twenty layers of f32 sums in different orders; a
+/// wrong layer is off by far more), and of 1e-6 for gradients that are exactly zero in
+/// exact arithmetic (a conv bias followed by BatchNorm: both sides return ~1e-8 noise).
+fn close(what: &str, got: &Tensor, want: &Tensor) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!(
+            "{what}: shape {:?}, PyTorch {:?}",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    let scale = want.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (i, (&a, &b)) in got.data().iter().zip(want.data()).enumerate() {
+        if (a - b).abs() > 1e-4 * b.abs() + 1e-4 * scale + 1e-6 || a.is_nan() {
+            return Err(format!(
+                "{what}[{i}]: strata {a}, PyTorch {b} (scale {scale})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_model_matches_pytorch_in_parameters_macs_and_state_dict_names() {
+    let path = dir().join("registry.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; {REGENERATE}", path.display()));
+    let registry: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let registry = registry.as_object().unwrap();
+    let mut failures = vec![];
+    for info in models::catalog() {
+        let Some(want) = registry.get(info.name) else {
+            failures.push(format!("{}: not in registry.json; {REGENERATE}", info.name));
+            continue;
+        };
+        let mut model = models::build(info.name, None).unwrap();
+        let params = strata::nn::param_count(&mut model) as u64;
+        if Some(params) != want["params"].as_u64() {
+            failures.push(format!(
+                "{}: {params} parameters, PyTorch {}",
+                info.name, want["params"]
+            ));
+        }
+        let summary = strata::summary::summarize(&model, &model.input_shape()).unwrap();
+        if Some(summary.macs) != want["macs"].as_u64() {
+            failures.push(format!(
+                "{}: {} MACs, PyTorch {}",
+                info.name, summary.macs, want["macs"]
+            ));
+        }
+        let ours: BTreeMap<String, Vec<u64>> = state_dict(&mut model)
+            .into_iter()
+            .map(|(k, t)| {
+                let shape = if k.ends_with("num_batches_tracked") {
+                    vec![]
+                } else {
+                    t.shape().iter().map(|&d| d as u64).collect()
+                };
+                (k, shape)
+            })
+            .collect();
+        let theirs: BTreeMap<String, Vec<u64>> = want["state_dict"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|d| d.as_u64().unwrap())
+                        .collect(),
+                )
+            })
+            .collect();
+        if ours != theirs {
+            let only_ours: Vec<_> = ours
+                .keys()
+                .filter(|k| !theirs.contains_key(*k))
+                .take(3)
+                .collect();
+            let only_theirs: Vec<_> = theirs
+                .keys()
+                .filter(|k| !ours.contains_key(*k))
+                .take(3)
+                .collect();
+            let shape: Vec<_> = ours
+                .iter()
+                .filter(|(k, s)| theirs.get(*k).is_some_and(|t| t != *s))
+                .take(3)
+                .collect();
+            failures.push(format!("{}: state dict differs: only strata {only_ours:?}, only PyTorch {only_theirs:?}, shapes {shape:?}", info.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn check_train_step(name: &str) -> Result<(), String> {
+    let fx = load(&dir().join(format!("train_step_{name}.safetensors")))?;
+    let width: f32 = fx
+        .meta("width")?
+        .parse()
+        .map_err(|e| format!("width: {e}"))?;
+    let mut cfg = models::default_config(name).map_err(|e| e.to_string())?;
+    cfg.width = width;
+    let mut model = models::build(name, Some(cfg)).map_err(|e| e.to_string())?;
+    set_formula_state(&mut model);
+    let x = fx.get("x")?;
+    let targets: Vec<usize> = fx
+        .get("target")?
+        .data()
+        .iter()
+        .map(|&t| t as usize)
+        .collect();
+    let logits = model.forward(x, Mode::Train).map_err(|e| e.to_string())?;
+    close("logits", &logits, fx.get("logits")?)?;
+    let out = CrossEntropy::default()
+        .forward(&logits, &targets)
+        .map_err(|e| e.to_string())?;
+    let loss = Tensor::from_vec(vec![out.loss as f32], &[1]).map_err(|e| e.to_string())?;
+    close("loss", &loss, fx.get("loss")?)?;
+    model.backward(&out.dlogits).map_err(|e| e.to_string())?;
+    let mut errs = vec![];
+    let mut seen = 0;
+    model.visit_params("", &mut |n, p| match fx.get(&format!("grad.{n}")) {
+        Ok(want) => {
+            seen += 1;
+            if let Err(e) = close(&format!("grad.{n}"), &p.grad, want) {
+                errs.push(e);
+            }
+        }
+        Err(e) => errs.push(e),
+    });
+    model.visit_buffers("", &mut |n, b| match fx.get(&format!("buffer_out.{n}")) {
+        Ok(want) => {
+            if let Err(e) = close(&format!("buffer.{n}"), b, want) {
+                errs.push(e);
+            }
+        }
+        Err(e) => errs.push(e),
+    });
+    if seen != fx.with_prefix("grad").len() {
+        errs.push(format!(
+            "{seen} strata parameters, {} in the fixture",
+            fx.with_prefix("grad").len()
+        ));
+    }
+    let eval = model.forward(x, Mode::Eval).map_err(|e| e.to_string())?;
+    if let Err(e) = close("eval_logits", &eval, fx.get("eval_logits")?) {
+        errs.push(e);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("\n"))
+    }
+}
+
+#[test]
+fn resnet20_training_step_matches_pytorch() {
+    check_train_step("resnet20").unwrap_or_else(|e| panic!("resnet20:\n{e}"));
+}
+
+#[test]
+fn vgg11_bn_training_step_matches_pytorch() {
+    check_train_step("vgg11-bn-cifar").unwrap_or_else(|e| panic!("vgg11-bn-cifar:\n{e}"));
+}
+
+#[test]
+fn torchvision_resnet18_forward_matches() {
+    let fx = load(&dir().join("forward_resnet18.safetensors")).unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = models::default_config("resnet18").unwrap();
+    cfg.input_size = [64, 64];
+    let mut model = models::build("resnet18", Some(cfg)).unwrap();
+    set_formula_state(&mut model);
+    let logits = model.forward(fx.get("x").unwrap(), Mode::Train).unwrap();
+    close("logits", &logits, fx.get("logits").unwrap()).unwrap();
+}
