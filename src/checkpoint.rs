@@ -355,6 +355,32 @@ mod tests {
     }
 
     #[test]
+    fn a_model_comes_back_from_its_checkpoint_with_its_config() {
+        let mut cfg = crate::models::default_config("fmnist-cnn").unwrap();
+        cfg.width = 0.5;
+        cfg.classes = 7;
+        let mut m = crate::models::build("fmnist-cnn", Some(cfg)).unwrap();
+        let path = tmp("meta.safetensors");
+        let mut meta = m.metadata().unwrap();
+        meta.insert("strata.classes".into(), "a,b,c".into());
+        save(&mut m, &path, &meta).unwrap();
+        let (mut back, meta2) = crate::models::Model::from_checkpoint(&path).unwrap();
+        assert_eq!(back.config, m.config);
+        assert_eq!(
+            meta2.get("strata.classes").map(String::as_str),
+            Some("a,b,c")
+        );
+        assert_eq!(state_dict(&mut back), state_dict(&mut m));
+        // a file without the header is refused with a hint
+        save(&mut m, &path, &BTreeMap::new()).unwrap();
+        let err = crate::models::Model::from_checkpoint(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("strata.model"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn non_strict_load_reports_shape_mismatch_and_loads_the_rest() {
         let mut ten = crate::models::build("resnet20", None).unwrap();
         let mut cfg = ten.config.clone();

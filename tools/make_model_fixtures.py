@@ -12,6 +12,9 @@ Writes into ``tests/fixtures/models/``:
   ``x``, ``target``, train-mode ``logits`` and ``loss``, every gradient
   ``grad.<name>``, the buffers after the step ``buffer_out.<name>``, then eval-mode
   ``eval_logits``.
+- ``torch_state_resnet20.safetensors``: a state dict written by
+  ``safetensors.torch.save_file(model.state_dict())`` (what users will bring), and
+  ``torch_state_resnet20_probe.safetensors`` with an input and its eval logits.
 - ``forward_resnet18.safetensors``: torchvision resnet18, formula parameters, input
   ``x`` of 2×3×64×64 and its train-mode ``logits`` (batch statistics keep the
   activations in range; the formula's running statistics would let them grow).
@@ -31,6 +34,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_models as tm  # noqa: E402
+from make_fixtures import canonicalize_header  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, "tests", "fixtures", "models")
@@ -104,7 +108,26 @@ def train_step(name, width):
         t["eval_logits"] = model(x)
     path = os.path.join(OUT, f"train_step_{name}.safetensors")
     save_file({k: v.contiguous() for k, v in t.items()}, path, metadata=meta(model=name, width=width))
+    canonicalize_header(path)
     print(f"{path}: loss {loss.item():.6f}")
+
+
+def torch_checkpoint_resnet20():
+    """A state dict written by PyTorch itself (int64 counters, shape []), for loading."""
+    torch.manual_seed(5)
+    model, _ = tm.build("resnet20")
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 32, 32))  # non-trivial running statistics
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(x)
+    save_file(model.state_dict(), os.path.join(OUT, "torch_state_resnet20.safetensors"))
+    probe = os.path.join(OUT, "torch_state_resnet20_probe.safetensors")
+    save_file({"x": x, "logits": logits}, probe, metadata=meta(model="resnet20", width=1.0))
+    canonicalize_header(probe)
+    print("torch_state_resnet20: written")
 
 
 def forward_resnet18():
@@ -117,6 +140,7 @@ def forward_resnet18():
         logits = model(x)
     path = os.path.join(OUT, "forward_resnet18.safetensors")
     save_file({"x": x, "logits": logits}, path, metadata=meta(model="resnet18", width=1.0))
+    canonicalize_header(path)
     print(f"{path}: logits[:3] {logits[0, :3].tolist()}")
 
 
@@ -128,3 +152,4 @@ if __name__ == "__main__":
     train_step("resnet20", 1.0)
     train_step("vgg11-bn-cifar", 0.125)
     forward_resnet18()
+    torch_checkpoint_resnet20()

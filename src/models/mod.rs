@@ -43,7 +43,47 @@ pub struct Model {
     pub net: Sequential,
 }
 
+/// Header key of the model name in a checkpoint.
+pub const META_MODEL: &str = "strata.model";
+/// Header key of the model configuration (JSON) in a checkpoint.
+pub const META_CONFIG: &str = "strata.config";
+
 impl Model {
+    /// Checkpoint metadata that rebuilds this model: name and configuration (JSON).
+    pub fn metadata(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        let config = serde_json::to_string(&self.config)
+            .map_err(|e| Error::state("Model", format!("cannot encode the config: {e}")))?;
+        Ok([
+            (META_MODEL.to_string(), self.name.clone()),
+            (META_CONFIG.to_string(), config),
+        ]
+        .into())
+    }
+
+    /// Rebuilds the model a checkpoint was saved from (name and configuration from its
+    /// header) and loads its weights strictly. Returns the model and the header.
+    pub fn from_checkpoint(
+        path: &std::path::Path,
+    ) -> Result<(Model, std::collections::BTreeMap<String, String>)> {
+        let meta = crate::checkpoint::read_metadata(path)?;
+        let missing = |key: &str| {
+            Error::Format {
+            path: path.to_path_buf(),
+            reason: format!("no `{key}` in the header: not a strata checkpoint (load it into a model built by name instead)"),
+        }
+        };
+        let name = meta.get(META_MODEL).ok_or_else(|| missing(META_MODEL))?;
+        let config: ModelConfig =
+            serde_json::from_str(meta.get(META_CONFIG).ok_or_else(|| missing(META_CONFIG))?)
+                .map_err(|e| Error::Format {
+                    path: path.to_path_buf(),
+                    reason: format!("bad `{META_CONFIG}`: {e}"),
+                })?;
+        let mut model = build(name, Some(config))?;
+        let (_, meta) = crate::checkpoint::load(&mut model, path, true)?;
+        Ok((model, meta))
+    }
+
     /// The input shape of one image, `[C, H, W]`.
     pub fn input_shape(&self) -> [usize; 3] {
         [

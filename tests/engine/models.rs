@@ -227,3 +227,28 @@ fn torchvision_resnet18_forward_matches() {
     let logits = model.forward(fx.get("x").unwrap(), Mode::Train).unwrap();
     close("logits", &logits, fx.get("logits").unwrap()).unwrap();
 }
+
+#[test]
+fn a_state_dict_written_by_pytorch_loads_strictly_and_gives_its_logits() {
+    let mut model = models::build("resnet20", None).unwrap();
+    let (report, _) = strata::checkpoint::load(
+        &mut model,
+        &dir().join("torch_state_resnet20.safetensors"),
+        true,
+    )
+    .unwrap();
+    assert!(report.is_exact(), "{}", report.describe());
+    let probe = load(&dir().join("torch_state_resnet20_probe.safetensors")).unwrap();
+    let logits = model.forward(probe.get("x").unwrap(), Mode::Eval).unwrap();
+    close("logits", &logits, probe.get("logits").unwrap()).unwrap();
+    let mut counters = vec![];
+    model.visit_buffers("", &mut |n, b| {
+        if n.ends_with("num_batches_tracked") {
+            counters.push(b.data()[0]);
+        }
+    });
+    assert!(
+        counters.iter().all(|&c| c == 1.0),
+        "num_batches_tracked from int64: {counters:?}"
+    );
+}
