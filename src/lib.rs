@@ -21,6 +21,7 @@ pub mod kernels;
 pub mod loss;
 pub mod models;
 pub mod nn;
+pub mod optim;
 pub mod summary;
 pub mod tensor;
 

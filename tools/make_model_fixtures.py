@@ -15,6 +15,8 @@ Writes into ``tests/fixtures/models/``:
 - ``torch_state_resnet20.safetensors``: a state dict written by
   ``safetensors.torch.save_file(model.state_dict())`` (what users will bring), and
   ``torch_state_resnet20_probe.safetensors`` with an input and its eval logits.
+- ``trajectory_resnet20.safetensors``: the losses of four training steps of resnet20 with
+  SGD (momentum 0.9, Nesterov, weight decay 5e-4) and with AdamW, on one batch.
 - ``forward_resnet18.safetensors``: torchvision resnet18, formula parameters, input
   ``x`` of 2×3×64×64 and its train-mode ``logits`` (batch statistics keep the
   activations in range; the formula's running statistics would let them grow).
@@ -112,6 +114,34 @@ def train_step(name, width):
     print(f"{path}: loss {loss.item():.6f}")
 
 
+def trajectory_resnet20():
+    """Losses of a few optimizer steps from the formula parameters (STYLE.md #5)."""
+    torch.manual_seed(13)
+    x = torch.randn(8, 3, 32, 32)
+    target = torch.tensor([1, 5, 0, 9, 3, 3, 7, 2])
+    t = {"x": x, "target": target.float()}
+    for tag, make in [
+        ("sgd", lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)),
+        ("adamw", lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.05)),
+    ]:
+        model, _ = tm.build("resnet20")
+        model.load_state_dict(tm.formula_state(model))
+        model.train()
+        opt = make(model.parameters())
+        losses = []
+        for _ in range(4):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), target)
+            loss.backward()
+            losses.append(loss.item())
+            opt.step()
+        t["losses_" + tag] = torch.tensor(losses)
+        print(f"trajectory {tag}: {losses}")
+    path = os.path.join(OUT, "trajectory_resnet20.safetensors")
+    save_file(t, path, metadata=meta(model="resnet20", width=1.0))
+    canonicalize_header(path)
+
+
 def torch_checkpoint_resnet20():
     """A state dict written by PyTorch itself (int64 counters, shape []), for loading."""
     torch.manual_seed(5)
@@ -153,3 +183,4 @@ if __name__ == "__main__":
     train_step("vgg11-bn-cifar", 0.125)
     forward_resnet18()
     torch_checkpoint_resnet20()
+    trajectory_resnet20()

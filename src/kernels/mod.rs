@@ -13,6 +13,7 @@ pub mod eltwise;
 pub mod gemm;
 pub mod naive;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 pub mod softmax;
 

@@ -252,3 +252,59 @@ fn a_state_dict_written_by_pytorch_loads_strictly_and_gives_its_logits() {
         "num_batches_tracked from int64: {counters:?}"
     );
 }
+
+#[test]
+fn a_few_optimizer_steps_reproduce_pytorchs_losses() {
+    use strata::optim::{Optimizer, OptimizerConfig};
+    let fx = load(&dir().join("trajectory_resnet20.safetensors")).unwrap_or_else(|e| panic!("{e}"));
+    let x = fx.get("x").unwrap();
+    let targets: Vec<usize> = fx
+        .get("target")
+        .unwrap()
+        .data()
+        .iter()
+        .map(|&t| t as usize)
+        .collect();
+    let runs = [
+        (
+            "sgd",
+            OptimizerConfig::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 5e-4,
+            },
+            0.05,
+        ),
+        (
+            "adamw",
+            OptimizerConfig::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.05,
+            },
+            1e-3,
+        ),
+    ];
+    for (tag, config, lr) in runs {
+        let mut model = models::build("resnet20", None).unwrap();
+        set_formula_state(&mut model);
+        let mut opt = Optimizer::new(config).unwrap();
+        let mut losses = vec![];
+        for _ in 0..4 {
+            strata::nn::zero_grad(&mut model);
+            let logits = model.forward(x, Mode::Train).unwrap();
+            let out = CrossEntropy::default().forward(&logits, &targets).unwrap();
+            model.backward(&out.dlogits).unwrap();
+            losses.push(out.loss as f32);
+            opt.step(&mut model, lr);
+        }
+        let got = Tensor::from_vec(losses, &[4]).unwrap();
+        close(
+            &format!("{tag} losses"),
+            &got,
+            fx.get(&format!("losses_{tag}")).unwrap(),
+        )
+        .unwrap();
+    }
+}
