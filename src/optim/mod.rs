@@ -100,7 +100,7 @@ impl OptimizerConfig {
                         format!("must be in [0, 1), got {beta1}, {beta2}"),
                     );
                 }
-                if !(eps > 0.0) {
+                if eps.is_nan() || eps <= 0.0 {
                     return bad("eps", format!("must be > 0, got {eps}"));
                 }
                 if !(weight_decay >= 0.0 && weight_decay.is_finite()) {

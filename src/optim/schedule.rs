@@ -88,11 +88,11 @@ impl LrSchedule {
             return bad("total_steps", "must be ≥ 1".into());
         }
         match schedule {
-            Schedule::Step { every, gamma } if every == 0 || !(gamma > 0.0) => {
+            Schedule::Step { every, gamma } if every == 0 || gamma.is_nan() || gamma <= 0.0 => {
                 return bad("step", format!("every must be ≥ 1 and gamma > 0, got {every}, {gamma}"))
             }
             Schedule::OneCycle { pct_start, div, final_div }
-                if !(0.0..1.0).contains(&pct_start) || !(div >= 1.0) || !(final_div >= 1.0) =>
+                if !(0.0..1.0).contains(&pct_start) || div.is_nan() || div < 1.0 || final_div.is_nan() || final_div < 1.0 =>
             {
                 return bad("one_cycle", format!("need 0 ≤ pct_start < 1, div ≥ 1, final_div ≥ 1; got {pct_start}, {div}, {final_div}"))
             }
