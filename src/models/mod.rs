@@ -116,6 +116,9 @@ impl Layer for Model {
     fn children(&self) -> Vec<(&str, &dyn Layer)> {
         self.net.children()
     }
+    fn reseed(&mut self, seed: u64) {
+        self.net.reseed(seed)
+    }
     fn receptive(&self) -> Receptive {
         Receptive::Pointwise
     }

@@ -103,6 +103,9 @@ impl Layer for Dropout {
         self.shape = x.shape().to_vec();
         Ok(self.core.forward(x, mode, 1))
     }
+    fn reseed(&mut self, seed: u64) {
+        self.core.rng = StdRng::seed_from_u64(seed);
+    }
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
         check_dy("Dropout", dy, &self.shape)?;
         self.core.backward("Dropout", dy)
@@ -142,6 +145,9 @@ impl Layer for Dropout2d {
         let [_, _, h, w] = x.dims4("Dropout2d")?;
         self.shape = x.shape().to_vec();
         Ok(self.core.forward(x, mode, h * w))
+    }
+    fn reseed(&mut self, seed: u64) {
+        self.core.rng = StdRng::seed_from_u64(seed);
     }
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
         check_dy("Dropout2d", dy, &self.shape)?;

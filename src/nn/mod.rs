@@ -108,6 +108,11 @@ pub trait Layer: Send + std::fmt::Debug {
     /// Calls `f` with the full name and the value of every buffer (non-learned state).
     fn visit_buffers(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Tensor)) {}
 
+    /// Reseeds any randomness the layer owns (dropout masks) from `seed`; containers pass
+    /// it on. A trainer calls this at the start of each epoch, so a resumed run draws the
+    /// same masks as an uninterrupted one.
+    fn reseed(&mut self, _seed: u64) {}
+
     /// Named sub-layers of a container (empty for a leaf layer).
     fn children(&self) -> Vec<(&str, &dyn Layer)> {
         vec![]

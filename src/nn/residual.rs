@@ -119,6 +119,13 @@ impl Layer for Residual {
         Ok(out)
     }
 
+    fn reseed(&mut self, seed: u64) {
+        self.body.reseed(seed);
+        if let Skip::Projection(p) = &mut self.skip {
+            p.reseed(seed ^ 0x5851_F42D_4C95_7F2D);
+        }
+    }
+
     fn children(&self) -> Vec<(&str, &dyn Layer)> {
         let mut c = self.body.children();
         if let Skip::Projection(p) = &self.skip {

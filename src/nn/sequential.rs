@@ -78,6 +78,12 @@ impl Layer for Sequential {
         Ok(s)
     }
 
+    fn reseed(&mut self, seed: u64) {
+        for (i, (_, layer)) in self.layers.iter_mut().enumerate() {
+            layer.reseed(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64 + 1));
+        }
+    }
+
     fn children(&self) -> Vec<(&str, &dyn Layer)> {
         self.layers
             .iter()
