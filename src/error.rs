@@ -36,6 +36,24 @@ pub enum Error {
         /// What went wrong and how to fix it.
         reason: String,
     },
+    /// Training diverged: the loss became NaN or infinite.
+    #[error(
+        "the loss became {loss} at epoch {epoch}, iteration {iteration} (step {step}) with learning rate {lr:.3e}; \
+         the last good checkpoint is kept. Try a learning rate 3-10x lower (--lr), gradient clipping \
+         (--clip-grad 1.0) or a warm-up (--warmup-epochs 1)"
+    )]
+    Diverged {
+        /// The non-finite loss value.
+        loss: f64,
+        /// Epoch, from 1.
+        epoch: u64,
+        /// Iteration within the epoch, from 1.
+        iteration: u64,
+        /// Optimizer steps taken before.
+        step: u64,
+        /// Learning rate of that step.
+        lr: f32,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

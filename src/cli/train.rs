@@ -1,0 +1,389 @@
+//! `strata train`, `strata eval`, `strata predict`.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use strata::data::{self, Augment, Loader, LoaderConfig, Split};
+use strata::nn::{Layer, Mode};
+use strata::optim::{OptimizerConfig, Schedule};
+use strata::train::{self, IterProgress, Observer, Record, RunPaths, TrainConfig};
+
+/// `strata train` flags; each overrides the config file, which overrides the defaults.
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// A TOML file with any TrainConfig field (flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint (exactly, for the same
+    /// --threads).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+    /// Run folder. Default: runs/<model>-<data>[-N], the first free one.
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Model name (`strata models`). Default: fmnist-cnn.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset: fashion-mnist, mnist, cifar10, cifar100, or a folder (IDX files, CIFAR
+    /// batches, or root/<class>/*.png|jpg). Default: fashion-mnist (the Debian package
+    /// if installed, else the download cache, else the embedded subset).
+    #[arg(long, value_name = "NAME|DIR")]
+    pub data: Option<String>,
+    /// Epochs. Default: 15.
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Images per batch. Default: 128.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate (the peak of one-cycle). Default: 0.1.
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Optimizer: sgd, nesterov, adamw. Default: nesterov (SGD, momentum 0.9, Nesterov).
+    #[arg(long, value_name = "NAME")]
+    pub optimizer: Option<String>,
+    /// Momentum of SGD. Default: 0.9.
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Weight decay (L2 for SGD, decoupled for AdamW). Default: 5e-4 (SGD), 0.01 (AdamW).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Schedule: constant, step:EVERY_EPOCHS:GAMMA, cosine, one-cycle. Default: one-cycle.
+    #[arg(long, value_name = "KIND")]
+    pub schedule: Option<String>,
+    /// Linear warm-up, in epochs. Default: 0.
+    #[arg(long, value_name = "EPOCHS")]
+    pub warmup_epochs: Option<f32>,
+    /// Label smoothing of the loss, in [0, 1). Default: 0.
+    #[arg(long)]
+    pub label_smoothing: Option<f32>,
+    /// Clip the global gradient norm to this value. Default: off.
+    #[arg(long, value_name = "NORM")]
+    pub clip_grad: Option<f32>,
+    /// Augmentations, comma-separated (see `strata data --help`), or `none`.
+    /// Default: flip,crop:2.
+    #[arg(long, value_name = "LIST")]
+    pub augment: Option<String>,
+    /// Fraction of the training split held out for validation. Default: 0.1.
+    #[arg(long, value_name = "FRACTION")]
+    pub val_fraction: Option<f64>,
+    /// Use only N training images per class. Default: all.
+    #[arg(long, value_name = "N")]
+    pub per_class: Option<usize>,
+    /// Stop after N epochs without improvement of the validation accuracy. Default: off.
+    #[arg(long, value_name = "N")]
+    pub early_stop: Option<u64>,
+    /// Seed of everything random. Default: 0.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Loader worker threads. Default: 2.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Iterations between history lines. Default: 50.
+    #[arg(long, value_name = "N")]
+    pub log_every: Option<u64>,
+    /// Model width multiplier. Default: 1.
+    #[arg(long)]
+    pub width: Option<f32>,
+    /// Normalization: batch, group:G, layer, instance, none. Default: the model's.
+    #[arg(long, value_name = "KIND")]
+    pub norm: Option<String>,
+    /// Activation: relu, leaky_relu, elu, gelu, silu, sigmoid, tanh. Default: relu.
+    #[arg(long, value_name = "NAME")]
+    pub activation: Option<String>,
+    /// Dropout before the classifier. Default: the model's (0).
+    #[arg(long, value_name = "P")]
+    pub dropout: Option<f32>,
+    /// Weight init: kaiming, kaiming_uniform, xavier, pytorch, normal:STD. Default: kaiming.
+    #[arg(long, value_name = "SCHEME")]
+    pub init: Option<String>,
+}
+
+fn parse_schedule(s: &str) -> Result<Schedule> {
+    let parts: Vec<&str> = s.split(':').collect();
+    Ok(match parts[..] {
+        ["constant"] => Schedule::Constant,
+        ["cosine"] => Schedule::Cosine { min_lr: 0.0 },
+        ["one-cycle"] | ["one_cycle"] | ["onecycle"] => Schedule::OneCycle { pct_start: 0.3, div: 25.0, final_div: 1e4 },
+        ["step", every, gamma] => Schedule::Step {
+            every: every.parse().context("step:EVERY:GAMMA: EVERY must be a whole number of steps")?,
+            gamma: gamma.parse().context("step:EVERY:GAMMA: GAMMA must be a number")?,
+        },
+        _ => bail!("--schedule `{s}`: use constant, cosine, one-cycle or step:EVERY_STEPS:GAMMA"),
+    })
+}
+
+impl TrainArgs {
+    /// Defaults ← config file ← flags.
+    pub fn resolve(&self) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(p) => TrainConfig::from_toml(p)?,
+            None => TrainConfig::default(),
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
+        }
+        set!(model, data, epochs, batch_size, lr, label_smoothing, warmup_epochs, val_fraction, seed, workers, log_every);
+        if self.clip_grad.is_some() {
+            c.clip_grad = self.clip_grad;
+        }
+        if self.per_class.is_some() {
+            c.per_class = self.per_class;
+        }
+        if self.early_stop.is_some() {
+            c.early_stop = self.early_stop;
+        }
+        for (dst, src) in [(&mut c.norm, &self.norm), (&mut c.activation, &self.activation), (&mut c.init, &self.init)] {
+            if src.is_some() {
+                *dst = src.clone();
+            }
+        }
+        if self.width.is_some() {
+            c.width = self.width;
+        }
+        if self.dropout.is_some() {
+            c.dropout = self.dropout;
+        }
+        if let Some(a) = &self.augment {
+            c.augment = if a == "none" { String::new() } else { a.clone() };
+        }
+        if let Some(s) = &self.schedule {
+            c.schedule = parse_schedule(s)?;
+        }
+        if let Some(o) = &self.optimizer {
+            c.optimizer = match o.as_str() {
+                "sgd" => OptimizerConfig::Sgd { momentum: 0.9, nesterov: false, weight_decay: 5e-4 },
+                "nesterov" => OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
+                "adamw" => OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
+                _ => bail!("--optimizer `{o}`: use sgd, nesterov or adamw"),
+            };
+        }
+        match &mut c.optimizer {
+            OptimizerConfig::Sgd { momentum, weight_decay, .. } => {
+                if let Some(m) = self.momentum {
+                    *momentum = m;
+                }
+                if let Some(w) = self.weight_decay {
+                    *weight_decay = w;
+                }
+            }
+            OptimizerConfig::AdamW { weight_decay, .. } => {
+                if let Some(w) = self.weight_decay {
+                    *weight_decay = w;
+                }
+                if self.momentum.is_some() {
+                    bail!("--momentum applies to SGD; AdamW has beta1/beta2 (set them in --config)");
+                }
+            }
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// A progress bar on a terminal, plain lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    log_every: u64,
+}
+
+impl Progress {
+    fn new(log_every: u64) -> Self {
+        Progress { bar: None, log_every }
+    }
+}
+
+impl Observer for Progress {
+    fn iteration(&mut self, p: &IterProgress) {
+        let msg = format!(
+            "loss {:.4} acc {:.2}% lr {:.2e} {:.0} img/s",
+            p.loss,
+            100.0 * p.acc,
+            p.lr,
+            p.images_per_s
+        );
+        if std::io::stderr().is_terminal() {
+            let bar = self.bar.get_or_insert_with(|| {
+                let b = indicatif::ProgressBar::new(p.iterations);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {pos}/{len} {msg} (ETA {eta})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                b
+            });
+            bar.set_prefix(format!("epoch {}/{}", p.epoch, p.epochs));
+            bar.set_position(p.iteration);
+            bar.set_message(msg);
+        } else if p.iteration % self.log_every == 0 || p.iteration == p.iterations {
+            eprintln!("epoch {}/{} iter {}/{}: {msg}", p.epoch, p.epochs, p.iteration, p.iterations);
+        }
+    }
+
+    fn epoch(&mut self, r: &Record) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        let val = match (r.val_loss, r.val_acc) {
+            (Some(l), Some(a)) => format!(", val loss {l:.4} acc {:.2}%", 100.0 * a),
+            _ => String::new(),
+        };
+        eprintln!(
+            "epoch {}: train loss {:.4} acc {:.2}%{val}, {:.0} img/s, {:.0}s",
+            r.epoch,
+            r.train_loss,
+            100.0 * r.train_acc,
+            r.images_per_s,
+            r.time_s
+        );
+    }
+
+    fn note(&mut self, msg: &str) {
+        eprintln!("{msg}");
+    }
+}
+
+fn free_run_dir(cfg: &TrainConfig) -> PathBuf {
+    let data = Path::new(&cfg.data).file_name().map_or("data".into(), |s| s.to_string_lossy().into_owned());
+    let base = PathBuf::from("runs").join(format!("{}-{}", cfg.model, data));
+    if !base.exists() {
+        return base;
+    }
+    (2..).map(|i| PathBuf::from(format!("{}-{i}", base.display()))).find(|p| !p.exists()).unwrap_or(base)
+}
+
+/// `strata train`.
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let (cfg, paths, resume) = match &args.resume {
+        Some(dir) => {
+            let paths = RunPaths::new(dir);
+            let mut cfg = TrainConfig::from_toml(&paths.config())
+                .with_context(|| format!("{} is not a run folder (no readable config.toml)", dir.display()))?;
+            if let Some(e) = args.epochs {
+                cfg.epochs = e;
+            }
+            (cfg, paths, true)
+        }
+        None => {
+            let cfg = args.resolve()?;
+            let dir = args.run_dir.clone().unwrap_or_else(|| free_run_dir(&cfg));
+            if RunPaths::new(&dir).last().exists() {
+                bail!("{} already holds a run; use --resume {} to continue it, or another --run-dir", dir.display(), dir.display());
+            }
+            (cfg, RunPaths::new(&dir), false)
+        }
+    };
+    eprintln!("run folder: {}", paths.dir.display());
+    let mut progress = Progress::new(cfg.log_every);
+    let outcome = train::run(&cfg, &paths, resume, &mut progress)?;
+    let mut text = format!(
+        "\n{} on {}: {} epochs in {:.0}s{}\n",
+        cfg.model,
+        cfg.data,
+        outcome.epochs,
+        outcome.time_s,
+        if outcome.stopped_early { " (stopped early)" } else { "" }
+    );
+    if let Some(b) = outcome.best {
+        text.push_str(&format!("best validation {:?}: {:.4}\n", cfg.monitor, b));
+    }
+    if let Some((loss, conf)) = &outcome.test {
+        text.push_str(&format!("test accuracy {:.2}% (loss {loss:.4}, {} images)\n\n", 100.0 * conf.accuracy(), conf.total()));
+        text.push_str(&conf.render(&outcome.class_names));
+    }
+    text.push_str(&format!("\nhistory, checkpoints and metrics: {}\n", paths.dir.display()));
+    super::models::out(&text)
+}
+
+/// `strata eval` arguments.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A run folder (uses its best.safetensors) or a checkpoint file.
+    pub checkpoint: PathBuf,
+    /// Dataset to evaluate on. Default: the one the model was trained on.
+    #[arg(long, value_name = "NAME|DIR")]
+    pub data: Option<String>,
+    /// Split: test or train. Default: test.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Images per batch. Default: 256.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}
+
+/// `strata eval`.
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let mut t = train::load_trained(&args.checkpoint)?;
+    let name = match (&args.data, &t.data) {
+        (Some(d), _) | (None, Some(d)) => d.clone(),
+        (None, None) => bail!("the checkpoint does not say which data it was trained on; pass --data"),
+    };
+    let split: Split = args.split.parse()?;
+    let ds = data::load(&name, split)?;
+    if ds.num_classes() != t.model.config.classes {
+        bail!("{name} has {} classes but the model predicts {}", ds.num_classes(), t.model.config.classes);
+    }
+    let loader = Loader::new(
+        Arc::new(ds),
+        LoaderConfig { batch_size: args.batch_size, shuffle: false, augment: Augment::none(), normalize: t.normalize.clone(), ..LoaderConfig::default() },
+    )?;
+    let (loss, conf) = train::evaluate(&mut t.model, &loader, t.model.config.classes)?;
+    super::models::out(&format!(
+        "{} on {name} ({split}): accuracy {:.2}%, loss {loss:.4}, {} images\n\n{}",
+        args.checkpoint.display(),
+        100.0 * conf.accuracy(),
+        conf.total(),
+        conf.render(&t.class_names)
+    ))
+}
+
+/// `strata predict` arguments.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A run folder (its best.safetensors) or a checkpoint file.
+    pub checkpoint: PathBuf,
+    /// PNG or JPEG images, any size: converted to the model's channels and input size.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 3)]
+    pub top_k: usize,
+}
+
+/// `strata predict`.
+pub fn predict(args: &PredictArgs) -> Result<()> {
+    let mut t = train::load_trained(&args.checkpoint)?;
+    let [c, h, w] = t.model.input_shape();
+    let mut text = String::new();
+    for path in &args.images {
+        let img = image::open(path).with_context(|| format!("{}: cannot read as an image", path.display()))?;
+        let resized = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
+        let pixels: Vec<u8> = match c {
+            1 => resized.to_luma8().into_raw(),
+            3 => {
+                // HWC → CHW
+                let rgb = resized.to_rgb8().into_raw();
+                (0..3).flat_map(|ch| rgb.iter().skip(ch).step_by(3).copied().collect::<Vec<_>>()).collect()
+            }
+            _ => bail!("the model takes {c}-channel images; only 1 (grayscale) and 3 (RGB) can be read from files"),
+        };
+        let mut x: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+        t.normalize.apply(&mut x, h * w);
+        let x = strata::Tensor::from_vec(x, &[1, c, h, w])?;
+        let logits = t.model.forward(&x, Mode::Eval)?;
+        let mut probs = vec![0.0f32; logits.len()];
+        strata::kernels::softmax::softmax_rows(logits.len(), logits.data(), &mut probs);
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        text.push_str(&format!("{}\n", path.display()));
+        for &k in order.iter().take(args.top_k.max(1)) {
+            let name = t.class_names.get(k).cloned().unwrap_or_else(|| k.to_string());
+            text.push_str(&format!("  {:>6.2}%  {name}\n", 100.0 * probs[k]));
+        }
+    }
+    let _ = t.model.kind();
+    super::models::out(&text)
+}

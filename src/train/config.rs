@@ -1,0 +1,169 @@
+//! Everything a training run is made of, with the defaults of `strata train`.
+//!
+//! The default recipe trains `fmnist-cnn` on Fashion-MNIST as PyTorch's reference run
+//! does: SGD with Nesterov momentum 0.9, weight decay 5e-4, a one-cycle schedule peaking
+//! at 0.1, batch 128, horizontal flips and 2-pixel padded crops, 15 epochs. A TOML file
+//! (`--config`) sets any field; flags override it; the run folder keeps the result.
+
+use crate::error::{Error, Result};
+use crate::optim::{OptimizerConfig, Schedule};
+use serde::{Deserialize, Serialize};
+
+/// Which validation number decides "best" and early stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// Lower validation loss is better.
+    ValLoss,
+    /// Higher validation accuracy is better.
+    ValAcc,
+}
+
+/// A training run's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Model name (`strata models`).
+    pub model: String,
+    /// Dataset name (`fashion-mnist`, `mnist`, `cifar10`) or a folder.
+    pub data: String,
+    /// Epochs.
+    pub epochs: u64,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Base (peak, for one-cycle) learning rate.
+    pub lr: f32,
+    /// Optimizer and its hyper-parameters.
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Linear warm-up, in epochs (fractions allowed).
+    pub warmup_epochs: f32,
+    /// Label smoothing of the loss.
+    pub label_smoothing: f32,
+    /// Clip the global gradient norm to this value.
+    pub clip_grad: Option<f32>,
+    /// Augmentation pipeline (`strata data --help` for the syntax); empty for none.
+    pub augment: String,
+    /// Fraction of the training split held out for validation (stratified).
+    pub val_fraction: f64,
+    /// Use only this many training images per class (quick runs, small-sample studies).
+    pub per_class: Option<usize>,
+    /// Seed of initialization, split, shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// Loader worker threads.
+    pub workers: usize,
+    /// Iterations between history lines.
+    pub log_every: u64,
+    /// Stop after this many epochs without improvement of `monitor`.
+    pub early_stop: Option<u64>,
+    /// What "better" means for `best.safetensors` and early stopping.
+    pub monitor: Monitor,
+    /// Model overrides (see `strata summary --help`).
+    pub width: Option<f32>,
+    /// Normalization override: batch, group:G, layer, instance, none.
+    pub norm: Option<String>,
+    /// Activation override.
+    pub activation: Option<String>,
+    /// Dropout before the classifier.
+    pub dropout: Option<f32>,
+    /// Weight-initialization override: kaiming, xavier, pytorch, normal:STD.
+    pub init: Option<String>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: "fmnist-cnn".into(),
+            data: "fashion-mnist".into(),
+            epochs: 15,
+            batch_size: 128,
+            lr: 0.1,
+            optimizer: OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
+            schedule: Schedule::OneCycle { pct_start: 0.3, div: 25.0, final_div: 1e4 },
+            warmup_epochs: 0.0,
+            label_smoothing: 0.0,
+            clip_grad: None,
+            augment: "flip,crop:2".into(),
+            val_fraction: 0.1,
+            per_class: None,
+            seed: 0,
+            workers: 2,
+            log_every: 50,
+            early_stop: None,
+            monitor: Monitor::ValAcc,
+            width: None,
+            norm: None,
+            activation: None,
+            dropout: None,
+            init: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file; unknown keys are errors that name them.
+    pub fn from_toml(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| Error::Format { path: path.to_path_buf(), reason: e.to_string() })
+    }
+
+    /// The configuration as TOML (what the run folder keeps).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::state("TrainConfig", e.to_string()))
+    }
+
+    /// Checks the ranges, so a bad run fails before any work.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |f: &str, r: String| Err(Error::config("train", f, r));
+        if self.epochs == 0 {
+            return bad("epochs", "must be ≥ 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be ≥ 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", format!("must be a positive number, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad("val_fraction", format!("must be in [0, 1), got {}", self.val_fraction));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("label_smoothing", format!("must be in [0, 1), got {}", self.label_smoothing));
+        }
+        if self.warmup_epochs.is_nan() || self.warmup_epochs < 0.0 {
+            return bad("warmup_epochs", format!("must be ≥ 0, got {}", self.warmup_epochs));
+        }
+        if let Some(c) = self.clip_grad {
+            if c.is_nan() || c <= 0.0 {
+                return bad("clip_grad", format!("must be > 0, got {c}"));
+            }
+        }
+        if self.per_class == Some(0) {
+            return bad("per_class", "must be ≥ 1".into());
+        }
+        if self.log_every == 0 {
+            return bad("log_every", "must be ≥ 1".into());
+        }
+        self.optimizer.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trips_and_unknown_keys_are_named() {
+        let c = TrainConfig::default();
+        let text = c.to_toml().unwrap();
+        let back: TrainConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        let partial: TrainConfig = toml::from_str("epochs = 3\n[optimizer]\nkind = \"adamw\"\n").unwrap();
+        assert_eq!(partial.epochs, 3);
+        assert!(matches!(partial.optimizer, OptimizerConfig::AdamW { .. }));
+        let err = toml::from_str::<TrainConfig>("epoch = 3\n").unwrap_err().to_string();
+        assert!(err.contains("epoch"), "{err}");
+        assert!(TrainConfig { lr: 0.0, ..c }.validate().is_err());
+    }
+}

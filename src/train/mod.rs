@@ -1,0 +1,467 @@
+//! Training: the loop, validation, history, checkpoints, resume, guards.
+//!
+//! A run lives in a folder: `config.toml` (the resolved configuration), `history.jsonl`
+//! (see [`history`]), `last.safetensors` + `last.optim.safetensors` (weights, then
+//! optimizer state, after every epoch), `best.safetensors` (the best epoch by the
+//! monitored validation number) and `metrics.json` (test accuracy, per class, confusion
+//! matrix). Weights files are plain torchvision-named state dicts (they load into
+//! PyTorch); the optimizer state lives beside them so that they stay so.
+//!
+//! Exact resume: everything random is a function of `(seed, epoch)` — the split, the
+//! shuffle and augmentation of each epoch (see `data::loader`), the dropout masks
+//! (reseeded per epoch) — and the checkpoint holds weights, BatchNorm statistics,
+//! optimizer state and the step count (the learning rate is a function of the step).
+//! Resuming from the checkpoint of epoch `e` therefore replays epochs `e+1..` exactly as
+//! an uninterrupted run with the same thread count would.
+
+pub mod config;
+pub mod history;
+pub mod metrics;
+
+pub use config::{Monitor, TrainConfig};
+pub use history::{History, Record};
+pub use metrics::Confusion;
+
+use crate::checkpoint;
+use crate::data::{self, Augment, ImageDataset, Loader, LoaderConfig, Normalize, Split};
+use crate::error::{Error, Result};
+use crate::loss::CrossEntropy;
+use crate::models::{self, Model, ModelConfig};
+use crate::nn::{Layer, Mode};
+use crate::optim::{clip_grad_norm, LrSchedule, Optimizer};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The files of a run folder.
+#[derive(Clone, Debug)]
+pub struct RunPaths {
+    /// The folder.
+    pub dir: PathBuf,
+}
+
+impl RunPaths {
+    /// The run in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        RunPaths { dir: dir.to_path_buf() }
+    }
+    /// `config.toml`
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    /// `history.jsonl`
+    pub fn history(&self) -> PathBuf {
+        self.dir.join("history.jsonl")
+    }
+    /// `last.safetensors`
+    pub fn last(&self) -> PathBuf {
+        self.dir.join("last.safetensors")
+    }
+    /// `last.optim.safetensors`
+    pub fn last_optim(&self) -> PathBuf {
+        self.dir.join("last.optim.safetensors")
+    }
+    /// `best.safetensors`
+    pub fn best(&self) -> PathBuf {
+        self.dir.join("best.safetensors")
+    }
+    /// `metrics.json`
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.json")
+    }
+}
+
+/// Progress of one iteration, for a progress bar.
+#[derive(Clone, Debug)]
+pub struct IterProgress {
+    /// Epoch, from 1.
+    pub epoch: u64,
+    /// Epochs in the run.
+    pub epochs: u64,
+    /// Iteration in the epoch, from 1.
+    pub iteration: u64,
+    /// Iterations per epoch.
+    pub iterations: u64,
+    /// Mean loss of the epoch so far.
+    pub loss: f64,
+    /// Accuracy of the epoch so far.
+    pub acc: f64,
+    /// Images per second in the epoch so far.
+    pub images_per_s: f64,
+    /// Learning rate.
+    pub lr: f32,
+}
+
+/// Receives progress; the CLI draws a bar or prints lines.
+pub trait Observer {
+    /// After every iteration.
+    fn iteration(&mut self, _p: &IterProgress) {}
+    /// After every epoch's validation.
+    fn epoch(&mut self, _r: &Record) {}
+    /// A message for the person (data source, resume, early stop).
+    fn note(&mut self, _msg: &str) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Epochs completed (including before a resume).
+    pub epochs: u64,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Best monitored validation number, if there was validation.
+    pub best: Option<f64>,
+    /// Test loss and confusion matrix of the final model, if a test split exists.
+    pub test: Option<(f64, Confusion)>,
+    /// Class names.
+    pub class_names: Vec<String>,
+    /// Wall time of the whole run in seconds (over resumes).
+    pub time_s: f64,
+}
+
+/// Loss (plain cross-entropy) and confusion matrix of `model` over `loader`.
+pub fn evaluate(model: &mut dyn Layer, loader: &Loader, classes: usize) -> Result<(f64, Confusion)> {
+    let ce = CrossEntropy::default();
+    let mut conf = Confusion::new(classes);
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for batch in loader.epoch(0) {
+        let logits = model.forward(&batch.x, Mode::Eval)?;
+        let out = ce.forward(&logits, &batch.y)?;
+        sum += out.loss * batch.y.len() as f64;
+        n += batch.y.len();
+        conf.add_logits(logits.data(), &batch.y);
+    }
+    Ok((sum / n.max(1) as f64, conf))
+}
+
+/// The model configuration of a run: the model's defaults, the run's overrides, and the
+/// data's classes and image shape.
+pub fn model_config(cfg: &TrainConfig, classes: usize, shape: [usize; 3]) -> Result<ModelConfig> {
+    let mut m = models::default_config(&cfg.model)?;
+    m.classes = classes;
+    m.in_channels = shape[0];
+    m.input_size = [shape[1], shape[2]];
+    m.seed = cfg.seed;
+    if let Some(w) = cfg.width {
+        m.width = w;
+    }
+    if let Some(s) = &cfg.norm {
+        m.norm = s.parse()?;
+    }
+    if let Some(s) = &cfg.activation {
+        m.activation = s.parse()?;
+    }
+    if let Some(d) = cfg.dropout {
+        m.dropout = d;
+    }
+    if let Some(s) = &cfg.init {
+        m.init = s.parse()?;
+    }
+    m.validate()?;
+    Ok(m)
+}
+
+/// Header key: completed epochs.
+pub const META_EPOCH: &str = "strata.epoch";
+/// Header key: optimizer steps.
+pub const META_STEP: &str = "strata.step";
+/// Header key: dataset name or folder.
+pub const META_DATA: &str = "strata.data";
+/// Header key: class names (JSON list).
+pub const META_CLASSES: &str = "strata.classes";
+
+fn mix(seed: u64, epoch: u64) -> u64 {
+    let mut z = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z ^ (z >> 27)
+}
+
+fn meta_num(meta: &BTreeMap<String, String>, key: &str, path: &Path) -> Result<f64> {
+    meta.get(key).and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| Error::Format {
+        path: path.to_path_buf(),
+        reason: format!("no `{key}` in the header: this checkpoint cannot resume a run"),
+    })
+}
+
+/// The data of a run: train and validation splits, and the normalization.
+struct RunData {
+    train: ImageDataset,
+    val: Option<ImageDataset>,
+    normalize: Normalize,
+}
+
+fn prepare_data(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<RunData> {
+    let full = data::load(&cfg.data, Split::Train)?;
+    let full = match cfg.per_class {
+        Some(k) => full.per_class(k, cfg.seed)?,
+        None => full,
+    };
+    let (train, val) = if cfg.val_fraction > 0.0 {
+        let (t, v) = full.stratified_split(cfg.val_fraction, cfg.seed)?;
+        (t, Some(v))
+    } else {
+        (full, None)
+    };
+    obs.note(&format!(
+        "data: {} — {} training images{}, {} classes, {:?}",
+        cfg.data,
+        train.len(),
+        val.as_ref().map_or(String::new(), |v| format!(", {} validation", v.len())),
+        train.num_classes(),
+        train.shape()
+    ));
+    let normalize = Normalize::from_dataset(&train);
+    Ok(RunData { train, val, normalize })
+}
+
+/// Runs (or resumes) the training described by `cfg` in `paths`.
+pub fn run(cfg: &TrainConfig, paths: &RunPaths, resume: bool, obs: &mut dyn Observer) -> Result<Outcome> {
+    cfg.validate()?;
+    let augment = Augment::parse(&cfg.augment)?;
+    let d = prepare_data(cfg, obs)?;
+    let classes = d.train.num_classes();
+    let class_names = d.train.class_names().to_vec();
+    let shape = augment.output_shape(d.train.shape());
+    let mconf = model_config(cfg, classes, shape)?;
+    let mut model = models::build(&cfg.model, Some(mconf))?;
+
+    let loader_cfg = |augment: Augment, shuffle: bool| LoaderConfig {
+        batch_size: cfg.batch_size,
+        shuffle,
+        drop_last: false,
+        seed: cfg.seed,
+        workers: cfg.workers,
+        prefetch: 4,
+        augment,
+        normalize: d.normalize.clone(),
+    };
+    let train_loader = Loader::new(Arc::new(d.train), loader_cfg(augment, true))?;
+    let val_loader = match d.val {
+        Some(v) => Some(Loader::new(Arc::new(v), loader_cfg(Augment::none(), false))?),
+        None => None,
+    };
+    let per_epoch = train_loader.len() as u64;
+    let total = cfg.epochs * per_epoch;
+    let warmup = (cfg.warmup_epochs as f64 * per_epoch as f64).round() as u64;
+    let sched = LrSchedule::new(cfg.lr, total, warmup, cfg.schedule.clone())?;
+    let mut opt = Optimizer::new(cfg.optimizer.clone())?;
+    let ce = CrossEntropy::with_label_smoothing(cfg.label_smoothing)?;
+    let history = History::new(&paths.history());
+
+    // Where we start: fresh, or after the last checkpointed epoch.
+    let (mut epoch0, mut step, mut best, mut bad_epochs, mut time0) = (0u64, 0u64, None::<f64>, 0u64, 0.0f64);
+    if resume {
+        let last = paths.last();
+        let (_, meta) = checkpoint::load(&mut model, &last, true)?;
+        let (state, _) = checkpoint::read_tensors(&paths.last_optim())?;
+        opt.load_state(&state)?;
+        epoch0 = meta_num(&meta, META_EPOCH, &last)? as u64;
+        step = meta_num(&meta, META_STEP, &last)? as u64;
+        best = meta.get("strata.best").and_then(|v| v.parse().ok());
+        bad_epochs = meta.get("strata.bad_epochs").and_then(|v| v.parse().ok()).unwrap_or(0);
+        time0 = meta.get("strata.time_s").and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        history.truncate_after(epoch0)?;
+        obs.note(&format!("resuming {} after epoch {epoch0} (step {step})", paths.dir.display()));
+    } else {
+        std::fs::create_dir_all(&paths.dir).map_err(|source| Error::Io { path: paths.dir.clone(), source })?;
+        checkpoint::write_atomic(&paths.config(), cfg.to_toml()?.as_bytes())?;
+        checkpoint::write_atomic(&paths.history(), b"")?;
+    }
+
+    let mut meta = model.metadata()?;
+    meta.insert(META_DATA.into(), cfg.data.clone());
+    meta.insert(META_CLASSES.into(), serde_json::to_string(&class_names).unwrap_or_default());
+    meta.extend(d.normalize.to_metadata());
+    meta.insert("strata.train".into(), serde_json::to_string(cfg).unwrap_or_default());
+
+    let start = Instant::now();
+    let mut stopped_early = false;
+    let mut epochs_done = epoch0;
+    for epoch in epoch0..cfg.epochs {
+        model.reseed(mix(cfg.seed, epoch));
+        let t_epoch = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0u64);
+        let (mut w_loss, mut w_correct, mut w_seen, mut w_t) = (0.0f64, 0u64, 0u64, Instant::now());
+        let mut lr = sched.lr(step);
+        for (it, batch) in train_loader.epoch(epoch).enumerate() {
+            lr = sched.lr(step);
+            crate::nn::zero_grad(&mut model);
+            let logits = model.forward(&batch.x, Mode::Train)?;
+            let out = ce.forward(&logits, &batch.y)?;
+            if !out.loss.is_finite() {
+                return Err(Error::Diverged { loss: out.loss, epoch: epoch + 1, iteration: it as u64 + 1, step, lr });
+            }
+            model.backward(&out.dlogits)?;
+            if let Some(c) = cfg.clip_grad {
+                clip_grad_norm(&mut model, c);
+            }
+            opt.step(&mut model, lr);
+            step += 1;
+            let mut conf = Confusion::new(classes);
+            conf.add_logits(logits.data(), &batch.y);
+            let n = batch.y.len() as u64;
+            loss_sum += out.loss * n as f64;
+            correct += conf.correct();
+            seen += n;
+            w_loss += out.loss * n as f64;
+            w_correct += conf.correct();
+            w_seen += n;
+            let secs = t_epoch.elapsed().as_secs_f64();
+            obs.iteration(&IterProgress {
+                epoch: epoch + 1,
+                epochs: cfg.epochs,
+                iteration: it as u64 + 1,
+                iterations: per_epoch,
+                loss: loss_sum / seen as f64,
+                acc: correct as f64 / seen as f64,
+                images_per_s: seen as f64 / secs.max(1e-9),
+                lr,
+            });
+            if step % cfg.log_every == 0 {
+                history.append(&Record {
+                    kind: "iter".into(),
+                    epoch: epoch + 1,
+                    step,
+                    lr,
+                    train_loss: w_loss / w_seen as f64,
+                    train_acc: w_correct as f64 / w_seen as f64,
+                    val_loss: None,
+                    val_acc: None,
+                    time_s: time0 + start.elapsed().as_secs_f64(),
+                    images_per_s: w_seen as f64 / w_t.elapsed().as_secs_f64().max(1e-9),
+                })?;
+                (w_loss, w_correct, w_seen, w_t) = (0.0, 0, 0, Instant::now());
+            }
+        }
+        let train_secs = t_epoch.elapsed().as_secs_f64();
+        let val = match &val_loader {
+            Some(l) => Some(evaluate(&mut model, l, classes)?),
+            None => None,
+        };
+        let record = Record {
+            kind: "epoch".into(),
+            epoch: epoch + 1,
+            step,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            val_loss: val.as_ref().map(|v| v.0),
+            val_acc: val.as_ref().map(|v| v.1.accuracy()),
+            time_s: time0 + start.elapsed().as_secs_f64(),
+            images_per_s: seen as f64 / train_secs.max(1e-9),
+        };
+        history.append(&record)?;
+        obs.epoch(&record);
+        epochs_done = epoch + 1;
+
+        // Best and early stopping on the monitored validation number.
+        let score = match (cfg.monitor, &val) {
+            (Monitor::ValLoss, Some(v)) => Some(-v.0),
+            (Monitor::ValAcc, Some(v)) => Some(v.1.accuracy()),
+            _ => None,
+        };
+        let improved = match (score, best) {
+            (Some(s), Some(b)) => s > b,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if improved {
+            best = score;
+            bad_epochs = 0;
+        } else {
+            bad_epochs += 1;
+        }
+        meta.insert(META_EPOCH.into(), epochs_done.to_string());
+        meta.insert(META_STEP.into(), step.to_string());
+        meta.insert("strata.best".into(), best.map_or(String::new(), |b| b.to_string()));
+        meta.insert("strata.bad_epochs".into(), bad_epochs.to_string());
+        meta.insert("strata.time_s".into(), (time0 + start.elapsed().as_secs_f64()).to_string());
+        // Optimizer state first: a crash between the two writes leaves a `last` that
+        // still matches an optimizer state one epoch newer at worst, never older.
+        checkpoint::write_tensors(&paths.last_optim(), opt.state_tensors(), &BTreeMap::new())?;
+        checkpoint::save(&mut model, &paths.last(), &meta)?;
+        if improved || score.is_none() {
+            checkpoint::save(&mut model, &paths.best(), &meta)?;
+        }
+        if let Some(patience) = cfg.early_stop {
+            if score.is_some() && bad_epochs >= patience {
+                obs.note(&format!("early stop: no improvement of {:?} for {patience} epochs", cfg.monitor));
+                stopped_early = true;
+                break;
+            }
+        }
+    }
+
+    // Final test of the last model, when the dataset has a test split.
+    let test = match data::load(&cfg.data, Split::Test) {
+        Ok(t) => {
+            let tl = Loader::new(Arc::new(t), loader_cfg(Augment::none(), false))?;
+            Some(evaluate(&mut model, &tl, classes)?)
+        }
+        Err(e) => {
+            obs.note(&format!("no test split evaluated: {e}"));
+            None
+        }
+    };
+    let outcome = Outcome {
+        epochs: epochs_done,
+        stopped_early,
+        best: best.map(|b| if cfg.monitor == Monitor::ValLoss { -b } else { b }),
+        test,
+        class_names,
+        time_s: time0 + start.elapsed().as_secs_f64(),
+    };
+    write_metrics(paths, &outcome)?;
+    Ok(outcome)
+}
+
+fn write_metrics(paths: &RunPaths, o: &Outcome) -> Result<()> {
+    let test = o.test.as_ref().map(|(loss, conf)| {
+        serde_json::json!({
+            "loss": loss,
+            "accuracy": conf.accuracy(),
+            "per_class": conf.per_class(),
+            "confusion": conf.counts,
+        })
+    });
+    let json = serde_json::json!({
+        "epochs": o.epochs,
+        "stopped_early": o.stopped_early,
+        "best_val": o.best,
+        "time_s": o.time_s,
+        "classes": o.class_names,
+        "test": test,
+    });
+    let text = serde_json::to_string_pretty(&json).map_err(|e| Error::state("metrics", e.to_string()))?;
+    checkpoint::write_atomic(&paths.metrics(), text.as_bytes())
+}
+
+/// A trained model with what is needed to feed it: loaded from a checkpoint.
+pub struct Trained {
+    /// The network.
+    pub model: Model,
+    /// Normalization of its inputs.
+    pub normalize: Normalize,
+    /// Class names.
+    pub class_names: Vec<String>,
+    /// The dataset it was trained on.
+    pub data: Option<String>,
+}
+
+/// Loads `path` — a checkpoint file, or a run folder (its `best.safetensors`).
+pub fn load_trained(path: &Path) -> Result<Trained> {
+    let file = if path.is_dir() { RunPaths::new(path).best() } else { path.to_path_buf() };
+    let (model, meta) = Model::from_checkpoint(&file)?;
+    let hm: HashMap<String, String> = meta.clone().into_iter().collect();
+    let normalize = Normalize::from_metadata(&hm)?.unwrap_or_else(|| Normalize::identity(model.config.in_channels));
+    let class_names = meta
+        .get(META_CLASSES)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_else(|| data::dataset::numbered_classes(model.config.classes));
+    Ok(Trained { model, normalize, class_names, data: meta.get(META_DATA).cloned() })
+}
