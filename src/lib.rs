@@ -14,6 +14,7 @@
 //! assert_eq!(out.dlogits.shape(), &[2, 3]);
 //! ```
 
+pub mod data;
 pub mod error;
 pub mod init;
 pub mod kernels;

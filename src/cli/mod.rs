@@ -1,0 +1,3 @@
+//! Command-line subcommands of the `strata` binary (the library does the work).
+
+pub mod data;
