@@ -31,6 +31,12 @@ use std::thread::JoinHandle;
 const ORDER_TAG: u64 = 0x6f72_6465_72;
 const AUGMENT_TAG: u64 = 0x6175_676d;
 
+/// The generator that augments image `index` in `epoch` (what the loader uses; the
+/// preview uses it too, so it shows exactly what the network sees).
+pub fn augment_rng(seed: u64, epoch: u64, index: usize) -> DataRng {
+    DataRng::for_stream(seed, &[AUGMENT_TAG, epoch, index as u64])
+}
+
 /// How batches are made.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoaderConfig {
@@ -278,7 +284,7 @@ impl Shared {
         let mut x = vec![0.0f32; indices.len() * per];
         let in_shape = self.dataset.shape();
         for (&i, out) in indices.iter().zip(x.chunks_exact_mut(per)) {
-            let mut rng = DataRng::for_stream(self.config.seed, &[AUGMENT_TAG, epoch, i as u64]);
+            let mut rng = augment_rng(self.config.seed, epoch, i);
             ws.img.load_u8(self.dataset.image(i), in_shape);
             let aug = &self.config.augment;
             aug.apply_pixels(&mut ws.img, &mut ws.scratch, &mut rng);
