@@ -1,6 +1,9 @@
 //! The `strata` command-line tool.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// strata: train and inspect convolutional networks on the CPU.
 #[derive(Parser, Debug)]
@@ -14,16 +17,35 @@ struct Cli {
 enum Command {
     /// List the layers strata implements, with their PyTorch equivalents.
     Layers,
+    /// Datasets: download, statistics, augmentation preview, loader benchmark.
+    Data(cli::data::DataArgs),
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Layers => {
             for (name, torch) in LAYERS {
                 println!("{name:<20} {torch}");
             }
+            Ok(())
         }
+        Command::Data(args) => cli::data::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_code(&e)
+        }
+    }
+}
+
+/// 1 when a run failed (e.g. a download), 2 for usage and input errors.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<strata::Error>() {
+        Some(strata::Error::Download { .. }) => ExitCode::from(1),
+        _ => ExitCode::from(2),
     }
 }
 

@@ -89,7 +89,10 @@ fn format_err(path: &Path, reason: impl Into<String>) -> Error {
 pub fn parse(bytes: &[u8], path: &Path, kind: CifarKind) -> Result<(Vec<u8>, Vec<u32>)> {
     let rec = kind.record_bytes();
     if bytes.is_empty() {
-        return Err(format_err(path, format!("empty file: no {} records", kind.name())));
+        return Err(format_err(
+            path,
+            format!("empty file: no {} records", kind.name()),
+        ));
     }
     if bytes.len() % rec != 0 {
         return Err(format_err(
@@ -236,15 +239,26 @@ mod tests {
     fn bad_files_are_errors_naming_file_and_record() {
         let p = Path::new("data_batch_1.bin");
         let err = parse(&[], p, CifarKind::Ten).unwrap_err().to_string();
-        assert!(err.contains("empty") && err.contains("data_batch_1.bin"), "{err}");
+        assert!(
+            err.contains("empty") && err.contains("data_batch_1.bin"),
+            "{err}"
+        );
         let mut bytes = record(&[1], 0);
         bytes.extend(record(&[2], 0));
-        let err = parse(&bytes[..5000], p, CifarKind::Ten).unwrap_err().to_string();
-        assert!(err.contains("1 whole 3073-byte records and 1927 bytes left over"), "{err}");
+        let err = parse(&bytes[..5000], p, CifarKind::Ten)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 whole 3073-byte records and 1927 bytes left over"),
+            "{err}"
+        );
         let mut bad = record(&[1], 0);
         bad.extend(record(&[10], 0));
         let err = parse(&bad, p, CifarKind::Ten).unwrap_err().to_string();
-        assert!(err.contains("record 1 (byte offset 3073) has label 10"), "{err}");
+        assert!(
+            err.contains("record 1 (byte offset 3073) has label 10"),
+            "{err}"
+        );
         let err = parse(&record(&[20, 5], 0), p, CifarKind::HundredFine).unwrap_err();
         assert!(err.to_string().contains("coarse label 20"), "{err}");
         // A CIFAR-10 file read as CIFAR-100 almost never has whole records.

@@ -61,7 +61,11 @@ impl ImageDataset {
             ));
         }
         if class_names.is_empty() {
-            return Err(Error::config(op, "class_names", "at least one class is needed"));
+            return Err(Error::config(
+                op,
+                "class_names",
+                "at least one class is needed",
+            ));
         }
         let per_image = channels * height * width;
         let expected = labels.len().checked_mul(per_image);
@@ -119,9 +123,7 @@ impl ImageDataset {
                 return Err(Error::config(
                     "ImageDataset::from_tensor",
                     "x",
-                    format!(
-                        "element {i} is {v}; pixel values must be in [0, 1] (scale first)"
-                    ),
+                    format!("element {i} is {v}; pixel values must be in [0, 1] (scale first)"),
                 ));
             }
             images.push((v * 255.0).round() as u8);
@@ -252,11 +254,18 @@ impl ImageDataset {
                 Error::config(
                     op,
                     "classes",
-                    format!("class {c} does not exist (there are {})", self.num_classes()),
+                    format!(
+                        "class {c} does not exist (there are {})",
+                        self.num_classes()
+                    ),
                 )
             })?;
             if slot.is_some() {
-                return Err(Error::config(op, "classes", format!("class {c} is listed twice")));
+                return Err(Error::config(
+                    op,
+                    "classes",
+                    format!("class {c} is listed twice"),
+                ));
             }
             *slot = Some(pos as u32);
         }

@@ -241,7 +241,12 @@ fn attempt(
         200 => false,
         416 if offset > 0 => return Ok(Attempt::Done), // nothing left: verify what we have
         500..=599 => return Ok(Attempt::Retry(format!("server error HTTP {status}"))),
-        _ => return Err(download_err(url, format!("the server answered HTTP {status}"))),
+        _ => {
+            return Err(download_err(
+                url,
+                format!("the server answered HTTP {status}"),
+            ))
+        }
     };
     let mut file = if append {
         OpenOptions::new().append(true).open(part)
@@ -392,7 +397,11 @@ pub fn download_dataset(
         let dest = dir.join(file.name);
         let fetched = fetch(&url, &dest, file.sha256, options)?;
         if options.progress {
-            let verb = if fetched { "downloaded" } else { "already present" };
+            let verb = if fetched {
+                "downloaded"
+            } else {
+                "already present"
+            };
             eprintln!("strata: {} {verb}, SHA-256 verified", dest.display());
         }
     }
@@ -424,14 +433,19 @@ mod tests {
 
     /// A one-thread HTTP/1.1 server on 127.0.0.1 that handles `script.len()` requests,
     /// then stops. Returns the base URL and the Range headers it saw.
-    fn serve(payload: Vec<u8>, script: Vec<Behaviour>) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
+    fn serve(
+        payload: Vec<u8>,
+        script: Vec<Behaviour>,
+    ) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let ranges = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&ranges);
         std::thread::spawn(move || {
             for behaviour in script {
-                let Ok((stream, _)) = listener.accept() else { return };
+                let Ok((stream, _)) = listener.accept() else {
+                    return;
+                };
                 let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
                 let mut range = None;
                 loop {
@@ -451,7 +465,14 @@ mod tests {
                     format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n", body.len())
                 };
                 let status = if range.is_some() {
-                    head("206 Partial Content", format!("Content-Range: bytes {start}-{}/{}\r\n", payload.len() - 1, payload.len()))
+                    head(
+                        "206 Partial Content",
+                        format!(
+                            "Content-Range: bytes {start}-{}/{}\r\n",
+                            payload.len() - 1,
+                            payload.len()
+                        ),
+                    )
                 } else {
                     head("200 OK", String::new())
                 };
@@ -475,11 +496,16 @@ mod tests {
     }
 
     fn payload() -> Vec<u8> {
-        (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+        (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
     }
 
     fn sha(bytes: &[u8]) -> String {
-        Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     fn quick(retries: u32) -> DownloadOptions {
@@ -518,7 +544,10 @@ mod tests {
     #[test]
     fn dropped_connection_resumes_with_range() {
         let data = payload();
-        let (base, ranges) = serve(data.clone(), vec![Behaviour::DropAfter(100_000), Behaviour::Serve]);
+        let (base, ranges) = serve(
+            data.clone(),
+            vec![Behaviour::DropAfter(100_000), Behaviour::Serve],
+        );
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f.bin");
         fetch(&format!("{base}/f.bin"), &dest, &sha(&data), &quick(2)).unwrap();
@@ -533,12 +562,20 @@ mod tests {
     #[test]
     fn giving_up_keeps_the_part_file_and_the_next_run_resumes() {
         let data = payload();
-        let (base, _) = serve(data.clone(), vec![Behaviour::DropAfter(50_000), Behaviour::DropAfter(50_000)]);
+        let (base, _) = serve(
+            data.clone(),
+            vec![Behaviour::DropAfter(50_000), Behaviour::DropAfter(50_000)],
+        );
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f.bin");
         let url = format!("{base}/f.bin");
-        let err = fetch(&url, &dest, &sha(&data), &quick(1)).unwrap_err().to_string();
-        assert!(err.contains("connection dropped") && err.contains("resumes"), "{err}");
+        let err = fetch(&url, &dest, &sha(&data), &quick(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("connection dropped") && err.contains("resumes"),
+            "{err}"
+        );
         let kept = std::fs::metadata(part_path(&dest)).unwrap().len();
         assert!(kept >= 50_000, "{kept}");
         let (base2, ranges) = serve(data.clone(), vec![Behaviour::Serve]);
@@ -551,7 +588,12 @@ mod tests {
     fn http_errors_are_reported() {
         let (base, _) = serve(Vec::new(), vec![Behaviour::NotFound]);
         let dir = tempfile::tempdir().unwrap();
-        let err = fetch(&format!("{base}/x"), &dir.path().join("x"), &"0".repeat(64), &quick(0));
+        let err = fetch(
+            &format!("{base}/x"),
+            &dir.path().join("x"),
+            &"0".repeat(64),
+            &quick(0),
+        );
         assert!(err.unwrap_err().to_string().contains("HTTP 404"));
     }
 
@@ -563,7 +605,8 @@ mod tests {
         header.set_size(3);
         header.set_mode(0o644);
         header.set_cksum();
-        tar.append_data(&mut header, "cifar-10-batches-bin/x.bin", &b"abc"[..]).unwrap();
+        tar.append_data(&mut header, "cifar-10-batches-bin/x.bin", &b"abc"[..])
+            .unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar.into_inner().unwrap()).unwrap();
         let archive = gz.finish().unwrap();
@@ -581,9 +624,15 @@ mod tests {
         };
         let (base, _) = serve(archive, vec![Behaviour::Serve]);
         let dir = tempfile::tempdir().unwrap();
-        let options = DownloadOptions { mirror: Some(base), ..quick(0) };
+        let options = DownloadOptions {
+            mirror: Some(base),
+            ..quick(0)
+        };
         download_dataset(&spec, dir.path(), &options).unwrap();
-        assert_eq!(std::fs::read(dir.path().join("cifar-10-batches-bin/x.bin")).unwrap(), b"abc");
+        assert_eq!(
+            std::fs::read(dir.path().join("cifar-10-batches-bin/x.bin")).unwrap(),
+            b"abc"
+        );
         assert!(find("CIFAR-10").is_some() && find("cifar100").is_none());
     }
 }

@@ -39,7 +39,10 @@ pub fn load(split: Split) -> Result<ImageDataset> {
         ip,
         idx::decode(labels, lp)?,
         lp,
-        FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect(),
+        FASHION_MNIST_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
     )
 }
 
@@ -54,6 +57,9 @@ mod tests {
         assert_eq!(train.class_counts(), vec![800; 10]);
         let test = load(Split::Test).unwrap();
         assert_eq!(test.class_counts(), vec![100; 10]);
-        assert!(train.images().iter().any(|&p| p > 200), "real images, not zeros");
+        assert!(
+            train.images().iter().any(|&p| p > 200),
+            "real images, not zeros"
+        );
     }
 }

@@ -143,17 +143,18 @@ pub fn load(root: &Path, options: &FolderOptions) -> Result<(ImageDataset, Folde
     let gray = match options.color {
         ColorMode::Gray => true,
         ColorMode::Rgb => false,
-        ColorMode::Auto => decoded
-            .iter()
-            .flatten()
-            .all(|im| !im.color().has_color()),
+        ColorMode::Auto => decoded.iter().flatten().all(|im| !im.color().has_color()),
     };
     let channels = if gray { 1 } else { 3 };
     let first_size = decoded.iter().flatten().next().map(|im| im.dimensions());
     let [h, w] = match (options.resize, first_size) {
         (Some([h, w]), _) if h > 0 && w > 0 => [h, w],
         (Some(_), _) => {
-            return Err(Error::config("image folder", "resize", "sizes must be at least 1"))
+            return Err(Error::config(
+                "image folder",
+                "resize",
+                "sizes must be at least 1",
+            ))
         }
         (None, Some((w, h))) => [h as usize, w as usize],
         (None, None) => [1, 1], // every file is bad; reported below
@@ -197,10 +198,12 @@ pub fn load(root: &Path, options: &FolderOptions) -> Result<(ImageDataset, Folde
             Err(reason) => return Err(format_err(path, reason)),
         }
     }
-    let counts = labels.iter().fold(vec![0usize; classes.len()], |mut acc, &l| {
-        acc[l as usize] += 1;
-        acc
-    });
+    let counts = labels
+        .iter()
+        .fold(vec![0usize; classes.len()], |mut acc, &l| {
+            acc[l as usize] += 1;
+            acc
+        });
     if let Some(c) = counts.iter().position(|&n| n == 0) {
         return Err(format_err(
             &root.join(&classes[c].0),
@@ -247,7 +250,11 @@ mod tests {
         assert_eq!(d.class_names(), &["a_dog", "b_cat"]);
         assert_eq!(d.shape(), [1, 3, 4]);
         assert_eq!(d.labels(), &[0, 0, 1]);
-        assert_eq!((d.image(0)[0], d.image(1)[0]), (20, 10), "files sorted by name");
+        assert_eq!(
+            (d.image(0)[0], d.image(1)[0]),
+            (20, 10),
+            "files sorted by name"
+        );
 
         let color: ImageBuffer<Rgb<u8>, Vec<u8>> = ImageBuffer::from_pixel(4, 3, Rgb([1, 2, 3]));
         color.save(r.join("b_cat").join("y.jpg")).unwrap();
@@ -255,7 +262,11 @@ mod tests {
         assert_eq!(d.shape(), [3, 3, 4]);
         assert_eq!(&d.image(0)[..1], &[20]);
         assert_eq!(d.image(0)[12], 20, "gray replicated to green plane");
-        let opts = FolderOptions { color: ColorMode::Gray, resize: Some([2, 2]), skip_bad: false };
+        let opts = FolderOptions {
+            color: ColorMode::Gray,
+            resize: Some([2, 2]),
+            skip_bad: false,
+        };
         let (d, _) = load(r, &opts).unwrap();
         assert_eq!((d.shape(), d.len()), ([1, 2, 2], 4));
     }
@@ -270,7 +281,10 @@ mod tests {
         std::fs::write(r.join("b").join("2.jpg"), b"not a jpeg").unwrap();
         let err = load(r, &FolderOptions::default()).unwrap_err().to_string();
         assert!(err.contains("1.png") && err.contains("5×4"), "{err}");
-        let opts = FolderOptions { skip_bad: true, ..FolderOptions::default() };
+        let opts = FolderOptions {
+            skip_bad: true,
+            ..FolderOptions::default()
+        };
         let (d, rep) = load(r, &opts).unwrap();
         assert_eq!(d.len(), 2);
         assert_eq!(rep.skipped.len(), 2);
@@ -280,15 +294,22 @@ mod tests {
     #[test]
     fn empty_root_and_empty_class_are_errors() {
         let root = tree(&[]);
-        let err = load(root.path(), &FolderOptions::default()).unwrap_err().to_string();
+        let err = load(root.path(), &FolderOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no class folders"), "{err}");
         let root = tree(&["a", "empty"]);
         gray(&root.path().join("a"), "0.png", 2, 2, 1);
-        let err = load(root.path(), &FolderOptions::default()).unwrap_err().to_string();
+        let err = load(root.path(), &FolderOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("class `empty` has no"), "{err}");
         let root = tree(&["a"]);
         std::fs::write(root.path().join("a").join("0.png"), b"junk").unwrap();
-        let opts = FolderOptions { skip_bad: true, ..FolderOptions::default() };
+        let opts = FolderOptions {
+            skip_bad: true,
+            ..FolderOptions::default()
+        };
         let err = load(root.path(), &opts).unwrap_err().to_string();
         assert!(err.contains("no usable image (1 skipped"), "{err}");
         assert!(load(Path::new("/nonexistent-strata"), &opts).is_err());

@@ -45,7 +45,10 @@ fn parse_header(head: &[u8], path: &Path) -> Result<(Vec<usize>, usize)> {
     if head.len() < 4 {
         return Err(format_err(
             path,
-            format!("IDX file too short: {} bytes, the header alone needs 4", head.len()),
+            format!(
+                "IDX file too short: {} bytes, the header alone needs 4",
+                head.len()
+            ),
         ));
     }
     if head[0] != 0 || head[1] != 0 {
@@ -134,7 +137,9 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usiz
             Err(e) => {
                 return Err(format_err(
                     path,
-                    format!("corrupt or truncated gzip data after {filled} decompressed bytes: {e}"),
+                    format!(
+                        "corrupt or truncated gzip data after {filled} decompressed bytes: {e}"
+                    ),
                 ))
             }
         }
@@ -350,9 +355,15 @@ mod tests {
     fn short_and_long_data_are_errors() {
         let mut raw = encode(&[2, 2], &[1, 2, 3, 4]).unwrap();
         raw.push(9);
-        assert!(decode(&raw, p()).unwrap_err().to_string().contains("1 unexpected bytes"));
+        assert!(decode(&raw, p())
+            .unwrap_err()
+            .to_string()
+            .contains("1 unexpected bytes"));
         raw.truncate(raw.len() - 2);
-        assert!(decode(&raw, p()).unwrap_err().to_string().contains("truncated"));
+        assert!(decode(&raw, p())
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
         let mut gz_long = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz_long.write_all(&raw).unwrap();
         gz_long.write_all(&[1, 2, 3]).unwrap();
@@ -392,7 +403,10 @@ mod tests {
         assert!(err.contains("truncated"), "{err}");
         let overflow = [0u8, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
         let err = decode(&overflow, p()).unwrap_err().to_string();
-        assert!(err.contains("truncated") || err.contains("overflow"), "{err}");
+        assert!(
+            err.contains("truncated") || err.contains("overflow"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -412,8 +426,17 @@ mod tests {
         assert!(err.to_string().contains("3 images but 2 labels"), "{err}");
         let err = to_dataset(img(2), ip, lab(vec![0, 5]), lp, numbered_classes(2)).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("lab.idx") && msg.contains("label 1 is 5"), "{msg}");
-        let err = to_dataset(lab(vec![0, 1]), ip, lab(vec![0, 1]), lp, numbered_classes(2));
+        assert!(
+            msg.contains("lab.idx") && msg.contains("label 1 is 5"),
+            "{msg}"
+        );
+        let err = to_dataset(
+            lab(vec![0, 1]),
+            ip,
+            lab(vec![0, 1]),
+            lp,
+            numbered_classes(2),
+        );
         assert!(err.unwrap_err().to_string().contains("3 dimensions"));
         let err = to_dataset(img(2), ip, img(2), lp, numbered_classes(2));
         assert!(err.unwrap_err().to_string().contains("1 dimension"));

@@ -130,7 +130,11 @@ impl Loader {
             ));
         }
         if config.workers > 256 {
-            return Err(Error::config(op, "workers", format!("{} is too many", config.workers)));
+            return Err(Error::config(
+                op,
+                "workers",
+                format!("{} is too many", config.workers),
+            ));
         }
         let c = dataset.channels();
         let normalize = if config.normalize.mean.is_empty() && config.normalize.std.is_empty() {
@@ -204,7 +208,8 @@ impl Loader {
     /// Builds batch `b` of `epoch` on the calling thread. Panics if `b >= len()`.
     pub fn batch(&self, epoch: u64, b: usize) -> Batch {
         let order = self.order(epoch);
-        self.shared.build(epoch, &order, b, &mut Workspace::default())
+        self.shared
+            .build(epoch, &order, b, &mut Workspace::default())
     }
 
     /// The batches of `epoch`, in order.
@@ -450,7 +455,10 @@ mod tests {
             workers,
             prefetch: 2,
             seed: 11,
-            augment: Augment::parse("flip,crop:2:reflect,rrc:0.3-1,jitter:0.3:0.3:0.3:0.1,erase,cutout:3").unwrap(),
+            augment: Augment::parse(
+                "flip,crop:2:reflect,rrc:0.3-1,jitter:0.3:0.3:0.3:0.1,erase,cutout:3",
+            )
+            .unwrap(),
             normalize: Normalize::new(vec![0.5, 0.4, 0.3], vec![0.2, 0.25, 0.3]).unwrap(),
             ..LoaderConfig::default()
         }
@@ -459,11 +467,17 @@ mod tests {
     #[test]
     fn same_batches_whatever_the_worker_count() {
         let d = data(40);
-        let reference: Vec<Batch> = Loader::new(Arc::clone(&d), config(0)).unwrap().epoch(3).collect();
+        let reference: Vec<Batch> = Loader::new(Arc::clone(&d), config(0))
+            .unwrap()
+            .epoch(3)
+            .collect();
         assert_eq!(reference.len(), 6);
         assert_eq!(reference[5].y.len(), 5, "last partial batch kept");
         for workers in [1, 2, 5] {
-            let got: Vec<Batch> = Loader::new(Arc::clone(&d), config(workers)).unwrap().epoch(3).collect();
+            let got: Vec<Batch> = Loader::new(Arc::clone(&d), config(workers))
+                .unwrap()
+                .epoch(3)
+                .collect();
             assert_eq!(got, reference, "workers = {workers}");
         }
     }

@@ -55,7 +55,11 @@ impl Normalize {
             ));
         }
         if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
-            return Err(Error::config("Normalize", "mean", format!("not finite: {m}")));
+            return Err(Error::config(
+                "Normalize",
+                "mean",
+                format!("not finite: {m}"),
+            ));
         }
         Ok(Normalize { mean, std })
     }

@@ -63,7 +63,13 @@ pub fn grid(
     let cols = options.variants + 1;
     let width = cols * cell_w + (cols + 1) * GAP;
     let height = indices.len() * cell_h + (indices.len() + 1) * GAP;
-    let too_big = || Error::config("preview", "size", format!("{width}×{height} pixels is too large"));
+    let too_big = || {
+        Error::config(
+            "preview",
+            "size",
+            format!("{width}×{height} pixels is too large"),
+        )
+    };
     let mut canvas = RgbImage::from_pixel(
         u32::try_from(width).map_err(|_| too_big())?,
         u32::try_from(height).map_err(|_| too_big())?,
@@ -99,7 +105,11 @@ fn draw(canvas: &mut RgbImage, img: &Image, c: usize, scale: usize, x0: usize, y
         for x in 0..img.w * scale {
             let p = (y / scale) * img.w + x / scale;
             let px = if c >= 3 {
-                Rgb([byte(img.data[p]), byte(img.data[hw + p]), byte(img.data[2 * hw + p])])
+                Rgb([
+                    byte(img.data[p]),
+                    byte(img.data[hw + p]),
+                    byte(img.data[2 * hw + p]),
+                ])
             } else {
                 let g = byte(img.data[p]);
                 Rgb([g, g, g])
@@ -136,14 +146,24 @@ mod tests {
         let images: Vec<u8> = (0..2 * 3 * 4 * 4).map(|i| (i * 5) as u8).collect();
         let d = ImageDataset::new(images, vec![0, 1], [3, 4, 4], numbered_classes(2)).unwrap();
         let aug = Augment::parse("flip:1").unwrap();
-        let opts = PreviewOptions { variants: 2, seed: 0, scale: 2 };
+        let opts = PreviewOptions {
+            variants: 2,
+            seed: 0,
+            scale: 2,
+        };
         let g = grid(&d, &aug, &[1, 0], &opts).unwrap();
-        assert_eq!((g.width(), g.height()), (3 * 8 + 4 * GAP as u32, 2 * 8 + 3 * GAP as u32));
+        assert_eq!(
+            (g.width(), g.height()),
+            (3 * 8 + 4 * GAP as u32, 2 * 8 + 3 * GAP as u32)
+        );
         // Top-left pixel of the first cell is image 1's pixel (0, 0).
         let first = d.image(1);
         assert_eq!(g.get_pixel(2, 2).0, [first[0], first[16], first[32]]);
         // The flipped copy starts with the last pixel of the first row.
-        assert_eq!(g.get_pixel(2 + 8 + 2, 2).0, [first[3], first[19], first[35]]);
+        assert_eq!(
+            g.get_pixel(2 + 8 + 2, 2).0,
+            [first[3], first[19], first[35]]
+        );
         assert!(grid(&d, &aug, &[5], &opts).is_err());
         assert!(grid(&d, &aug, &[], &opts).is_err());
         let dir = tempfile::tempdir().unwrap();

@@ -57,7 +57,11 @@ impl FromStr for Split {
         match s {
             "train" => Ok(Split::Train),
             "test" | "t10k" => Ok(Split::Test),
-            other => Err(Error::config("split", "split", format!("`{other}` is not train or test"))),
+            other => Err(Error::config(
+                "split",
+                "split",
+                format!("`{other}` is not train or test"),
+            )),
         }
     }
 }
@@ -185,7 +189,11 @@ impl Default for Sources {
 /// The download cache: `$STRATA_DATA_DIR`, `$XDG_CACHE_HOME/strata/datasets`,
 /// `~/.cache/strata/datasets`, or `./.strata-data` when none of those is set.
 pub fn default_cache_dir() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = env("STRATA_DATA_DIR") {
         return dir;
     }
@@ -249,9 +257,16 @@ fn class_names_for(dir: &Path, hint: Option<Known>) -> Result<Vec<String>> {
         return Ok(names);
     }
     let fashion = hint == Some(Known::FashionMnist)
-        || (hint.is_none() && dir.to_string_lossy().to_ascii_lowercase().contains("fashion"));
+        || (hint.is_none()
+            && dir
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .contains("fashion"));
     Ok(if fashion {
-        FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect()
+        FASHION_MNIST_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     } else {
         numbered_classes(10)
     })
@@ -292,7 +307,9 @@ fn detect(dir: &Path, split: Split, hint: Option<Known>) -> Result<Layout> {
         Split::Train => &["train"],
         Split::Test => &["test", "val"],
     };
-    let has_splits = ["train", "test", "val"].iter().any(|s| dir.join(s).is_dir());
+    let has_splits = ["train", "test", "val"]
+        .iter()
+        .any(|s| dir.join(s).is_dir());
     if has_splits {
         return split_dirs
             .iter()
@@ -301,13 +318,18 @@ fn detect(dir: &Path, split: Split, hint: Option<Known>) -> Result<Layout> {
             .map(Layout::Folder)
             .ok_or_else(|| Error::Format {
                 path: dir.to_path_buf(),
-                reason: format!("no `{}` folder for the {split} split", split_dirs.join("` or `")),
+                reason: format!(
+                    "no `{}` folder for the {split} split",
+                    split_dirs.join("` or `")
+                ),
             });
     }
     if split == Split::Test {
         return Err(Error::Format {
             path: dir.to_path_buf(),
-            reason: "an image folder without train/ and test/ sub-folders has only a training split".into(),
+            reason:
+                "an image folder without train/ and test/ sub-folders has only a training split"
+                    .into(),
         });
     }
     Ok(Layout::Folder(dir.to_path_buf()))
@@ -334,7 +356,10 @@ impl Sources {
                 loaded.origin = Origin::Debian(self.debian_dir.clone());
                 return Ok(loaded);
             }
-            looked.push(format!("{} (Debian package dataset-fashion-mnist)", self.debian_dir.display()));
+            looked.push(format!(
+                "{} (Debian package dataset-fashion-mnist)",
+                self.debian_dir.display()
+            ));
         }
         let cached = self.cache_dir.join(known.name());
         if cached.is_dir() {
@@ -346,7 +371,8 @@ impl Sources {
                 // An empty or half-filled cache folder is "not there"; a corrupt file is not.
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
                 Err(Error::Format { ref reason, .. })
-                    if reason.contains("no class folders") || reason.contains("only a training split") => {}
+                    if reason.contains("no class folders")
+                        || reason.contains("only a training split") => {}
                 Err(e) => return Err(e),
             }
         }
@@ -359,10 +385,13 @@ impl Sources {
             });
         }
         let download = match known {
-            Known::Cifar100 | Known::Cifar100Coarse => String::from(
-                "download cifar-100-binary.tar.gz yourself and pass --data DIR",
+            Known::Cifar100 | Known::Cifar100Coarse => {
+                String::from("download cifar-100-binary.tar.gz yourself and pass --data DIR")
+            }
+            _ => format!(
+                "run `strata data download {}` or pass --data DIR",
+                known.name()
             ),
-            _ => format!("run `strata data download {}` or pass --data DIR", known.name()),
         };
         Err(Error::NotFound {
             name: name_or_dir.to_string(),
@@ -384,7 +413,10 @@ impl Sources {
                     .ok_or_else(|| missing("images-idx3-ubyte"))?;
                 let labels = idx_file(dir, prefix, "labels-idx1-ubyte")
                     .ok_or_else(|| missing("labels-idx1-ubyte"))?;
-                (idx::load(&images, &labels, class_names_for(dir, hint)?)?, Vec::new())
+                (
+                    idx::load(&images, &labels, class_names_for(dir, hint)?)?,
+                    Vec::new(),
+                )
             }
             Layout::Cifar(root, kind) => (cifar::load_dir(&root, kind, split)?, Vec::new()),
             Layout::Folder(root) => {
@@ -415,8 +447,16 @@ mod tests {
             }
         };
         let ext = if gz { ".gz" } else { "" };
-        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte{ext}")), enc(&[n, 2, 2], &images)).unwrap();
-        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")), enc(&[n], &labels)).unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte{ext}")),
+            enc(&[n, 2, 2], &images),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")),
+            enc(&[n], &labels),
+        )
+        .unwrap();
     }
 
     fn sources(debian: &Path, cache: &Path) -> Sources {
@@ -431,7 +471,11 @@ mod tests {
     #[test]
     fn lookup_order_dir_debian_cache_embedded() {
         let tmp = tempfile::tempdir().unwrap();
-        let (deb, cache, user) = (tmp.path().join("deb"), tmp.path().join("cache"), tmp.path().join("mine"));
+        let (deb, cache, user) = (
+            tmp.path().join("deb"),
+            tmp.path().join("cache"),
+            tmp.path().join("mine"),
+        );
         for d in [&deb, &cache.join("fashion-mnist"), &user] {
             std::fs::create_dir_all(d).unwrap();
         }
@@ -454,11 +498,21 @@ mod tests {
         // A directory is read as it is; names are digits without a hint.
         write_idx(&user, "train", 12, true);
         let l = s.load(user.to_str().unwrap(), Split::Train).unwrap();
-        assert_eq!((l.dataset.len(), l.dataset.class_names()[3].as_str()), (12, "3"));
-        std::fs::write(user.join("classes.txt"), (0..10).map(|i| format!("k{i}\n")).collect::<String>()).unwrap();
+        assert_eq!(
+            (l.dataset.len(), l.dataset.class_names()[3].as_str()),
+            (12, "3")
+        );
+        std::fs::write(
+            user.join("classes.txt"),
+            (0..10).map(|i| format!("k{i}\n")).collect::<String>(),
+        )
+        .unwrap();
         let l = s.load(user.to_str().unwrap(), Split::Train).unwrap();
         assert_eq!(l.dataset.class_names()[3], "k3");
-        let err = s.load(user.to_str().unwrap(), Split::Test).unwrap_err().to_string();
+        let err = s
+            .load(user.to_str().unwrap(), Split::Test)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("t10k-images-idx3-ubyte"), "{err}");
     }
 
@@ -470,7 +524,10 @@ mod tests {
         assert!(err.contains("known dataset"), "{err}");
         let err = s.load("cifar10", Split::Train).unwrap_err().to_string();
         assert!(err.contains("strata data download cifar10"), "{err}");
-        let no_embedded = Sources { allow_embedded: false, ..s };
+        let no_embedded = Sources {
+            allow_embedded: false,
+            ..s
+        };
         assert!(no_embedded.load("fashion-mnist", Split::Train).is_err());
     }
 
@@ -484,8 +541,13 @@ mod tests {
         let path = dir.join("train-images-idx3-ubyte.gz");
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let err = sources(tmp.path(), &cache).load("fashion-mnist", Split::Train).unwrap_err();
-        assert!(err.to_string().contains("train-images-idx3-ubyte.gz"), "{err}");
+        let err = sources(tmp.path(), &cache)
+            .load("fashion-mnist", Split::Train)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("train-images-idx3-ubyte.gz"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -54,12 +54,7 @@ pub fn stratified_split(
     val_fraction: f64,
     seed: u64,
 ) -> Result<(ImageDataset, ImageDataset)> {
-    let (train, val) = split_indices(
-        dataset.labels(),
-        dataset.num_classes(),
-        val_fraction,
-        seed,
-    )?;
+    let (train, val) = split_indices(dataset.labels(), dataset.num_classes(), val_fraction, seed)?;
     Ok((dataset.subset(&train)?, dataset.subset(&val)?))
 }
 

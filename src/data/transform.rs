@@ -163,17 +163,24 @@ fn check_prob(field: &str, p: f32) -> Result<()> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
-        Err(invalid(field, format!("probability must be in [0, 1], got {p}")))
+        Err(invalid(
+            field,
+            format!("probability must be in [0, 1], got {p}"),
+        ))
     }
 }
 
 fn check_range(field: &str, [lo, hi]: [f32; 2], max: Option<f32>) -> Result<()> {
-    let ok = lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi && max.is_none_or(|m| hi <= m);
+    let ok =
+        lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi && max.is_none_or(|m| hi <= m);
     if ok {
         Ok(())
     } else {
         let bound = max.map_or(String::new(), |m| format!(" ≤ {m}"));
-        Err(invalid(field, format!("need 0 < low ≤ high{bound}, got {lo}-{hi}")))
+        Err(invalid(
+            field,
+            format!("need 0 < low ≤ high{bound}, got {lo}-{hi}"),
+        ))
     }
 }
 
@@ -182,9 +189,10 @@ impl Transform {
     pub fn validate(&self) -> Result<()> {
         match *self {
             Transform::Flip { p } => check_prob("flip.p", p),
-            Transform::Crop { padding, .. } if padding > 4096 => {
-                Err(invalid("crop.padding", format!("{padding} pixels is not plausible")))
-            }
+            Transform::Crop { padding, .. } if padding > 4096 => Err(invalid(
+                "crop.padding",
+                format!("{padding} pixels is not plausible"),
+            )),
             Transform::Crop { .. } => Ok(()),
             Transform::ResizedCrop { scale, ratio, size } => {
                 check_range("rrc.scale", scale, Some(1.0))?;
@@ -212,7 +220,10 @@ impl Transform {
                     }
                 }
                 if !(0.0..=0.5).contains(&hue) {
-                    return Err(invalid("jitter.hue", format!("must be in [0, 0.5], got {hue}")));
+                    return Err(invalid(
+                        "jitter.hue",
+                        format!("must be in [0, 0.5], got {hue}"),
+                    ));
                 }
                 Ok(())
             }
@@ -431,7 +442,9 @@ fn jitter(img: &mut Image, rng: &mut DataRng, strength: [f32; 4]) {
         match op {
             0 => {
                 let f = factor(rng, s);
-                img.data.iter_mut().for_each(|v| *v = (*v * f).clamp(0.0, 1.0));
+                img.data
+                    .iter_mut()
+                    .for_each(|v| *v = (*v * f).clamp(0.0, 1.0));
             }
             1 => {
                 let f = factor(rng, s);
@@ -441,8 +454,7 @@ fn jitter(img: &mut Image, rng: &mut DataRng, strength: [f32; 4]) {
                     let sum: f64 = (0..hw).map(|i| luma(r[i], g[i], b[i]) as f64).sum();
                     (sum / hw as f64) as f32
                 } else {
-                    (img.data.iter().map(|&v| v as f64).sum::<f64>() / img.data.len() as f64)
-                        as f32
+                    (img.data.iter().map(|&v| v as f64).sum::<f64>() / img.data.len() as f64) as f32
                 };
                 let offset = (1.0 - f) * mean;
                 img.data
@@ -544,7 +556,9 @@ pub struct Augment {
 }
 
 impl<'de> Deserialize<'de> for Augment {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Repr {
@@ -802,13 +816,30 @@ mod tests {
         let img = ramp(1, 4, 4);
         let mut seen_shift = false;
         for seed in 0..50 {
-            let out = run(Transform::Crop { padding: 2, mode: PadMode::Zero }, &img, seed);
+            let out = run(
+                Transform::Crop {
+                    padding: 2,
+                    mode: PadMode::Zero,
+                },
+                &img,
+                seed,
+            );
             assert_eq!((out.h, out.w, out.data.len()), (4, 4, 16));
             // Every output pixel is either padding (0) or an input pixel.
             assert!(out.data.iter().all(|v| *v == 0.0 || img.data.contains(v)));
             seen_shift |= out != img;
-            let refl = run(Transform::Crop { padding: 2, mode: PadMode::Reflect }, &img, seed);
-            assert!(refl.data.iter().all(|v| img.data.contains(v)), "reflect never pads with 0 here except pixel 0");
+            let refl = run(
+                Transform::Crop {
+                    padding: 2,
+                    mode: PadMode::Reflect,
+                },
+                &img,
+                seed,
+            );
+            assert!(
+                refl.data.iter().all(|v| img.data.contains(v)),
+                "reflect never pads with 0 here except pixel 0"
+            );
         }
         assert!(seen_shift);
     }
@@ -844,7 +875,12 @@ mod tests {
     #[test]
     fn bilinear_downscale_by_two_averages_pairs() {
         // align_corners=False at exactly half size samples midway between pixel pairs.
-        let mut img = Image { c: 1, h: 2, w: 4, data: vec![0.0, 2.0, 4.0, 6.0, 0.0, 2.0, 4.0, 6.0] };
+        let mut img = Image {
+            c: 1,
+            h: 2,
+            w: 4,
+            data: vec![0.0, 2.0, 4.0, 6.0, 0.0, 2.0, 4.0, 6.0],
+        };
         resize_bilinear(&mut img, &mut Vec::new(), (0, 0, 2, 4), (1, 2));
         assert_eq!(img.data, vec![1.0, 5.0]);
     }
@@ -852,14 +888,31 @@ mod tests {
     #[test]
     fn jitter_respects_grayscale_and_range() {
         let gray = ramp(1, 4, 4);
-        let sat_hue_only = Transform::Jitter { brightness: 0.0, contrast: 0.0, saturation: 0.9, hue: 0.5 };
-        assert_eq!(run(sat_hue_only.clone(), &gray, 1), gray, "no-op on grayscale");
+        let sat_hue_only = Transform::Jitter {
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.9,
+            hue: 0.5,
+        };
+        assert_eq!(
+            run(sat_hue_only.clone(), &gray, 1),
+            gray,
+            "no-op on grayscale"
+        );
         let rgb = ramp(3, 4, 4);
         let out = run(sat_hue_only, &rgb, 1);
         assert_ne!(out, rgb);
-        let all = Transform::Jitter { brightness: 0.8, contrast: 0.8, saturation: 0.8, hue: 0.2 };
+        let all = Transform::Jitter {
+            brightness: 0.8,
+            contrast: 0.8,
+            saturation: 0.8,
+            hue: 0.2,
+        };
         for seed in 0..10 {
-            assert!(run(all.clone(), &rgb, seed).data.iter().all(|v| (0.0..=1.0).contains(v)));
+            assert!(run(all.clone(), &rgb, seed)
+                .data
+                .iter()
+                .all(|v| (0.0..=1.0).contains(v)));
         }
     }
 
@@ -870,13 +923,29 @@ mod tests {
         assert_eq!(hue_shift(0.4, 0.4, 0.4, 0.3), (0.4, 0.4, 0.4));
         // Red shifted by a third of a turn becomes green.
         let (r, g, b) = hue_shift(1.0, 0.0, 0.0, 1.0 / 3.0);
-        assert!(r.abs() < 1e-5 && (g - 1.0).abs() < 1e-5 && b.abs() < 1e-5, "{r} {g} {b}");
+        assert!(
+            r.abs() < 1e-5 && (g - 1.0).abs() < 1e-5 && b.abs() < 1e-5,
+            "{r} {g} {b}"
+        );
     }
 
     #[test]
     fn erase_and_cutout_zero_a_rectangle() {
-        let img = Image { c: 2, h: 8, w: 8, data: vec![1.0; 128] };
-        let out = run(Transform::Erase { p: 1.0, scale: [0.1, 0.2], ratio: [0.5, 2.0] }, &img, 4);
+        let img = Image {
+            c: 2,
+            h: 8,
+            w: 8,
+            data: vec![1.0; 128],
+        };
+        let out = run(
+            Transform::Erase {
+                p: 1.0,
+                scale: [0.1, 0.2],
+                ratio: [0.5, 2.0],
+            },
+            &img,
+            4,
+        );
         let zeros = out.data.iter().filter(|v| **v == 0.0).count();
         assert!(zeros >= 2 * 4 && zeros <= 2 * 20, "{zeros}");
         let out = run(Transform::Cutout { size: 4, p: 1.0 }, &img, 5);
@@ -894,7 +963,8 @@ mod tests {
         assert_eq!(serde_json::from_str::<Augment>(&json).unwrap(), a);
         let from_str: Augment = serde_json::from_str("\"flip,crop:2\"").unwrap();
         assert_eq!(from_str.steps.len(), 2);
-        let tables: Augment = serde_json::from_str(r#"[{"kind": "crop", "padding": 4}, {"kind": "flip"}]"#).unwrap();
+        let tables: Augment =
+            serde_json::from_str(r#"[{"kind": "crop", "padding": 4}, {"kind": "flip"}]"#).unwrap();
         assert_eq!(tables.steps[1], Transform::Flip { p: 0.5 });
         assert!(Augment::parse("none").unwrap().is_empty());
     }
