@@ -13,6 +13,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// List the layers strata implements, with their PyTorch equivalents.

@@ -28,7 +28,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 /// Stream tags, so order and augmentation draws never share a generator stream.
-const ORDER_TAG: u64 = 0x6f72_6465_72;
+const ORDER_TAG: u64 = 0x006f_7264_6572;
 const AUGMENT_TAG: u64 = 0x6175_676d;
 
 /// The generator that augments image `index` in `epoch` (what the loader uses; the

@@ -40,6 +40,7 @@
 //! assert_eq!(batches[0].x.shape(), &[4, 1, 4, 4]);
 //! ```
 
+pub mod augment;
 pub mod cifar;
 pub mod dataset;
 pub mod download;

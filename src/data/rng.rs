@@ -96,7 +96,7 @@ mod tests {
         assert_ne!(a[0], b);
         assert_ne!(a[0], c);
         // Pinned value: a change to the generator changes every seeded run; do it knowingly.
-        assert_eq!(DataRng::new(0).next_u64(), DataRng::new(0).next_u64());
+        assert_eq!(DataRng::new(0).next_u64(), 0xe220_a839_7b1d_cdaf);
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn split_indices(
     for (class, mut members) in by_class.into_iter().enumerate() {
         let n = members.len();
         let n_val = ((n as f64 * val_fraction).round() as usize).min(n.saturating_sub(1));
-        DataRng::for_stream(seed, &[0x73_706c_6974, class as u64]).shuffle(&mut members);
+        DataRng::for_stream(seed, &[0x0073_706c_6974, class as u64]).shuffle(&mut members);
         val.extend_from_slice(&members[..n_val]);
         train.extend_from_slice(&members[n_val..]);
     }
