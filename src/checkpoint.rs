@@ -91,26 +91,46 @@ pub fn to_bytes(net: &mut dyn Layer, metadata: &BTreeMap<String, String>) -> Res
 }
 
 /// Writes named tensors (not a network's state: optimizer state, probes) atomically.
-pub fn write_tensors(path: &Path, tensors: BTreeMap<String, Tensor>, metadata: &BTreeMap<String, String>) -> Result<()> {
+pub fn write_tensors(
+    path: &Path,
+    tensors: BTreeMap<String, Tensor>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     write_atomic(path, &tensors_to_bytes(tensors, metadata)?)
 }
 
 /// Reads every tensor of a safetensors file as f32, with the file's metadata.
 pub fn read_tensors(path: &Path) -> Result<(BTreeMap<String, Tensor>, BTreeMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| format_err(path, format!("not a valid safetensors file ({e})")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format_err(path, e.to_string()))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| format_err(path, e.to_string()))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let data = decode(path, &name, &view)?;
-        let t = Tensor::from_vec(data, view.shape()).map_err(|e| format_err(path, e.to_string()))?;
+        let t =
+            Tensor::from_vec(data, view.shape()).map_err(|e| format_err(path, e.to_string()))?;
         out.insert(name, t);
     }
-    Ok((out, header.metadata().clone().unwrap_or_default().into_iter().collect()))
+    Ok((
+        out,
+        header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    ))
 }
 
-fn tensors_to_bytes(state: BTreeMap<String, Tensor>, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+fn tensors_to_bytes(
+    state: BTreeMap<String, Tensor>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     // Owned little-endian bytes first; the views borrow them.
     let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = state
         .into_iter()

@@ -71,6 +71,22 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A download failed or delivered the wrong bytes.
+    #[error("download of {url} failed: {reason}")]
+    Download {
+        /// What was being fetched.
+        url: String,
+        /// What went wrong and what to do about it.
+        reason: String,
+    },
+    /// A named dataset is not available anywhere strata looks.
+    #[error("dataset `{name}` not found: {reason}")]
+    NotFound {
+        /// The dataset asked for.
+        name: String,
+        /// Where strata looked and how to get it.
+        reason: String,
+    },
 }
 
 /// Shorthand for `std::result::Result<T, strata::Error>`.

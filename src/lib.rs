@@ -15,6 +15,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod data;
 pub mod error;
 pub mod init;
 pub mod kernels;
@@ -24,6 +25,7 @@ pub mod nn;
 pub mod optim;
 pub mod summary;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use tensor::Tensor;

@@ -8,6 +8,10 @@ use std::process::ExitCode;
 /// strata: train and inspect convolutional networks on the CPU.
 ///
 /// Examples:
+///   strata train                           fmnist-cnn on Fashion-MNIST (the default job)
+///   strata train --model resnet20 --data cifar10 --epochs 30
+///   strata eval runs/fmnist-cnn-fashion-mnist
+///   strata predict runs/fmnist-cnn-fashion-mnist shoe.png
 ///   strata models                          list the architectures
 ///   strata summary resnet20                per-layer shapes, parameters, MACs, receptive fields
 ///   strata summary vgg16 --input 3x224x224
@@ -15,25 +19,51 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about, verbatim_doc_comment)]
 struct Cli {
+    /// Worker threads for the math (default: all cores). Results are identical for a
+    /// given seed and thread count.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
 
+// Parsed once per run; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train a model (default: fmnist-cnn on Fashion-MNIST, the lecture's recipe).
+    Train(cli::train::TrainArgs),
+    /// Evaluate a run or checkpoint: accuracy, per-class table, confusion matrix.
+    Eval(cli::train::EvalArgs),
+    /// Classify image files with a trained model (top-k classes and probabilities).
+    Predict(cli::train::PredictArgs),
     /// List the model architectures strata can build.
     Models,
     /// Show a model's layers: output shape, parameters, multiply-adds, receptive field.
     Summary(cli::models::SummaryArgs),
     /// List the layers strata implements, with their PyTorch equivalents.
     Layers,
+    /// Datasets: download, statistics, augmentation preview, loader benchmark.
+    Data(cli::data::DataArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
+    if let Some(t) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build_global()
+        {
+            eprintln!("error: --threads {t}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let result = match cli.command {
         Command::Models => cli::models::list(),
-        Command::Summary(args) => cli::models::summary(args),
+        Command::Summary(args) => cli::models::summary(&args),
+        Command::Train(args) => cli::train::run(&args),
+        Command::Eval(args) => cli::train::eval(&args),
+        Command::Predict(args) => cli::train::predict(&args),
         Command::Layers => {
             let text: String = LAYERS
                 .iter()
@@ -41,14 +71,22 @@ fn main() -> ExitCode {
                 .collect();
             cli::models::out(&text)
         }
+        Command::Data(args) => cli::data::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            // Bad input (a name, a value, a file) is a usage error.
-            ExitCode::from(2)
+            exit_code(&e)
         }
+    }
+}
+
+/// 1 when a run failed (e.g. a download), 2 for usage and input errors.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<strata::Error>() {
+        Some(strata::Error::Download { .. } | strata::Error::Diverged { .. }) => ExitCode::from(1),
+        _ => ExitCode::from(2),
     }
 }
 

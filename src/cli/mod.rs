@@ -1,3 +1,5 @@
-//! The `strata` command-line tool's subcommands (the binary's own modules).
+//! Command-line subcommands of the `strata` binary (the library does the work).
 
+pub mod data;
 pub mod models;
+pub mod train;

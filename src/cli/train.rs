@@ -105,10 +105,18 @@ fn parse_schedule(s: &str) -> Result<Schedule> {
     Ok(match parts[..] {
         ["constant"] => Schedule::Constant,
         ["cosine"] => Schedule::Cosine { min_lr: 0.0 },
-        ["one-cycle"] | ["one_cycle"] | ["onecycle"] => Schedule::OneCycle { pct_start: 0.3, div: 25.0, final_div: 1e4 },
+        ["one-cycle"] | ["one_cycle"] | ["onecycle"] => Schedule::OneCycle {
+            pct_start: 0.3,
+            div: 25.0,
+            final_div: 1e4,
+        },
         ["step", every, gamma] => Schedule::Step {
-            every: every.parse().context("step:EVERY:GAMMA: EVERY must be a whole number of steps")?,
-            gamma: gamma.parse().context("step:EVERY:GAMMA: GAMMA must be a number")?,
+            every: every
+                .parse()
+                .context("step:EVERY:GAMMA: EVERY must be a whole number of steps")?,
+            gamma: gamma
+                .parse()
+                .context("step:EVERY:GAMMA: GAMMA must be a number")?,
         },
         _ => bail!("--schedule `{s}`: use constant, cosine, one-cycle or step:EVERY_STEPS:GAMMA"),
     })
@@ -124,7 +132,19 @@ impl TrainArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
         }
-        set!(model, data, epochs, batch_size, lr, label_smoothing, warmup_epochs, val_fraction, seed, workers, log_every);
+        set!(
+            model,
+            data,
+            epochs,
+            batch_size,
+            lr,
+            label_smoothing,
+            warmup_epochs,
+            val_fraction,
+            seed,
+            workers,
+            log_every
+        );
         if self.clip_grad.is_some() {
             c.clip_grad = self.clip_grad;
         }
@@ -134,7 +154,11 @@ impl TrainArgs {
         if self.early_stop.is_some() {
             c.early_stop = self.early_stop;
         }
-        for (dst, src) in [(&mut c.norm, &self.norm), (&mut c.activation, &self.activation), (&mut c.init, &self.init)] {
+        for (dst, src) in [
+            (&mut c.norm, &self.norm),
+            (&mut c.activation, &self.activation),
+            (&mut c.init, &self.init),
+        ] {
             if src.is_some() {
                 *dst = src.clone();
             }
@@ -146,21 +170,42 @@ impl TrainArgs {
             c.dropout = self.dropout;
         }
         if let Some(a) = &self.augment {
-            c.augment = if a == "none" { String::new() } else { a.clone() };
+            c.augment = if a == "none" {
+                String::new()
+            } else {
+                a.clone()
+            };
         }
         if let Some(s) = &self.schedule {
             c.schedule = parse_schedule(s)?;
         }
         if let Some(o) = &self.optimizer {
             c.optimizer = match o.as_str() {
-                "sgd" => OptimizerConfig::Sgd { momentum: 0.9, nesterov: false, weight_decay: 5e-4 },
-                "nesterov" => OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
-                "adamw" => OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
+                "sgd" => OptimizerConfig::Sgd {
+                    momentum: 0.9,
+                    nesterov: false,
+                    weight_decay: 5e-4,
+                },
+                "nesterov" => OptimizerConfig::Sgd {
+                    momentum: 0.9,
+                    nesterov: true,
+                    weight_decay: 5e-4,
+                },
+                "adamw" => OptimizerConfig::AdamW {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: 0.01,
+                },
                 _ => bail!("--optimizer `{o}`: use sgd, nesterov or adamw"),
             };
         }
         match &mut c.optimizer {
-            OptimizerConfig::Sgd { momentum, weight_decay, .. } => {
+            OptimizerConfig::Sgd {
+                momentum,
+                weight_decay,
+                ..
+            } => {
                 if let Some(m) = self.momentum {
                     *momentum = m;
                 }
@@ -173,7 +218,9 @@ impl TrainArgs {
                     *weight_decay = w;
                 }
                 if self.momentum.is_some() {
-                    bail!("--momentum applies to SGD; AdamW has beta1/beta2 (set them in --config)");
+                    bail!(
+                        "--momentum applies to SGD; AdamW has beta1/beta2 (set them in --config)"
+                    );
                 }
             }
         }
@@ -190,7 +237,10 @@ struct Progress {
 
 impl Progress {
     fn new(log_every: u64) -> Self {
-        Progress { bar: None, log_every }
+        Progress {
+            bar: None,
+            log_every,
+        }
     }
 }
 
@@ -219,7 +269,10 @@ impl Observer for Progress {
             bar.set_position(p.iteration);
             bar.set_message(msg);
         } else if p.iteration % self.log_every == 0 || p.iteration == p.iterations {
-            eprintln!("epoch {}/{} iter {}/{}: {msg}", p.epoch, p.epochs, p.iteration, p.iterations);
+            eprintln!(
+                "epoch {}/{} iter {}/{}: {msg}",
+                p.epoch, p.epochs, p.iteration, p.iterations
+            );
         }
     }
 
@@ -247,12 +300,17 @@ impl Observer for Progress {
 }
 
 fn free_run_dir(cfg: &TrainConfig) -> PathBuf {
-    let data = Path::new(&cfg.data).file_name().map_or("data".into(), |s| s.to_string_lossy().into_owned());
+    let data = Path::new(&cfg.data)
+        .file_name()
+        .map_or("data".into(), |s| s.to_string_lossy().into_owned());
     let base = PathBuf::from("runs").join(format!("{}-{}", cfg.model, data));
     if !base.exists() {
         return base;
     }
-    (2..).map(|i| PathBuf::from(format!("{}-{i}", base.display()))).find(|p| !p.exists()).unwrap_or(base)
+    (2..)
+        .map(|i| PathBuf::from(format!("{}-{i}", base.display())))
+        .find(|p| !p.exists())
+        .unwrap_or(base)
 }
 
 /// `strata train`.
@@ -260,8 +318,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let (cfg, paths, resume) = match &args.resume {
         Some(dir) => {
             let paths = RunPaths::new(dir);
-            let mut cfg = TrainConfig::from_toml(&paths.config())
-                .with_context(|| format!("{} is not a run folder (no readable config.toml)", dir.display()))?;
+            let mut cfg = TrainConfig::from_toml(&paths.config()).with_context(|| {
+                format!(
+                    "{} is not a run folder (no readable config.toml)",
+                    dir.display()
+                )
+            })?;
             if let Some(e) = args.epochs {
                 cfg.epochs = e;
             }
@@ -271,7 +333,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             let cfg = args.resolve()?;
             let dir = args.run_dir.clone().unwrap_or_else(|| free_run_dir(&cfg));
             if RunPaths::new(&dir).last().exists() {
-                bail!("{} already holds a run; use --resume {} to continue it, or another --run-dir", dir.display(), dir.display());
+                bail!(
+                    "{} already holds a run; use --resume {} to continue it, or another --run-dir",
+                    dir.display(),
+                    dir.display()
+                );
             }
             (cfg, RunPaths::new(&dir), false)
         }
@@ -285,16 +351,27 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         cfg.data,
         outcome.epochs,
         outcome.time_s,
-        if outcome.stopped_early { " (stopped early)" } else { "" }
+        if outcome.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        }
     );
     if let Some(b) = outcome.best {
         text.push_str(&format!("best validation {:?}: {:.4}\n", cfg.monitor, b));
     }
     if let Some((loss, conf)) = &outcome.test {
-        text.push_str(&format!("test accuracy {:.2}% (loss {loss:.4}, {} images)\n\n", 100.0 * conf.accuracy(), conf.total()));
+        text.push_str(&format!(
+            "test accuracy {:.2}% (loss {loss:.4}, {} images)\n\n",
+            100.0 * conf.accuracy(),
+            conf.total()
+        ));
         text.push_str(&conf.render(&outcome.class_names));
     }
-    text.push_str(&format!("\nhistory, checkpoints and metrics: {}\n", paths.dir.display()));
+    text.push_str(&format!(
+        "\nhistory, checkpoints and metrics: {}\n",
+        paths.dir.display()
+    ));
     super::models::out(&text)
 }
 
@@ -319,18 +396,31 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let mut t = train::load_trained(&args.checkpoint)?;
     let name = match (&args.data, &t.data) {
         (Some(d), _) | (None, Some(d)) => d.clone(),
-        (None, None) => bail!("the checkpoint does not say which data it was trained on; pass --data"),
+        (None, None) => {
+            bail!("the checkpoint does not say which data it was trained on; pass --data")
+        }
     };
     let split: Split = args.split.parse()?;
     let ds = data::load(&name, split)?;
     if ds.num_classes() != t.model.config.classes {
-        bail!("{name} has {} classes but the model predicts {}", ds.num_classes(), t.model.config.classes);
+        bail!(
+            "{name} has {} classes but the model predicts {}",
+            ds.num_classes(),
+            t.model.config.classes
+        );
     }
     let loader = Loader::new(
         Arc::new(ds),
-        LoaderConfig { batch_size: args.batch_size, shuffle: false, augment: Augment::none(), normalize: t.normalize.clone(), ..LoaderConfig::default() },
+        LoaderConfig {
+            batch_size: args.batch_size,
+            shuffle: false,
+            augment: Augment::none(),
+            normalize: t.normalize.clone(),
+            ..LoaderConfig::default()
+        },
     )?;
-    let (loss, conf) = train::evaluate(&mut t.model, &loader, t.model.config.classes)?;
+    let classes = t.model.config.classes;
+    let (loss, conf) = train::evaluate(&mut t.model, &loader, classes)?;
     super::models::out(&format!(
         "{} on {name} ({split}): accuracy {:.2}%, loss {loss:.4}, {} images\n\n{}",
         args.checkpoint.display(),
@@ -359,7 +449,8 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     let [c, h, w] = t.model.input_shape();
     let mut text = String::new();
     for path in &args.images {
-        let img = image::open(path).with_context(|| format!("{}: cannot read as an image", path.display()))?;
+        let img = image::open(path)
+            .with_context(|| format!("{}: cannot read as an image", path.display()))?;
         let resized = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
         let pixels: Vec<u8> = match c {
             1 => resized.to_luma8().into_raw(),
@@ -380,7 +471,11 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
         text.push_str(&format!("{}\n", path.display()));
         for &k in order.iter().take(args.top_k.max(1)) {
-            let name = t.class_names.get(k).cloned().unwrap_or_else(|| k.to_string());
+            let name = t
+                .class_names
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| k.to_string());
             text.push_str(&format!("  {:>6.2}%  {name}\n", 100.0 * probs[k]));
         }
     }

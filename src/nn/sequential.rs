@@ -80,7 +80,10 @@ impl Layer for Sequential {
 
     fn reseed(&mut self, seed: u64) {
         for (i, (_, layer)) in self.layers.iter_mut().enumerate() {
-            layer.reseed(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64 + 1));
+            layer.reseed(
+                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .wrapping_add(i as u64 + 1),
+            );
         }
     }
 

@@ -79,8 +79,16 @@ impl Default for TrainConfig {
             epochs: 15,
             batch_size: 128,
             lr: 0.1,
-            optimizer: OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
-            schedule: Schedule::OneCycle { pct_start: 0.3, div: 25.0, final_div: 1e4 },
+            optimizer: OptimizerConfig::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 5e-4,
+            },
+            schedule: Schedule::OneCycle {
+                pct_start: 0.3,
+                div: 25.0,
+                final_div: 1e4,
+            },
             warmup_epochs: 0.0,
             label_smoothing: 0.0,
             clip_grad: None,
@@ -104,8 +112,14 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Reads a TOML file; unknown keys are errors that name them.
     pub fn from_toml(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|e| Error::Format { path: path.to_path_buf(), reason: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
     }
 
     /// The configuration as TOML (what the run folder keeps).
@@ -126,13 +140,22 @@ impl TrainConfig {
             return bad("lr", format!("must be a positive number, got {}", self.lr));
         }
         if !(0.0..1.0).contains(&self.val_fraction) {
-            return bad("val_fraction", format!("must be in [0, 1), got {}", self.val_fraction));
+            return bad(
+                "val_fraction",
+                format!("must be in [0, 1), got {}", self.val_fraction),
+            );
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad("label_smoothing", format!("must be in [0, 1), got {}", self.label_smoothing));
+            return bad(
+                "label_smoothing",
+                format!("must be in [0, 1), got {}", self.label_smoothing),
+            );
         }
         if self.warmup_epochs.is_nan() || self.warmup_epochs < 0.0 {
-            return bad("warmup_epochs", format!("must be ≥ 0, got {}", self.warmup_epochs));
+            return bad(
+                "warmup_epochs",
+                format!("must be ≥ 0, got {}", self.warmup_epochs),
+            );
         }
         if let Some(c) = self.clip_grad {
             if c.is_nan() || c <= 0.0 {
@@ -159,10 +182,13 @@ mod tests {
         let text = c.to_toml().unwrap();
         let back: TrainConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
-        let partial: TrainConfig = toml::from_str("epochs = 3\n[optimizer]\nkind = \"adamw\"\n").unwrap();
+        let partial: TrainConfig =
+            toml::from_str("epochs = 3\n[optimizer]\nkind = \"adamw\"\n").unwrap();
         assert_eq!(partial.epochs, 3);
         assert!(matches!(partial.optimizer, OptimizerConfig::AdamW { .. }));
-        let err = toml::from_str::<TrainConfig>("epoch = 3\n").unwrap_err().to_string();
+        let err = toml::from_str::<TrainConfig>("epoch = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("epoch"), "{err}");
         assert!(TrainConfig { lr: 0.0, ..c }.validate().is_err());
     }

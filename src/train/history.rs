@@ -42,14 +42,23 @@ pub struct History {
 impl History {
     /// The history at `path` (created on the first append).
     pub fn new(path: &Path) -> Self {
-        History { path: path.to_path_buf() }
+        History {
+            path: path.to_path_buf(),
+        }
     }
 
     /// Appends one record.
     pub fn append(&self, r: &Record) -> Result<()> {
-        let io = |source| Error::Io { path: self.path.clone(), source };
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
         let line = serde_json::to_string(r).map_err(|e| Error::state("history", e.to_string()))?;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(io)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
         writeln!(f, "{line}").map_err(io)
     }
 
@@ -58,7 +67,12 @@ impl History {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(source) => return Err(Error::Io { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
         text.lines()
             .enumerate()
@@ -75,10 +89,15 @@ impl History {
     /// Keeps only the records of epochs `≤ epoch` (used when resuming from the
     /// checkpoint of that epoch), rewriting the file atomically.
     pub fn truncate_after(&self, epoch: u64) -> Result<()> {
-        let kept: Vec<Record> = Self::read(&self.path)?.into_iter().filter(|r| r.epoch <= epoch).collect();
+        let kept: Vec<Record> = Self::read(&self.path)?
+            .into_iter()
+            .filter(|r| r.epoch <= epoch)
+            .collect();
         let mut text = String::new();
         for r in &kept {
-            text.push_str(&serde_json::to_string(r).map_err(|e| Error::state("history", e.to_string()))?);
+            text.push_str(
+                &serde_json::to_string(r).map_err(|e| Error::state("history", e.to_string()))?,
+            );
             text.push('\n');
         }
         crate::checkpoint::write_atomic(&self.path, text.as_bytes())

@@ -14,7 +14,10 @@ pub struct Confusion {
 impl Confusion {
     /// An empty matrix.
     pub fn new(classes: usize) -> Self {
-        Confusion { classes, counts: vec![0; classes * classes] }
+        Confusion {
+            classes,
+            counts: vec![0; classes * classes],
+        }
     }
 
     /// Counts the arg-max of each row of `logits: [N, C]` against `targets`.
@@ -35,7 +38,9 @@ impl Confusion {
 
     /// Correct predictions.
     pub fn correct(&self) -> u64 {
-        (0..self.classes).map(|i| self.counts[i * self.classes + i]).sum()
+        (0..self.classes)
+            .map(|i| self.counts[i * self.classes + i])
+            .sum()
     }
 
     /// Top-1 accuracy in `[0, 1]` (0 when empty).
@@ -58,17 +63,33 @@ impl Confusion {
     pub fn render(&self, names: &[String]) -> String {
         let c = self.classes;
         let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
-        let w = (0..c).map(|i| name(i).chars().count()).max().unwrap_or(1).max(5);
+        let w = (0..c)
+            .map(|i| name(i).chars().count())
+            .max()
+            .unwrap_or(1)
+            .max(5);
         let mut s = format!("{:<w$}  accuracy  images\n", "class");
         for (i, acc) in self.per_class().iter().enumerate() {
             let n: u64 = self.counts[i * c..(i + 1) * c].iter().sum();
             let a = acc.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
             s.push_str(&format!("{:<w$}  {a:>8}  {n:>6}\n", name(i)));
         }
-        s.push_str(&format!("\nconfusion matrix (rows: true class, columns: predicted, in class order {})\n", (0..c).map(|i| i.to_string()).collect::<Vec<_>>().join(" ")));
-        let cw = self.counts.iter().map(|v| v.to_string().len()).max().unwrap_or(1).max(2);
+        s.push_str(&format!(
+            "\nconfusion matrix (rows: true class, columns: predicted, in class order {})\n",
+            (0..c).map(|i| i.to_string()).collect::<Vec<_>>().join(" ")
+        ));
+        let cw = self
+            .counts
+            .iter()
+            .map(|v| v.to_string().len())
+            .max()
+            .unwrap_or(1)
+            .max(2);
         for i in 0..c {
-            let row: Vec<String> = self.counts[i * c..(i + 1) * c].iter().map(|v| format!("{v:>cw$}")).collect();
+            let row: Vec<String> = self.counts[i * c..(i + 1) * c]
+                .iter()
+                .map(|v| format!("{v:>cw$}"))
+                .collect();
             s.push_str(&format!("{:>2} {:<w$} {}\n", i, name(i), row.join(" ")));
         }
         s

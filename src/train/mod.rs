@@ -44,7 +44,9 @@ pub struct RunPaths {
 impl RunPaths {
     /// The run in `dir`.
     pub fn new(dir: &Path) -> Self {
-        RunPaths { dir: dir.to_path_buf() }
+        RunPaths {
+            dir: dir.to_path_buf(),
+        }
     }
     /// `config.toml`
     pub fn config(&self) -> PathBuf {
@@ -125,7 +127,11 @@ pub struct Outcome {
 }
 
 /// Loss (plain cross-entropy) and confusion matrix of `model` over `loader`.
-pub fn evaluate(model: &mut dyn Layer, loader: &Loader, classes: usize) -> Result<(f64, Confusion)> {
+pub fn evaluate(
+    model: &mut dyn Layer,
+    loader: &Loader,
+    classes: usize,
+) -> Result<(f64, Confusion)> {
     let ce = CrossEntropy::default();
     let mut conf = Confusion::new(classes);
     let (mut sum, mut n) = (0.0f64, 0usize);
@@ -182,10 +188,12 @@ fn mix(seed: u64, epoch: u64) -> u64 {
 }
 
 fn meta_num(meta: &BTreeMap<String, String>, key: &str, path: &Path) -> Result<f64> {
-    meta.get(key).and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| Error::Format {
-        path: path.to_path_buf(),
-        reason: format!("no `{key}` in the header: this checkpoint cannot resume a run"),
-    })
+    meta.get(key)
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| Error::Format {
+            path: path.to_path_buf(),
+            reason: format!("no `{key}` in the header: this checkpoint cannot resume a run"),
+        })
 }
 
 /// The data of a run: train and validation splits, and the normalization.
@@ -211,16 +219,26 @@ fn prepare_data(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<RunData> {
         "data: {} — {} training images{}, {} classes, {:?}",
         cfg.data,
         train.len(),
-        val.as_ref().map_or(String::new(), |v| format!(", {} validation", v.len())),
+        val.as_ref()
+            .map_or(String::new(), |v| format!(", {} validation", v.len())),
         train.num_classes(),
         train.shape()
     ));
     let normalize = Normalize::from_dataset(&train);
-    Ok(RunData { train, val, normalize })
+    Ok(RunData {
+        train,
+        val,
+        normalize,
+    })
 }
 
 /// Runs (or resumes) the training described by `cfg` in `paths`.
-pub fn run(cfg: &TrainConfig, paths: &RunPaths, resume: bool, obs: &mut dyn Observer) -> Result<Outcome> {
+pub fn run(
+    cfg: &TrainConfig,
+    paths: &RunPaths,
+    resume: bool,
+    obs: &mut dyn Observer,
+) -> Result<Outcome> {
     cfg.validate()?;
     let augment = Augment::parse(&cfg.augment)?;
     let d = prepare_data(cfg, obs)?;
@@ -242,7 +260,10 @@ pub fn run(cfg: &TrainConfig, paths: &RunPaths, resume: bool, obs: &mut dyn Obse
     };
     let train_loader = Loader::new(Arc::new(d.train), loader_cfg(augment, true))?;
     let val_loader = match d.val {
-        Some(v) => Some(Loader::new(Arc::new(v), loader_cfg(Augment::none(), false))?),
+        Some(v) => Some(Loader::new(
+            Arc::new(v),
+            loader_cfg(Augment::none(), false),
+        )?),
         None => None,
     };
     let per_epoch = train_loader.len() as u64;
@@ -254,7 +275,8 @@ pub fn run(cfg: &TrainConfig, paths: &RunPaths, resume: bool, obs: &mut dyn Obse
     let history = History::new(&paths.history());
 
     // Where we start: fresh, or after the last checkpointed epoch.
-    let (mut epoch0, mut step, mut best, mut bad_epochs, mut time0) = (0u64, 0u64, None::<f64>, 0u64, 0.0f64);
+    let (mut epoch0, mut step, mut best, mut bad_epochs, mut time0) =
+        (0u64, 0u64, None::<f64>, 0u64, 0.0f64);
     if resume {
         let last = paths.last();
         let (_, meta) = checkpoint::load(&mut model, &last, true)?;
@@ -263,21 +285,39 @@ pub fn run(cfg: &TrainConfig, paths: &RunPaths, resume: bool, obs: &mut dyn Obse
         epoch0 = meta_num(&meta, META_EPOCH, &last)? as u64;
         step = meta_num(&meta, META_STEP, &last)? as u64;
         best = meta.get("strata.best").and_then(|v| v.parse().ok());
-        bad_epochs = meta.get("strata.bad_epochs").and_then(|v| v.parse().ok()).unwrap_or(0);
-        time0 = meta.get("strata.time_s").and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        bad_epochs = meta
+            .get("strata.bad_epochs")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        time0 = meta
+            .get("strata.time_s")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
         history.truncate_after(epoch0)?;
-        obs.note(&format!("resuming {} after epoch {epoch0} (step {step})", paths.dir.display()));
+        obs.note(&format!(
+            "resuming {} after epoch {epoch0} (step {step})",
+            paths.dir.display()
+        ));
     } else {
-        std::fs::create_dir_all(&paths.dir).map_err(|source| Error::Io { path: paths.dir.clone(), source })?;
+        std::fs::create_dir_all(&paths.dir).map_err(|source| Error::Io {
+            path: paths.dir.clone(),
+            source,
+        })?;
         checkpoint::write_atomic(&paths.config(), cfg.to_toml()?.as_bytes())?;
         checkpoint::write_atomic(&paths.history(), b"")?;
     }
 
     let mut meta = model.metadata()?;
     meta.insert(META_DATA.into(), cfg.data.clone());
-    meta.insert(META_CLASSES.into(), serde_json::to_string(&class_names).unwrap_or_default());
+    meta.insert(
+        META_CLASSES.into(),
+        serde_json::to_string(&class_names).unwrap_or_default(),
+    );
     meta.extend(d.normalize.to_metadata());
-    meta.insert("strata.train".into(), serde_json::to_string(cfg).unwrap_or_default());
+    meta.insert(
+        "strata.train".into(),
+        serde_json::to_string(cfg).unwrap_or_default(),
+    );
 
     let start = Instant::now();
     let mut stopped_early = false;
@@ -294,7 +334,13 @@ pub fn run(cfg: &TrainConfig, paths: &RunPaths, resume: bool, obs: &mut dyn Obse
             let logits = model.forward(&batch.x, Mode::Train)?;
             let out = ce.forward(&logits, &batch.y)?;
             if !out.loss.is_finite() {
-                return Err(Error::Diverged { loss: out.loss, epoch: epoch + 1, iteration: it as u64 + 1, step, lr });
+                return Err(Error::Diverged {
+                    loss: out.loss,
+                    epoch: epoch + 1,
+                    iteration: it as u64 + 1,
+                    step,
+                    lr,
+                });
             }
             model.backward(&out.dlogits)?;
             if let Some(c) = cfg.clip_grad {
@@ -378,9 +424,15 @@ pub fn run(cfg: &TrainConfig, paths: &RunPaths, resume: bool, obs: &mut dyn Obse
         }
         meta.insert(META_EPOCH.into(), epochs_done.to_string());
         meta.insert(META_STEP.into(), step.to_string());
-        meta.insert("strata.best".into(), best.map_or(String::new(), |b| b.to_string()));
+        meta.insert(
+            "strata.best".into(),
+            best.map_or(String::new(), |b| b.to_string()),
+        );
         meta.insert("strata.bad_epochs".into(), bad_epochs.to_string());
-        meta.insert("strata.time_s".into(), (time0 + start.elapsed().as_secs_f64()).to_string());
+        meta.insert(
+            "strata.time_s".into(),
+            (time0 + start.elapsed().as_secs_f64()).to_string(),
+        );
         // Optimizer state first: a crash between the two writes leaves a `last` that
         // still matches an optimizer state one epoch newer at worst, never older.
         checkpoint::write_tensors(&paths.last_optim(), opt.state_tensors(), &BTreeMap::new())?;
@@ -390,7 +442,10 @@ pub fn run(cfg: &TrainConfig, paths: &RunPaths, resume: bool, obs: &mut dyn Obse
         }
         if let Some(patience) = cfg.early_stop {
             if score.is_some() && bad_epochs >= patience {
-                obs.note(&format!("early stop: no improvement of {:?} for {patience} epochs", cfg.monitor));
+                obs.note(&format!(
+                    "early stop: no improvement of {:?} for {patience} epochs",
+                    cfg.monitor
+                ));
                 stopped_early = true;
                 break;
             }
@@ -411,7 +466,13 @@ pub fn run(cfg: &TrainConfig, paths: &RunPaths, resume: bool, obs: &mut dyn Obse
     let outcome = Outcome {
         epochs: epochs_done,
         stopped_early,
-        best: best.map(|b| if cfg.monitor == Monitor::ValLoss { -b } else { b }),
+        best: best.map(|b| {
+            if cfg.monitor == Monitor::ValLoss {
+                -b
+            } else {
+                b
+            }
+        }),
         test,
         class_names,
         time_s: time0 + start.elapsed().as_secs_f64(),
@@ -437,7 +498,8 @@ fn write_metrics(paths: &RunPaths, o: &Outcome) -> Result<()> {
         "classes": o.class_names,
         "test": test,
     });
-    let text = serde_json::to_string_pretty(&json).map_err(|e| Error::state("metrics", e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&json).map_err(|e| Error::state("metrics", e.to_string()))?;
     checkpoint::write_atomic(&paths.metrics(), text.as_bytes())
 }
 
@@ -455,13 +517,23 @@ pub struct Trained {
 
 /// Loads `path` — a checkpoint file, or a run folder (its `best.safetensors`).
 pub fn load_trained(path: &Path) -> Result<Trained> {
-    let file = if path.is_dir() { RunPaths::new(path).best() } else { path.to_path_buf() };
+    let file = if path.is_dir() {
+        RunPaths::new(path).best()
+    } else {
+        path.to_path_buf()
+    };
     let (model, meta) = Model::from_checkpoint(&file)?;
     let hm: HashMap<String, String> = meta.clone().into_iter().collect();
-    let normalize = Normalize::from_metadata(&hm)?.unwrap_or_else(|| Normalize::identity(model.config.in_channels));
+    let normalize = Normalize::from_metadata(&hm)?
+        .unwrap_or_else(|| Normalize::identity(model.config.in_channels));
     let class_names = meta
         .get(META_CLASSES)
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_else(|| data::dataset::numbered_classes(model.config.classes));
-    Ok(Trained { model, normalize, class_names, data: meta.get(META_DATA).cloned() })
+    Ok(Trained {
+        model,
+        normalize,
+        class_names,
+        data: meta.get(META_DATA).cloned(),
+    })
 }
