@@ -67,8 +67,11 @@ impl ImageDataset {
                 "at least one class is needed",
             ));
         }
-        let per_image = channels * height * width;
-        let expected = labels.len().checked_mul(per_image);
+        let per_image = channels
+            .checked_mul(height)
+            .and_then(|v| v.checked_mul(width));
+        let expected = per_image.and_then(|p| labels.len().checked_mul(p));
+        let per_image = per_image.unwrap_or(usize::MAX);
         if expected != Some(images.len()) {
             return Err(Error::shape(
                 op,

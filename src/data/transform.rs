@@ -198,7 +198,7 @@ impl Transform {
                 check_range("rrc.scale", scale, Some(1.0))?;
                 check_range("rrc.ratio", ratio, None)?;
                 match size {
-                    Some([h, w]) if h == 0 || w == 0 || h > 16384 || w > 16384 => {
+                    Some([h, w]) if h == 0 || w == 0 || h > 4096 || w > 4096 => {
                         Err(invalid("rrc.size", format!("{h}x{w} is not a usable size")))
                     }
                     _ => Ok(()),
