@@ -168,6 +168,18 @@ impl TrainConfig {
         if self.log_every == 0 {
             return bad("log_every", "must be ≥ 1".into());
         }
+        // Names and strings that would otherwise fail only after the data is loaded.
+        crate::models::default_config(&self.model)?;
+        crate::data::Augment::parse(&self.augment)?;
+        if let Some(s) = &self.norm {
+            s.parse::<crate::models::NormKind>()?;
+        }
+        if let Some(s) = &self.activation {
+            s.parse::<crate::models::ActKind>()?;
+        }
+        if let Some(s) = &self.init {
+            s.parse::<crate::models::InitScheme>()?;
+        }
         self.optimizer.validate()
     }
 }

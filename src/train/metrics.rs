@@ -120,7 +120,7 @@ mod tests {
         assert_eq!(m.total(), 4);
         assert_eq!(m.correct(), 3);
         assert_eq!(m.per_class(), vec![Some(1.0), Some(0.5), Some(1.0)]);
-        assert_eq!(m.counts[1 * 3 + 2], 1);
+        assert_eq!(m.counts[3 + 2], 1); // target 1, predicted 2
         let text = m.render(&["a".into(), "b".into(), "c".into()]);
         assert!(text.contains("50.00%") && text.contains("confusion matrix"));
     }

@@ -6,3 +6,4 @@ mod fixtures;
 mod gradcheck;
 mod models;
 mod parity;
+mod train;

@@ -1,0 +1,203 @@
+//! End to end: a tiny model learns on the embedded Fashion-MNIST subset, and a run killed
+//! after a checkpoint resumes into exactly the history of an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use strata::train::{self, History, Quiet, Record, RunPaths, TrainConfig};
+
+fn embedded() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("embedded")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_tiny_model_learns_on_the_embedded_subset() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        data: embedded(),
+        epochs: 3,
+        batch_size: 64,
+        lr: 0.05,
+        width: Some(0.5),
+        augment: String::new(),
+        workers: 1,
+        ..TrainConfig::default()
+    };
+    let paths = RunPaths::new(dir.path());
+    let out = train::run(&cfg, &paths, false, &mut Quiet).unwrap();
+    let hist = History::read(&paths.history()).unwrap();
+    let epochs: Vec<&Record> = hist.iter().filter(|r| r.kind == "epoch").collect();
+    assert_eq!(epochs.len(), 3);
+    let steps = epochs[2].step;
+    assert!(steps >= 300, "only {steps} iterations");
+    let first_iter = hist.iter().find(|r| r.kind == "iter").unwrap();
+    assert!(
+        first_iter.train_loss > 1.0,
+        "the first iterations should start near ln 10: {}",
+        first_iter.train_loss
+    );
+    let last = epochs[2];
+    assert!(
+        last.train_loss < 0.7,
+        "train loss {} is not well below ln(10) = 2.30",
+        last.train_loss
+    );
+    let val = last.val_acc.unwrap();
+    assert!(
+        val > 0.7,
+        "validation accuracy {val} is not far above chance (0.1)"
+    );
+    let (_, conf) = out.test.expect("the embedded subset has a test split");
+    assert!(conf.accuracy() > 0.7, "test accuracy {}", conf.accuracy());
+    for f in [
+        paths.last(),
+        paths.last_optim(),
+        paths.best(),
+        paths.metrics(),
+        paths.config(),
+    ] {
+        assert!(f.exists(), "{} missing", f.display());
+    }
+    // the checkpoint reloads into a model that scores the same
+    let t = train::load_trained(dir.path()).unwrap();
+    assert_eq!(t.class_names.len(), 10);
+}
+
+/// The fields of a record that must replay exactly (not the wall-clock ones).
+fn replayable(r: &Record) -> (String, u64, u64, u32, u64, u64, Option<u64>, Option<u64>) {
+    (
+        r.kind.clone(),
+        r.epoch,
+        r.step,
+        r.lr.to_bits(),
+        r.train_loss.to_bits(),
+        r.train_acc.to_bits(),
+        r.val_loss.map(f64::to_bits),
+        r.val_acc.map(f64::to_bits),
+    )
+}
+
+fn strata(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    c.args(["--threads", "2"]).args(args);
+    c
+}
+
+#[test]
+fn a_killed_run_resumes_into_the_uninterrupted_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = embedded();
+    let common = [
+        "train",
+        "--data",
+        &data,
+        "--per-class",
+        "150",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--width",
+        "0.5",
+        "--dropout",
+        "0.2",
+        "--log-every",
+        "10",
+        "--workers",
+        "2",
+    ];
+    let full: PathBuf = tmp.path().join("full");
+    let killed: PathBuf = tmp.path().join("killed");
+    let status = strata(&common)
+        .arg("--run-dir")
+        .arg(&full)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    // Start the same run, kill it once the checkpoint of epoch 1 exists.
+    let mut child = strata(&common)
+        .arg("--run-dir")
+        .arg(&killed)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let paths = RunPaths::new(&killed);
+    let t0 = Instant::now();
+    while !paths.last().exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !paths.metrics().exists(),
+        "the run finished before it could be killed; make it longer"
+    );
+    let before = History::read(&paths.history()).unwrap();
+    assert!(
+        before.iter().any(|r| r.kind == "epoch"),
+        "killed before the first epoch record"
+    );
+
+    let out = strata(&["train", "--resume"])
+        .arg(&killed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a: Vec<_> = History::read(&RunPaths::new(&full).history())
+        .unwrap()
+        .iter()
+        .map(replayable)
+        .collect();
+    let b: Vec<_> = History::read(&paths.history())
+        .unwrap()
+        .iter()
+        .map(replayable)
+        .collect();
+    assert_eq!(a.len(), b.len(), "history lengths differ");
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "history line {i} differs after resume");
+    }
+}
+
+#[test]
+fn bad_options_fail_before_any_work_with_exit_code_2() {
+    for args in [
+        vec!["train", "--epochs", "0"],
+        vec!["train", "--lr", "-1"],
+        vec!["train", "--model", "resnet21"],
+        vec!["train", "--data", "/nonexistent/folder"],
+        vec!["train", "--augment", "flip,wobble"],
+        vec!["train", "--schedule", "sometimes"],
+        vec!["eval", "/nonexistent/run"],
+    ] {
+        let out = strata(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().any(|l| l.starts_with("error:")) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}
