@@ -201,3 +201,100 @@ fn bad_options_fail_before_any_work_with_exit_code_2() {
         );
     }
 }
+
+#[test]
+fn a_diverging_run_stops_with_exit_code_1_and_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = embedded();
+    let out = strata(&[
+        "train",
+        "--data",
+        &data,
+        "--per-class",
+        "20",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--lr",
+        "1e9",
+        "--schedule",
+        "constant",
+        "--norm",
+        "none",
+        "--augment",
+        "none",
+    ])
+    .arg("--run-dir")
+    .arg(tmp.path().join("nan"))
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("learning rate") && err.contains("--lr") && err.contains("iteration"),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_and_predict_use_a_trained_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = embedded();
+    let run = tmp.path().join("run");
+    let out = strata(&[
+        "train",
+        "--data",
+        &data,
+        "--per-class",
+        "40",
+        "--epochs",
+        "1",
+        "--width",
+        "0.25",
+    ])
+    .arg("--run-dir")
+    .arg(&run)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eval = strata(&["eval"]).arg(&run).output().unwrap();
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        eval.status.success() && text.contains("accuracy") && text.contains("confusion matrix"),
+        "{text}"
+    );
+    // a 40x30 RGB image of any content is converted to the model's 1x28x28 input
+    let png = tmp.path().join("thing.png");
+    image::RgbImage::from_fn(40, 30, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 8) as u8, 90])
+    })
+    .save(&png)
+    .unwrap();
+    let pred = strata(&["predict", "--top-k", "2"])
+        .arg(&run)
+        .arg(&png)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&pred.stdout);
+    assert!(
+        pred.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pred.stderr)
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains('%')).count(),
+        2,
+        "{text}"
+    );
+    let bad = strata(&["predict"])
+        .arg(&run)
+        .arg(tmp.path().join("missing.png"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
