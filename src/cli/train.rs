@@ -49,7 +49,7 @@ pub struct TrainArgs {
     /// Weight decay (L2 for SGD, decoupled for AdamW). Default: 5e-4 (SGD), 0.01 (AdamW).
     #[arg(long)]
     pub weight_decay: Option<f32>,
-    /// Schedule: constant, step:EVERY_EPOCHS:GAMMA, cosine, one-cycle. Default: one-cycle.
+    /// Schedule: constant, step:EVERY_STEPS:GAMMA, cosine, one-cycle. Default: one-cycle.
     #[arg(long, value_name = "KIND")]
     pub schedule: Option<String>,
     /// Linear warm-up, in epochs. Default: 0.
@@ -71,9 +71,13 @@ pub struct TrainArgs {
     /// Use only N training images per class. Default: all.
     #[arg(long, value_name = "N")]
     pub per_class: Option<usize>,
-    /// Stop after N epochs without improvement of the validation accuracy. Default: off.
+    /// Stop after N epochs without improvement of the monitored number. Default: off.
     #[arg(long, value_name = "N")]
     pub early_stop: Option<u64>,
+    /// What decides best.safetensors and early stopping: val_acc or val_loss.
+    /// Default: val_acc.
+    #[arg(long, value_name = "METRIC")]
+    pub monitor: Option<String>,
     /// Seed of everything random. Default: 0.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -178,6 +182,13 @@ impl TrainArgs {
         }
         if let Some(s) = &self.schedule {
             c.schedule = parse_schedule(s)?;
+        }
+        if let Some(m) = &self.monitor {
+            c.monitor = match m.as_str() {
+                "val_acc" | "val-acc" => train::Monitor::ValAcc,
+                "val_loss" | "val-loss" => train::Monitor::ValLoss,
+                _ => bail!("--monitor `{m}`: use val_acc or val_loss"),
+            };
         }
         if let Some(o) = &self.optimizer {
             c.optimizer = match o.as_str() {
