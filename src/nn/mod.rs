@@ -45,7 +45,7 @@ pub use linear::Linear;
 pub use norm::{BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolConfig};
 pub use residual::{Residual, Skip};
-pub use sequential::Sequential;
+pub use sequential::{has_trainable, set_frozen, Sequential};
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;

@@ -41,6 +41,44 @@ impl Sequential {
     }
 }
 
+impl Sequential {
+    /// Backward for training when the input gradient is not needed: parameter gradients
+    /// only, and no work below the last child that has a trainable parameter — a frozen
+    /// prefix (a pretrained backbone while the head trains) costs nothing.
+    pub fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+        let first = self
+            .layers
+            .iter_mut()
+            .position(|(_, l)| has_trainable(l.as_mut()))
+            .unwrap_or(self.layers.len());
+        let mut d = dy.clone();
+        for (_, layer) in self.layers[first..].iter_mut().rev() {
+            d = layer.backward(&d)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether any parameter of `layer` is not frozen.
+pub fn has_trainable(layer: &mut dyn Layer) -> bool {
+    let mut any = false;
+    layer.visit_params("", &mut |_, p| any |= !p.frozen);
+    any
+}
+
+/// Freezes (or unfreezes) every parameter whose state-dict name satisfies `pick`; returns
+/// how many parameters changed state.
+pub fn set_frozen(layer: &mut dyn Layer, frozen: bool, pick: &dyn Fn(&str) -> bool) -> usize {
+    let mut n = 0;
+    layer.visit_params("", &mut |name, p| {
+        if pick(name) && p.frozen != frozen {
+            p.frozen = frozen;
+            n += 1;
+        }
+    });
+    n
+}
+
 impl Layer for Sequential {
     fn kind(&self) -> &'static str {
         "Sequential"

@@ -342,7 +342,7 @@ pub fn run(
                     lr,
                 });
             }
-            model.backward(&out.dlogits)?;
+            model.net.backward_params(&out.dlogits)?;
             if let Some(c) = cfg.clip_grad {
                 clip_grad_norm(&mut model, c);
             }

@@ -308,3 +308,42 @@ fn a_few_optimizer_steps_reproduce_pytorchs_losses() {
         .unwrap();
     }
 }
+
+#[test]
+fn a_frozen_backbone_gets_no_gradient_work_and_the_head_the_same_gradient() {
+    let x = Tensor::randn(
+        &[4, 3, 32, 32],
+        0.0,
+        1.0,
+        &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(2),
+    );
+    let targets = [1usize, 2, 3, 4];
+    let grads = |freeze: bool| {
+        let mut m = models::build("resnet20", None).unwrap();
+        if freeze {
+            let n = strata::nn::set_frozen(&mut m, true, &|name| !name.starts_with("fc."));
+            assert_eq!(n, strata::nn::param_names(&mut m).len() - 2);
+        }
+        let logits = m.forward(&x, Mode::Train).unwrap();
+        let out = CrossEntropy::default().forward(&logits, &targets).unwrap();
+        m.net.backward_params(&out.dlogits).unwrap();
+        state_dict_grads(&mut m)
+    };
+    let full = grads(false);
+    let frozen = grads(true);
+    assert_eq!(full["fc.weight"], frozen["fc.weight"]);
+    assert_eq!(full["fc.bias"], frozen["fc.bias"]);
+    assert!(full["conv1.weight"].data().iter().any(|&v| v != 0.0));
+    assert!(
+        frozen["conv1.weight"].data().iter().all(|&v| v == 0.0),
+        "backward ran through the frozen backbone"
+    );
+}
+
+fn state_dict_grads(m: &mut Model) -> BTreeMap<String, Tensor> {
+    let mut out = BTreeMap::new();
+    m.visit_params("", &mut |n, p| {
+        out.insert(n.to_string(), p.grad.clone());
+    });
+    out
+}
