@@ -5,15 +5,9 @@ use clap::Args;
 use std::io::Write;
 use strata::models::{self, ActKind, InitScheme, ModelConfig, NormKind};
 
-/// Flags that change a model's configuration (each defaults to the model's own).
+/// Architecture flags shared by `summary` and `train` (each defaults to the model's own).
 #[derive(Args, Debug, Clone, Default)]
-pub struct ModelFlags {
-    /// Input shape of one image, CxHxW (e.g. 3x32x32, 1x28x28). Default: the model's.
-    #[arg(long, value_name = "CxHxW")]
-    pub input: Option<String>,
-    /// Output classes. Default: the model's (10; 1000 for ImageNet models).
-    #[arg(long)]
-    pub classes: Option<usize>,
+pub struct ArchFlags {
     /// Channel width multiplier (0.5 halves every layer). Default: 1.
     #[arg(long)]
     pub width: Option<f32>,
@@ -30,6 +24,19 @@ pub struct ModelFlags {
     /// Weight init: kaiming, kaiming_uniform, xavier, pytorch, normal:STD. Default: kaiming.
     #[arg(long, value_name = "SCHEME")]
     pub init: Option<String>,
+}
+
+/// Flags that change a model's configuration (each defaults to the model's own).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ModelFlags {
+    /// Input shape of one image, CxHxW (e.g. 3x32x32, 1x28x28). Default: the model's.
+    #[arg(long, value_name = "CxHxW")]
+    pub input: Option<String>,
+    /// Output classes. Default: the model's (10; 1000 for ImageNet models).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    #[command(flatten)]
+    pub arch: ArchFlags,
     /// Seed of the weight initialization. Default: 0.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -61,19 +68,20 @@ impl ModelFlags {
         if let Some(v) = self.classes {
             c.classes = v;
         }
-        if let Some(v) = self.width {
+        let a = &self.arch;
+        if let Some(v) = a.width {
             c.width = v;
         }
-        if let Some(s) = &self.norm {
+        if let Some(s) = &a.norm {
             c.norm = s.parse::<NormKind>()?;
         }
-        if let Some(s) = &self.activation {
+        if let Some(s) = &a.activation {
             c.activation = s.parse::<ActKind>()?;
         }
-        if let Some(v) = self.dropout {
+        if let Some(v) = a.dropout {
             c.dropout = v;
         }
-        if let Some(s) = &self.init {
+        if let Some(s) = &a.init {
             c.init = s.parse::<InitScheme>()?;
         }
         if let Some(v) = self.seed {

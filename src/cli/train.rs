@@ -87,21 +87,8 @@ pub struct TrainArgs {
     /// Iterations between history lines. Default: 50.
     #[arg(long, value_name = "N")]
     pub log_every: Option<u64>,
-    /// Model width multiplier. Default: 1.
-    #[arg(long)]
-    pub width: Option<f32>,
-    /// Normalization: batch, group:G, layer, instance, none. Default: the model's.
-    #[arg(long, value_name = "KIND")]
-    pub norm: Option<String>,
-    /// Activation: relu, leaky_relu, elu, gelu, silu, sigmoid, tanh. Default: relu.
-    #[arg(long, value_name = "NAME")]
-    pub activation: Option<String>,
-    /// Dropout before the classifier. Default: the model's (0).
-    #[arg(long, value_name = "P")]
-    pub dropout: Option<f32>,
-    /// Weight init: kaiming, kaiming_uniform, xavier, pytorch, normal:STD. Default: kaiming.
-    #[arg(long, value_name = "SCHEME")]
-    pub init: Option<String>,
+    #[command(flatten)]
+    pub arch: super::models::ArchFlags,
 }
 
 fn parse_schedule(s: &str) -> Result<Schedule> {
@@ -158,20 +145,21 @@ impl TrainArgs {
         if self.early_stop.is_some() {
             c.early_stop = self.early_stop;
         }
+        let a = &self.arch;
         for (dst, src) in [
-            (&mut c.norm, &self.norm),
-            (&mut c.activation, &self.activation),
-            (&mut c.init, &self.init),
+            (&mut c.norm, &a.norm),
+            (&mut c.activation, &a.activation),
+            (&mut c.init, &a.init),
         ] {
             if src.is_some() {
                 *dst = src.clone();
             }
         }
-        if self.width.is_some() {
-            c.width = self.width;
+        if a.width.is_some() {
+            c.width = a.width;
         }
-        if self.dropout.is_some() {
-            c.dropout = self.dropout;
+        if a.dropout.is_some() {
+            c.dropout = a.dropout;
         }
         if let Some(a) = &self.augment {
             c.augment = if a == "none" {

@@ -84,9 +84,7 @@ impl OptimizerConfig {
                 if nesterov && momentum == 0.0 {
                     return bad("nesterov", "Nesterov needs a momentum > 0".into());
                 }
-                if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
-                    return bad("weight_decay", format!("must be ≥ 0, got {weight_decay}"));
-                }
+                check_decay(weight_decay)?;
             }
             OptimizerConfig::AdamW {
                 beta1,
@@ -103,9 +101,7 @@ impl OptimizerConfig {
                 if eps.is_nan() || eps <= 0.0 {
                     return bad("eps", format!("must be > 0, got {eps}"));
                 }
-                if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
-                    return bad("weight_decay", format!("must be ≥ 0, got {weight_decay}"));
-                }
+                check_decay(weight_decay)?;
             }
         }
         Ok(())
@@ -117,6 +113,18 @@ impl OptimizerConfig {
             OptimizerConfig::Sgd { .. } => &["momentum_buffer"],
             OptimizerConfig::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
         }
+    }
+}
+
+fn check_decay(weight_decay: f32) -> Result<()> {
+    if weight_decay >= 0.0 && weight_decay.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "optimizer",
+            "weight_decay",
+            format!("must be ≥ 0, got {weight_decay}"),
+        ))
     }
 }
 
