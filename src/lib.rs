@@ -14,6 +14,7 @@
 //! assert_eq!(out.dlogits.shape(), &[2, 3]);
 //! ```
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod loss;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod profile;
 pub mod summary;
 pub mod tensor;
 pub mod train;

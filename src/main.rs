@@ -16,6 +16,7 @@ use std::process::ExitCode;
 ///   strata summary resnet20                per-layer shapes, parameters, MACs, receptive fields
 ///   strata summary vgg16 --input 3x224x224
 ///   strata summary resnet56 --norm group:8 --width 0.5
+///   strata bench --model resnet20          images/s of a training step, per-layer times
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about, verbatim_doc_comment)]
 struct Cli {
@@ -43,6 +44,8 @@ enum Command {
     Summary(cli::models::SummaryArgs),
     /// List the layers strata implements, with their PyTorch equivalents.
     Layers,
+    /// Speed of a training step or inference: images/s, GFLOP/s, memory, per-layer times.
+    Bench(cli::bench::BenchArgs),
     /// Datasets: download, statistics, augmentation preview, loader benchmark.
     Data(cli::data::DataArgs),
 }
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             cli::models::out(&text)
         }
         Command::Data(args) => cli::data::run(args),
+        Command::Bench(args) => cli::bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,9 @@
 //! `Tensor`: a contiguous, row-major `f32` buffer and its shape.
 //!
 //! No views, no strides, no autodiff graph: layers compute their own backward pass
-//! (see `nn`). Shape problems are reported as [`Error::ShapeMismatch`] naming both the
+//! (see `nn`). The elements are shared between clones and copied on the first write
+//! (`Arc::make_mut`), so a layer that keeps its input or output for backward pays no
+//! copy: value semantics, without the memory traffic. Shape problems are reported as [`Error::ShapeMismatch`] naming both the
 //! expected and the received shape.
 //!
 //! ```
@@ -15,11 +17,13 @@
 use crate::error::{Error, Result};
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
+use std::sync::Arc;
 
-/// A dense `f32` tensor in row-major (C) order.
+/// A dense `f32` tensor in row-major (C) order. Cloning is cheap (the elements are
+/// shared until one of the clones is written to).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
-    data: Vec<f32>,
+    data: Arc<Vec<f32>>,
     shape: Vec<usize>,
 }
 
@@ -36,7 +40,7 @@ impl Tensor {
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Self {
         Tensor {
-            data: vec![value; numel(shape)],
+            data: Arc::new(vec![value; numel(shape)]),
             shape: shape.to_vec(),
         }
     }
@@ -51,7 +55,7 @@ impl Tensor {
             ));
         }
         Ok(Tensor {
-            data,
+            data: Arc::new(data),
             shape: shape.to_vec(),
         })
     }
@@ -73,22 +77,32 @@ impl Tensor {
     /// Overwrites every element with a sample of `N(mean, std²)` (`std` ≥ 0).
     pub fn fill_normal(&mut self, mean: f32, std: f32, rng: &mut impl Rng) {
         match Normal::new(mean, std.max(0.0)) {
-            Ok(dist) => self.data.iter_mut().for_each(|v| *v = dist.sample(rng)),
-            Err(_) => self.data.iter_mut().for_each(|v| *v = mean),
+            Ok(dist) => self
+                .data_mut()
+                .iter_mut()
+                .for_each(|v| *v = dist.sample(rng)),
+            Err(_) => self.fill(mean),
         }
     }
 
     /// Overwrites every element with a uniform sample from `[low, high)`.
     pub fn fill_uniform(&mut self, low: f32, high: f32, rng: &mut impl Rng) {
         match Uniform::new(low, high) {
-            Ok(dist) => self.data.iter_mut().for_each(|v| *v = dist.sample(rng)),
-            Err(_) => self.data.iter_mut().for_each(|v| *v = low),
+            Ok(dist) => self
+                .data_mut()
+                .iter_mut()
+                .for_each(|v| *v = dist.sample(rng)),
+            Err(_) => self.fill(low),
         }
     }
 
     /// Sets every element to `value`.
     pub fn fill(&mut self, value: f32) {
-        self.data.iter_mut().for_each(|v| *v = value);
+        match Arc::get_mut(&mut self.data) {
+            Some(d) => d.iter_mut().for_each(|v| *v = value),
+            // Shared: a fresh buffer rather than a copy that is overwritten at once.
+            None => self.data = Arc::new(vec![value; self.data.len()]),
+        }
     }
 
     /// The shape.
@@ -111,14 +125,19 @@ impl Tensor {
         &self.data
     }
 
-    /// The elements in row-major order, mutable.
+    /// The elements in row-major order, mutable (copied first if a clone shares them).
     pub fn data_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        Arc::make_mut(&mut self.data).as_mut_slice()
     }
 
-    /// Takes the elements out.
+    /// Takes the elements out (copied if a clone shares them).
     pub fn into_vec(self) -> Vec<f32> {
-        self.data
+        Arc::unwrap_or_clone(self.data)
+    }
+
+    /// Whether `self` and `other` share their elements (a clone not yet written to).
+    pub fn shares_data(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
     }
 
     /// The same elements with a new shape of equal size.
@@ -161,7 +180,10 @@ impl Tensor {
     /// Adds `other` element-wise into `self`; shapes must be equal.
     pub fn add_assign(&mut self, other: &Tensor) -> Result<()> {
         other.expect_shape("Tensor::add_assign", &self.shape)?;
-        crate::kernels::eltwise::add_into(&mut self.data, &other.data);
+        crate::kernels::eltwise::add_into(
+            Arc::make_mut(&mut self.data).as_mut_slice(),
+            other.data(),
+        );
         Ok(())
     }
 
@@ -171,7 +193,7 @@ impl Tensor {
         Ok(self
             .data
             .iter()
-            .zip(&other.data)
+            .zip(other.data())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max))
     }
@@ -211,6 +233,20 @@ mod tests {
             / 1e4;
         assert!((mean - 1.0).abs() < 0.06, "mean {mean}");
         assert!((var.sqrt() - 2.0).abs() < 0.06, "std {}", var.sqrt());
+    }
+
+    #[test]
+    fn clones_share_until_written() {
+        let a = Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap();
+        let mut b = a.clone();
+        assert!(a.shares_data(&b));
+        b.data_mut()[0] = 5.0;
+        assert!(!a.shares_data(&b));
+        assert_eq!(a.data(), &[1.0, 2.0]);
+        assert_eq!(b.data(), &[5.0, 2.0]);
+        let mut c = a.clone();
+        c.fill(3.0);
+        assert_eq!((a.data(), c.data()), (&[1.0, 2.0][..], &[3.0, 3.0][..]));
     }
 
     #[test]

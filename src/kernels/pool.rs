@@ -72,45 +72,146 @@ impl PoolGeom {
     }
 }
 
+/// Planes per parallel task: enough work per task that scheduling is not the cost.
+fn planes_per_task(plane_len: usize) -> usize {
+    (16_384 / plane_len.max(1)).max(1)
+}
+
+/// Whether every window lies inside the plane (no padding, no ceil-mode overhang): the
+/// loops then need no bounds checks.
+fn windows_inside(g: &PoolGeom) -> bool {
+    g.pad == (0, 0)
+        && (g.oh - 1) * g.stride.0 + (g.kernel.0 - 1) * g.dilation.0 < g.h
+        && (g.ow - 1) * g.stride.1 + (g.kernel.1 - 1) * g.dilation.1 < g.w
+}
+
 /// Max pooling forward: `y[p, oy, ox] = max` over the window, `argmax` its in-plane index.
 pub fn max_pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     if ohw == 0 || hw == 0 {
         return;
     }
-    y.par_chunks_mut(ohw)
-        .zip(argmax.par_chunks_mut(ohw))
-        .zip(x.par_chunks(hw))
-        .for_each(|((yp, ap), xp)| {
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let mut best = f32::NEG_INFINITY;
-                    let mut best_i = u32::MAX;
-                    for i in 0..g.kernel.0 {
-                        let iy = (oy * g.stride.0 + i * g.dilation.0) as isize - g.pad.0 as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        for j in 0..g.kernel.1 {
-                            let ix =
-                                (ox * g.stride.1 + j * g.dilation.1) as isize - g.pad.1 as isize;
-                            if ix < 0 || ix >= g.w as isize {
-                                continue;
-                            }
-                            let idx = iy as usize * g.w + ix as usize;
-                            let v = xp[idx];
-                            // A NaN wins over numbers, so it propagates as in PyTorch.
-                            if best_i == u32::MAX || v > best || (v.is_nan() && !best.is_nan()) {
-                                best = v;
-                                best_i = idx as u32;
-                            }
-                        }
-                    }
-                    yp[oy * g.ow + ox] = best;
-                    ap[oy * g.ow + ox] = best_i;
+    let per = planes_per_task(hw);
+    let inside = windows_inside(g);
+    y.par_chunks_mut(ohw * per)
+        .zip(argmax.par_chunks_mut(ohw * per))
+        .zip(x.par_chunks(hw * per))
+        .for_each(|((yc, ac), xc)| {
+            for ((yp, ap), xp) in yc
+                .chunks_mut(ohw)
+                .zip(ac.chunks_mut(ohw))
+                .zip(xc.chunks(hw))
+            {
+                if inside && g.kernel == (2, 2) && g.stride == (2, 2) && g.dilation == (1, 1) {
+                    max_plane_2x2(g, xp, yp, ap);
+                } else if inside {
+                    max_plane_inside(g, xp, yp, ap);
+                } else {
+                    max_plane(g, xp, yp, ap);
                 }
             }
         });
+}
+
+/// `v` replaces the running maximum `best`: larger, or a NaN over a number (a NaN
+/// propagates as in PyTorch); ties keep the first index.
+#[inline(always)]
+fn beats(v: f32, best: f32) -> bool {
+    v > best || (v.is_nan() && !best.is_nan())
+}
+
+/// The running maximum and its index after considering `(v, i)`.
+#[inline(always)]
+fn pick(best: (f32, u32), v: f32, i: u32) -> (f32, u32) {
+    if beats(v, best.0) {
+        (v, i)
+    } else {
+        best
+    }
+}
+
+/// One plane, the common 2×2 window with stride 2 (inside the plane).
+fn max_plane_2x2(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    let w = g.w;
+    for oy in 0..g.oh {
+        let top = 2 * oy * w;
+        let (r0, r1) = (&xp[top..top + w], &xp[top + w..top + 2 * w]);
+        let yrow = &mut yp[oy * g.ow..(oy + 1) * g.ow];
+        let arow = &mut ap[oy * g.ow..(oy + 1) * g.ow];
+        for (ox, ((yv, av), (p0, p1))) in yrow
+            .iter_mut()
+            .zip(arow.iter_mut())
+            .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
+            .enumerate()
+        {
+            let i = (top + 2 * ox) as u32;
+            let mut b = (p0[0], i);
+            b = pick(b, p0[1], i + 1);
+            b = pick(b, p1[0], i + w as u32);
+            b = pick(b, p1[1], i + w as u32 + 1);
+            *yv = b.0;
+            *av = b.1;
+        }
+    }
+}
+
+/// One plane whose windows all lie inside it.
+fn max_plane_inside(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    let (kh, kw) = g.kernel;
+    let (sy, sx) = g.stride;
+    let (dy, dx) = g.dilation;
+    for oy in 0..g.oh {
+        let yrow = &mut yp[oy * g.ow..(oy + 1) * g.ow];
+        let arow = &mut ap[oy * g.ow..(oy + 1) * g.ow];
+        for (ox, (yv, av)) in yrow.iter_mut().zip(arow.iter_mut()).enumerate() {
+            let base = oy * sy * g.w + ox * sx;
+            let mut best_i = base;
+            let mut best = xp[base];
+            for i in 0..kh {
+                let row = base + i * dy * g.w;
+                for j in 0..kw {
+                    let idx = row + j * dx;
+                    let v = xp[idx];
+                    if beats(v, best) {
+                        best = v;
+                        best_i = idx;
+                    }
+                }
+            }
+            *yv = best;
+            *av = best_i as u32;
+        }
+    }
+}
+
+/// One plane, any geometry (windows may reach into padding, which never wins).
+fn max_plane(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let mut best = f32::NEG_INFINITY;
+            let mut best_i = u32::MAX;
+            for i in 0..g.kernel.0 {
+                let iy = (oy * g.stride.0 + i * g.dilation.0) as isize - g.pad.0 as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                for j in 0..g.kernel.1 {
+                    let ix = (ox * g.stride.1 + j * g.dilation.1) as isize - g.pad.1 as isize;
+                    if ix < 0 || ix >= g.w as isize {
+                        continue;
+                    }
+                    let idx = iy as usize * g.w + ix as usize;
+                    let v = xp[idx];
+                    if best_i == u32::MAX || beats(v, best) {
+                        best = v;
+                        best_i = idx as u32;
+                    }
+                }
+            }
+            yp[oy * g.ow + ox] = best;
+            ap[oy * g.ow + ox] = best_i;
+        }
+    }
 }
 
 /// Max pooling backward: `dx` is overwritten with `dy` routed to each window's maximum.
@@ -119,16 +220,24 @@ pub fn max_pool_backward(g: &PoolGeom, dy: &[f32], argmax: &[u32], dx: &mut [f32
     if hw == 0 {
         return;
     }
-    dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxp)| {
-        dxp.iter_mut().for_each(|v| *v = 0.0);
-        let dyp = &dy[p * ohw..(p + 1) * ohw];
-        let ap = &argmax[p * ohw..(p + 1) * ohw];
-        for (&d, &i) in dyp.iter().zip(ap) {
-            if (i as usize) < hw {
-                dxp[i as usize] += d;
+    if ohw == 0 {
+        dx.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let per = planes_per_task(hw);
+    dx.par_chunks_mut(hw * per)
+        .zip(dy.par_chunks(ohw * per))
+        .zip(argmax.par_chunks(ohw * per))
+        .for_each(|((dxc, dyc), ac)| {
+            for ((dxp, dyp), ap) in dxc.chunks_mut(hw).zip(dyc.chunks(ohw)).zip(ac.chunks(ohw)) {
+                dxp.iter_mut().for_each(|v| *v = 0.0);
+                for (&d, &i) in dyp.iter().zip(ap) {
+                    if let Some(v) = dxp.get_mut(i as usize) {
+                        *v += d;
+                    }
+                }
             }
-        }
-    });
+        });
 }
 
 /// Divisor of average-pool output `(oy, ox)`.
@@ -269,6 +378,50 @@ mod tests {
         let mut dx = vec![1.0; 12];
         max_pool_backward(&g, &[1., 2., 3., 4.], &a, &mut dx);
         assert_eq!(dx, vec![0., 1., 0., 0., 0., 0., 2., 0., 3., 0., 0., 4.]);
+    }
+
+    #[test]
+    fn the_fast_max_paths_equal_the_general_one_with_ties_and_nans() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        // (h, w, kernel, stride, dilation): the 2x2 path, the inside path, odd sizes.
+        let cases = [
+            (8, 6, (2, 2), (2, 2), (1, 1)),
+            (7, 9, (2, 2), (2, 2), (1, 1)),
+            (9, 8, (3, 3), (2, 2), (1, 1)),
+            (10, 10, (3, 2), (1, 3), (2, 1)),
+        ];
+        for (h, w, k, st, d) in cases {
+            let g = PoolGeom::new("t", (h, w), k, st, (0, 0), d, false).unwrap();
+            assert!(windows_inside(&g));
+            let planes = 3;
+            // Few distinct values (many ties), and some NaNs.
+            let x: Vec<f32> = (0..planes * h * w)
+                .map(|_| match rng.random_range(0..10) {
+                    0 => f32::NAN,
+                    v => (v % 4) as f32,
+                })
+                .collect();
+            let n = planes * g.oh * g.ow;
+            let (mut y, mut a) = (vec![0.0; n], vec![0u32; n]);
+            max_pool_forward(&g, &x, &mut y, &mut a);
+            let (mut y2, mut a2) = (vec![0.0; n], vec![0u32; n]);
+            for p in 0..planes {
+                let o = p * g.oh * g.ow..(p + 1) * g.oh * g.ow;
+                max_plane(
+                    &g,
+                    &x[p * h * w..(p + 1) * h * w],
+                    &mut y2[o.clone()],
+                    &mut a2[o],
+                );
+            }
+            assert_eq!(a, a2, "{h}x{w} k{k:?} s{st:?} d{d:?}");
+            let same = y
+                .iter()
+                .zip(&y2)
+                .all(|(u, v)| u == v || (u.is_nan() && v.is_nan()));
+            assert!(same, "{y:?} vs {y2:?}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 use super::{join, Activation, Layer, Mode, Param, Sequential};
 use crate::error::{Error, Result};
+use crate::profile::{self, Phase};
 use crate::tensor::Tensor;
 
 /// The shortcut of a residual block.
@@ -55,6 +56,13 @@ impl Residual {
         &self.skip
     }
 
+    fn post_forward(&mut self, y: Tensor, mode: Mode) -> Result<Tensor> {
+        match self.post.as_mut() {
+            Some(a) => profile::layer("post", a, Phase::Forward, |l| l.forward(&y, mode)),
+            None => Ok(y),
+        }
+    }
+
     fn mismatch(body: &[usize], skip: &[usize]) -> Error {
         Error::shape(
             "Residual",
@@ -72,37 +80,35 @@ impl Layer for Residual {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut y = self.body.forward(x, mode)?;
         let s = match &mut self.skip {
-            Skip::Projection(p) => Some(p.forward(x, mode)?),
+            Skip::Projection(p) => Some(profile::layer("downsample", p, Phase::Forward, |l| {
+                l.forward(x, mode)
+            })?),
             Skip::Identity => None,
-            Skip::None => {
-                return match self.post.as_mut() {
-                    Some(a) => a.forward(&y, mode),
-                    None => Ok(y),
-                }
-            }
+            Skip::None => return self.post_forward(y, mode),
         };
         let s = s.as_ref().unwrap_or(x);
         if s.shape() != y.shape() {
             return Err(Self::mismatch(y.shape(), s.shape()));
         }
-        y.add_assign(s)?;
-        match self.post.as_mut() {
-            Some(a) => a.forward(&y, mode),
-            None => Ok(y),
-        }
+        profile::op("add", "Add", true, Phase::Forward, || y.add_assign(s))?;
+        self.post_forward(y, mode)
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
         let dsum = match self.post.as_mut() {
-            Some(a) => a.backward(dy)?,
+            Some(a) => profile::layer("post", a, Phase::Backward, |l| l.backward(dy))?,
             None => dy.clone(),
         };
         let mut dx = self.body.backward(&dsum)?;
-        match &mut self.skip {
-            Skip::Projection(p) => dx.add_assign(&p.backward(&dsum)?)?,
-            Skip::Identity => dx.add_assign(&dsum)?,
-            Skip::None => {}
-        }
+        let skip = match &mut self.skip {
+            Skip::Projection(p) => Some(profile::layer("downsample", p, Phase::Backward, |l| {
+                l.backward(&dsum)
+            })?),
+            Skip::Identity => None,
+            Skip::None => return Ok(dx),
+        };
+        let s = skip.as_ref().unwrap_or(&dsum);
+        profile::op("add", "Add", true, Phase::Backward, || dx.add_assign(s))?;
         Ok(dx)
     }
 

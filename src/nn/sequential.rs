@@ -5,6 +5,7 @@
 
 use super::{join, Layer, Mode, Param};
 use crate::error::Result;
+use crate::profile::{self, Phase};
 use crate::tensor::Tensor;
 
 /// An ordered list of named layers.
@@ -52,8 +53,8 @@ impl Sequential {
             .position(|(_, l)| has_trainable(l.as_mut()))
             .unwrap_or(self.layers.len());
         let mut d = dy.clone();
-        for (_, layer) in self.layers[first..].iter_mut().rev() {
-            d = layer.backward(&d)?;
+        for (name, layer) in self.layers[first..].iter_mut().rev() {
+            d = profile::layer(name, layer.as_mut(), Phase::Backward, |l| l.backward(&d))?;
         }
         Ok(())
     }
@@ -86,24 +87,26 @@ impl Layer for Sequential {
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut iter = self.layers.iter_mut();
-        let Some((_, first)) = iter.next() else {
+        let Some((name, first)) = iter.next() else {
             return Ok(x.clone());
         };
-        let mut h = first.forward(x, mode)?;
-        for (_, layer) in iter {
-            h = layer.forward(&h, mode)?;
+        let mut h = profile::layer(name, first.as_mut(), Phase::Forward, |l| l.forward(x, mode))?;
+        for (name, layer) in iter {
+            h = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
+                l.forward(&h, mode)
+            })?;
         }
         Ok(h)
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
         let mut iter = self.layers.iter_mut().rev();
-        let Some((_, last)) = iter.next() else {
+        let Some((name, last)) = iter.next() else {
             return Ok(dy.clone());
         };
-        let mut d = last.backward(dy)?;
-        for (_, layer) in iter {
-            d = layer.backward(&d)?;
+        let mut d = profile::layer(name, last.as_mut(), Phase::Backward, |l| l.backward(dy))?;
+        for (name, layer) in iter {
+            d = profile::layer(name, layer.as_mut(), Phase::Backward, |l| l.backward(&d))?;
         }
         Ok(d)
     }

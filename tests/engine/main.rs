@@ -1,6 +1,7 @@
 //! Integration tests of the engine, in one binary: PyTorch parity on committed
 //! fixtures, finite-difference gradient checks, and errors on bad calls.
 
+mod bench;
 mod errors;
 mod fixtures;
 mod gradcheck;
