@@ -69,10 +69,7 @@ def main():
 
     def measure(variant):
         torch.manual_seed(0)
-        model = torch_models.build(args.model)
-        in_shape = (1, 28, 28) if args.model == "fmnist-cnn" else (3, 32, 32)
-        if args.model.startswith(("resnet18", "resnet34", "resnet50", "vgg")) and not args.model.endswith("cifar"):
-            in_shape = (3, 224, 224)
+        model, in_shape = torch_models.build(args.model)
         x = torch.randn(args.batch, *in_shape)
         y = torch.arange(args.batch) % 10
         if variant == "channels_last":
