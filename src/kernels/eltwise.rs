@@ -3,6 +3,7 @@
 //! Each activation's backward takes the forward *input* `x` (and, where cheaper, the
 //! output `y`) and the upstream gradient `dy`, and writes `dx = f'(x)·dy`.
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// Below this many elements a map runs on the calling thread.
@@ -18,6 +19,40 @@ pub fn add_into(dst: &mut [f32], src: &[f32]) {
             .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(a, b)| *a += b));
     } else {
         dst.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// `dst[i] = max(0, dst[i] + src[i])`: a residual sum and its ReLU in one pass.
+pub fn add_relu_into(dst: &mut [f32], src: &[f32]) {
+    #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+    fn run(d: &mut [f32], s: &[f32]) {
+        d.iter_mut()
+            .zip(s)
+            .for_each(|(a, &b)| *a = (*a + b).max(0.0));
+    }
+    if dst.len() >= PAR_MIN {
+        dst.par_chunks_mut(PAR_CHUNK)
+            .zip(src.par_chunks(PAR_CHUNK))
+            .for_each(|(d, s)| run(d, s));
+    } else {
+        run(dst, src);
+    }
+}
+
+/// `dx[i] = dy[i]` where `y[i] > 0`, else 0: the backward of a ReLU from its output.
+pub fn relu_backward_from_output(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+    fn run(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        for ((o, &g), &v) in dx.iter_mut().zip(dy).zip(y) {
+            *o = if v > 0.0 { g } else { 0.0 };
+        }
+    }
+    if dx.len() >= PAR_MIN {
+        dx.par_chunks_mut(PAR_CHUNK)
+            .zip(y.par_chunks(PAR_CHUNK).zip(dy.par_chunks(PAR_CHUNK)))
+            .for_each(|(o, (y, g))| run(y, g, o));
+    } else {
+        run(y, dy, dx);
     }
 }
 
@@ -135,8 +170,16 @@ impl Act {
 
 /// `y[i] = act(x[i])`.
 pub fn act_forward(act: Act, x: &[f32], y: &mut [f32]) {
+    #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+    fn relu(xs: &[f32], ys: &mut [f32]) {
+        ys.iter_mut().zip(xs).for_each(|(o, &v)| *o = v.max(0.0));
+    }
     let run = |xs: &[f32], ys: &mut [f32]| {
-        ys.iter_mut().zip(xs).for_each(|(o, &v)| *o = act.f(v));
+        if act == Act::Relu {
+            relu(xs, ys);
+        } else {
+            ys.iter_mut().zip(xs).for_each(|(o, &v)| *o = act.f(v));
+        }
     };
     if x.len() >= PAR_MIN {
         y.par_chunks_mut(PAR_CHUNK)
@@ -149,9 +192,19 @@ pub fn act_forward(act: Act, x: &[f32], y: &mut [f32]) {
 
 /// `dx[i] = act'(x[i]) · dy[i]` given the forward input `x` and output `y`.
 pub fn act_backward(act: Act, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+    fn relu(xs: &[f32], dys: &[f32], dxs: &mut [f32]) {
+        for ((o, &g), &v) in dxs.iter_mut().zip(dys).zip(xs) {
+            *o = if v > 0.0 { g } else { 0.0 };
+        }
+    }
     let run = |xs: &[f32], ys: &[f32], dys: &[f32], dxs: &mut [f32]| {
-        for i in 0..dxs.len() {
-            dxs[i] = act.df(xs[i], ys[i]) * dys[i];
+        if act == Act::Relu {
+            relu(xs, dys, dxs);
+        } else {
+            for i in 0..dxs.len() {
+                dxs[i] = act.df(xs[i], ys[i]) * dys[i];
+            }
         }
     };
     if x.len() >= PAR_MIN {

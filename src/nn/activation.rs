@@ -26,12 +26,18 @@ struct ActivationCache {
 pub struct Activation {
     act: Act,
     cache: Option<ActivationCache>,
+    /// A ReLU applied by the layer before it (see [`Layer::fuse`]): a pass-through.
+    fused: bool,
 }
 
 impl Activation {
     /// The layer for `act`.
     pub fn new(act: Act) -> Self {
-        Activation { act, cache: None }
+        Activation {
+            act,
+            cache: None,
+            fused: false,
+        }
     }
     /// `max(0, x)`
     pub fn relu() -> Self {
@@ -85,6 +91,10 @@ impl Layer for Activation {
     }
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if self.fused {
+            // The previous layer applied the ReLU; sharing the tensor costs no copy.
+            return Ok(x.clone());
+        }
         let mut y = Tensor::zeros(x.shape());
         act_forward(self.act, x.data(), y.data_mut());
         self.cache = (mode == Mode::Train).then(|| ActivationCache {
@@ -95,6 +105,9 @@ impl Layer for Activation {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        if self.fused {
+            return Ok(dy.clone());
+        }
         let kind = self.kind();
         let cache = self.cache.as_ref().ok_or_else(|| no_cache(kind))?;
         check_dy(kind, dy, cache.x.shape())?;
@@ -111,5 +124,9 @@ impl Layer for Activation {
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(input.to_vec())
+    }
+
+    fn relu_fusion_flag(&mut self) -> Option<&mut bool> {
+        (self.act == Act::Relu && !self.fused).then_some(&mut self.fused)
     }
 }

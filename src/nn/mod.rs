@@ -133,6 +133,26 @@ pub trait Layer: Send + std::fmt::Debug {
     fn own_param_count(&self) -> usize {
         0
     }
+
+    /// Takes over a ReLU that directly follows this layer, applying it in its own output
+    /// pass (and its mask in backward); returns whether it did. The normalization layers
+    /// do; see [`Sequential::fuse`].
+    fn absorb_relu(&mut self) -> bool {
+        false
+    }
+
+    /// For a ReLU layer not yet fused: the flag that turns it into a pass-through once
+    /// the layer before it has absorbed it. `None` for every other layer.
+    fn relu_fusion_flag(&mut self) -> Option<&mut bool> {
+        None
+    }
+
+    /// Fuses ReLUs into the layers before them inside this container and its children;
+    /// returns how many. The numbers are unchanged (same operations, same order per
+    /// element); one pass over memory is saved each way.
+    fn fuse(&mut self) -> usize {
+        0
+    }
 }
 
 /// How one layer maps input positions to output positions.

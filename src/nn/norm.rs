@@ -41,6 +41,8 @@ struct NormCache {
     rstd: Vec<f32>,
     /// Whether `mean`/`rstd` were computed from `x` (false: running statistics).
     batch_stats: bool,
+    /// The output, when a ReLU is fused into this layer (its mask for backward).
+    relu_out: Option<Tensor>,
 }
 
 /// The part every normalization layer shares: the affine parameters and the cache.
@@ -52,6 +54,8 @@ struct NormCore {
     weight: Option<Param>,
     bias: Option<Param>,
     cache: Option<NormCache>,
+    /// A following ReLU applied in the same pass (see [`Layer::absorb_relu`]).
+    relu: bool,
 }
 
 impl NormCore {
@@ -73,6 +77,7 @@ impl NormCore {
             weight: affine.then(|| Param::new(Tensor::full(&[channels], 1.0))),
             bias: affine.then(|| Param::new(Tensor::zeros(&[channels]))),
             cache: None,
+            relu: false,
         })
     }
 
@@ -108,6 +113,7 @@ impl NormCore {
             &rstd,
             self.weight.as_ref().map(|p| p.value.data()),
             self.bias.as_ref().map(|p| p.value.data()),
+            self.relu,
             y.data_mut(),
         );
         self.cache = (mode == Mode::Train).then(|| NormCache {
@@ -116,6 +122,7 @@ impl NormCore {
             mean,
             rstd,
             batch_stats,
+            relu_out: self.relu.then(|| y.clone()),
         });
         y
     }
@@ -150,6 +157,7 @@ impl NormCore {
             &c.mean,
             &c.rstd,
             gamma,
+            c.relu_out.as_ref().map(|y| y.data()),
             dy.data(),
             dx.data_mut(),
             dgamma,
@@ -267,6 +275,11 @@ impl Layer for BatchNorm2d {
         self.core.visit_params(prefix, f);
     }
 
+    fn absorb_relu(&mut self) -> bool {
+        self.core.relu = true;
+        true
+    }
+
     fn own_param_count(&self) -> usize {
         self.core.param_count()
     }
@@ -346,6 +359,10 @@ macro_rules! sample_norm_layer {
             }
             fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
                 self.0.core.visit_params(prefix, f);
+            }
+            fn absorb_relu(&mut self) -> bool {
+                self.0.core.relu = true;
+                true
             }
             fn own_param_count(&self) -> usize {
                 self.0.core.param_count()

@@ -11,8 +11,9 @@
 //! the projection under `downsample` (`layer1.0.downsample.0.weight`), as in
 //! torchvision.
 
-use super::{join, Activation, Layer, Mode, Param, Sequential};
+use super::{check_dy, join, no_cache, Activation, Layer, Mode, Param, Sequential};
 use crate::error::{Error, Result};
+use crate::kernels::eltwise::{add_relu_into, relu_backward_from_output, Act};
 use crate::profile::{self, Phase};
 use crate::tensor::Tensor;
 
@@ -33,6 +34,8 @@ pub struct Residual {
     body: Sequential,
     skip: Skip,
     post: Option<Activation>,
+    /// The block's output, kept in training when `post` is a ReLU fused with the sum.
+    relu_out: Option<Tensor>,
 }
 
 impl Residual {
@@ -48,12 +51,21 @@ impl Residual {
 
     /// `post(body(x) + skip(x))`, `post` optional.
     pub fn new(body: Sequential, skip: Skip, post: Option<Activation>) -> Self {
-        Residual { body, skip, post }
+        Residual {
+            body,
+            skip,
+            post,
+            relu_out: None,
+        }
     }
 
     /// The shortcut.
     pub fn skip(&self) -> &Skip {
         &self.skip
+    }
+
+    fn post_is_relu(&self) -> bool {
+        self.post.as_ref().is_some_and(|a| a.act() == Act::Relu)
     }
 
     fn post_forward(&mut self, y: Tensor, mode: Mode) -> Result<Tensor> {
@@ -90,12 +102,30 @@ impl Layer for Residual {
         if s.shape() != y.shape() {
             return Err(Self::mismatch(y.shape(), s.shape()));
         }
+        if self.post_is_relu() {
+            // The sum and its ReLU in one pass; the output is the backward mask.
+            profile::op("add", "Add+ReLU", true, Phase::Forward, || {
+                add_relu_into(y.data_mut(), s.data())
+            });
+            self.relu_out = (mode == Mode::Train).then(|| y.clone());
+            return Ok(y);
+        }
         profile::op("add", "Add", true, Phase::Forward, || y.add_assign(s))?;
         self.post_forward(y, mode)
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        let fused = !matches!(self.skip, Skip::None) && self.post_is_relu();
         let dsum = match self.post.as_mut() {
+            Some(_) if fused => {
+                let y = self.relu_out.as_ref().ok_or_else(|| no_cache("Residual"))?;
+                check_dy("Residual", dy, y.shape())?;
+                let mut d = Tensor::zeros(dy.shape());
+                profile::op("add", "Add+ReLU", true, Phase::Backward, || {
+                    relu_backward_from_output(y.data(), dy.data(), d.data_mut())
+                });
+                d
+            }
             Some(a) => profile::layer("post", a, Phase::Backward, |l| l.backward(dy))?,
             None => dy.clone(),
         };
@@ -141,6 +171,14 @@ impl Layer for Residual {
             c.push(("post", a as &dyn Layer));
         }
         c
+    }
+
+    fn fuse(&mut self) -> usize {
+        let skip = match &mut self.skip {
+            Skip::Projection(p) => p.fuse(),
+            _ => 0,
+        };
+        self.body.fuse() + skip
     }
 
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {

@@ -135,6 +135,21 @@ impl Layer for Sequential {
             .collect()
     }
 
+    fn fuse(&mut self) -> usize {
+        let mut n = 0;
+        for i in 1..self.layers.len() {
+            let (head, tail) = self.layers.split_at_mut(i);
+            let prev = &mut head[i - 1].1;
+            if let Some(flag) = tail[0].1.relu_fusion_flag() {
+                if prev.absorb_relu() {
+                    *flag = true;
+                    n += 1;
+                }
+            }
+        }
+        n + self.layers.iter_mut().map(|(_, l)| l.fuse()).sum::<usize>()
+    }
+
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         for (name, layer) in &mut self.layers {
             layer.visit_params(&join(prefix, name), f);

@@ -347,3 +347,45 @@ fn state_dict_grads(m: &mut Model) -> BTreeMap<String, Tensor> {
     });
     out
 }
+
+#[test]
+fn fused_relus_give_bit_identical_steps() {
+    let names = [
+        ("resnet20", 0.25),
+        ("fmnist-cnn", 0.25),
+        ("vgg11-bn-cifar", 0.125),
+    ];
+    for (name, width) in names {
+        let mut cfg = models::default_config(name).unwrap();
+        cfg.width = width;
+        let mut fused = models::build_with(name, Some(cfg.clone()), true).unwrap();
+        let mut plain = models::build_with(name, Some(cfg), false).unwrap();
+        assert!(fused.fuse() == 0, "{name}: already fused");
+        assert!(plain.fuse() > 0, "{name}: nothing to fuse");
+        let mut plain = models::build_with(name, Some(plain.config.clone()), false).unwrap();
+        let [c, h, w] = fused.input_shape();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
+        let x = Tensor::randn(&[3, c, h, w], 0.0, 1.0, &mut rng);
+        let y = [1, 7, 3];
+        let mut out = vec![];
+        for m in [&mut fused, &mut plain] {
+            let logits = m.forward(&x, Mode::Train).unwrap();
+            let l = CrossEntropy::default().forward(&logits, &y).unwrap();
+            let dx = m.backward(&l.dlogits).unwrap();
+            let eval = m.forward(&x, Mode::Eval).unwrap();
+            out.push((logits, dx, eval, state_dict_grads(m), state_dict(m)));
+        }
+        let (a, b) = (&out[0], &out[1]);
+        assert_eq!(a.0, b.0, "{name}: logits");
+        assert_eq!(a.1, b.1, "{name}: input gradient");
+        assert_eq!(a.2, b.2, "{name}: eval logits");
+        assert_eq!(a.3, b.3, "{name}: parameter gradients");
+        assert_eq!(
+            a.4.keys().collect::<Vec<_>>(),
+            b.4.keys().collect::<Vec<_>>()
+        );
+        for (k, v) in &a.4 {
+            assert_eq!(v, &b.4[k], "{name}: {k}");
+        }
+    }
+}
