@@ -122,6 +122,9 @@ impl Layer for Model {
     fn fuse(&mut self) -> usize {
         self.net.fuse()
     }
+    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+        self.net.backward_params(dy)
+    }
     fn receptive(&self) -> Receptive {
         Receptive::Pointwise
     }

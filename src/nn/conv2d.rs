@@ -191,6 +191,31 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// Parameter gradients, and the input gradient into `dx` when asked for.
+    fn backward_into(&mut self, dy: &Tensor, dx: Option<&mut Tensor>) -> Result<()> {
+        let cache = self.cache.as_ref().ok_or_else(|| no_cache("Conv2d"))?;
+        let g = cache.geom;
+        let n = cache.x.shape()[0];
+        check_dy("Conv2d", dy, &[n, g.c_out, g.oh, g.ow])?;
+        let dx = dx.map(|d| {
+            *d = Tensor::zeros(cache.x.shape());
+            d.data_mut()
+        });
+        conv2d_backward(
+            &g,
+            n,
+            cache.x.data(),
+            self.weight.value.data(),
+            dy.data(),
+            dx,
+            self.weight.grad.data_mut(),
+            self.bias.as_mut().map(|b| b.grad.data_mut()),
+            &mut self.ws,
+        )
+    }
+}
+
 impl Layer for Conv2d {
     fn kind(&self) -> &'static str {
         "Conv2d"
@@ -219,23 +244,13 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let cache = self.cache.as_ref().ok_or_else(|| no_cache("Conv2d"))?;
-        let g = cache.geom;
-        let n = cache.x.shape()[0];
-        check_dy("Conv2d", dy, &[n, g.c_out, g.oh, g.ow])?;
-        let mut dx = Tensor::zeros(cache.x.shape());
-        conv2d_backward(
-            &g,
-            n,
-            cache.x.data(),
-            self.weight.value.data(),
-            dy.data(),
-            Some(dx.data_mut()),
-            self.weight.grad.data_mut(),
-            self.bias.as_mut().map(|b| b.grad.data_mut()),
-            &mut self.ws,
-        )?;
+        let mut dx = Tensor::zeros(&[]);
+        self.backward_into(dy, Some(&mut dx))?;
         Ok(dx)
+    }
+
+    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+        self.backward_into(dy, None)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {

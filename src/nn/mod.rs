@@ -99,6 +99,14 @@ pub trait Layer: Send + std::fmt::Debug {
     /// Needs a preceding `forward` in [`Mode::Train`].
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor>;
 
+    /// Backward when `dx` is not needed (the network's first layer, the input being
+    /// data): only the parameter gradients. Layers that can skip the input-gradient
+    /// work do (a convolution saves a third of its backward); containers also skip the
+    /// layers before their first trainable one (a frozen prefix costs nothing).
+    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+        self.backward(dy).map(|_| ())
+    }
+
     /// The output shape for an input shape, or the error `forward` would give.
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
 

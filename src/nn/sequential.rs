@@ -42,24 +42,6 @@ impl Sequential {
     }
 }
 
-impl Sequential {
-    /// Backward for training when the input gradient is not needed: parameter gradients
-    /// only, and no work below the last child that has a trainable parameter — a frozen
-    /// prefix (a pretrained backbone while the head trains) costs nothing.
-    pub fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
-        let first = self
-            .layers
-            .iter_mut()
-            .position(|(_, l)| has_trainable(l.as_mut()))
-            .unwrap_or(self.layers.len());
-        let mut d = dy.clone();
-        for (name, layer) in self.layers[first..].iter_mut().rev() {
-            d = profile::layer(name, layer.as_mut(), Phase::Backward, |l| l.backward(&d))?;
-        }
-        Ok(())
-    }
-}
-
 /// Whether any parameter of `layer` is not frozen.
 pub fn has_trainable(layer: &mut dyn Layer) -> bool {
     let mut any = false;
@@ -133,6 +115,26 @@ impl Layer for Sequential {
             .iter()
             .map(|(n, l)| (n.as_str(), l.as_ref()))
             .collect()
+    }
+
+    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+        // No work below the first child with a trainable parameter, and that child's
+        // own input gradient is not needed either.
+        let Some(first) = self
+            .layers
+            .iter_mut()
+            .position(|(_, l)| has_trainable(l.as_mut()))
+        else {
+            return Ok(());
+        };
+        let mut d = dy.clone();
+        for (name, layer) in self.layers[first + 1..].iter_mut().rev() {
+            d = profile::layer(name, layer.as_mut(), Phase::Backward, |l| l.backward(&d))?;
+        }
+        let (name, layer) = &mut self.layers[first];
+        profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
+            l.backward_params(&d)
+        })
     }
 
     fn fuse(&mut self) -> usize {

@@ -389,3 +389,25 @@ fn fused_relus_give_bit_identical_steps() {
         }
     }
 }
+
+#[test]
+fn backward_params_skips_the_input_gradient_but_not_a_parameter_gradient() {
+    for name in ["fmnist-cnn", "resnet20"] {
+        let mut cfg = models::default_config(name).unwrap();
+        cfg.width = 0.25;
+        let mut a = models::build(name, Some(cfg.clone())).unwrap();
+        let mut b = models::build(name, Some(cfg)).unwrap();
+        let [c, h, w] = a.input_shape();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(9);
+        let x = Tensor::randn(&[2, c, h, w], 0.0, 1.0, &mut rng);
+        let la = a.forward(&x, Mode::Train).unwrap();
+        let lb = b.forward(&x, Mode::Train).unwrap();
+        let ga = CrossEntropy::default().forward(&la, &[3, 4]).unwrap();
+        let gb = CrossEntropy::default().forward(&lb, &[3, 4]).unwrap();
+        a.backward(&ga.dlogits).unwrap();
+        b.backward_params(&gb.dlogits).unwrap();
+        let (ga, gb) = (state_dict_grads(&mut a), state_dict_grads(&mut b));
+        assert!(ga.values().any(|t| t.data().iter().any(|&v| v != 0.0)));
+        assert_eq!(ga, gb, "{name}");
+    }
+}
