@@ -140,9 +140,10 @@ pub struct BenchReport {
     pub gflop_per_step: f64,
     /// `gflop_per_step / median_s`.
     pub gflops: f64,
-    /// Resident memory before the model was measured, bytes (Linux; else none).
+    /// Resident memory before the measurement (the model built), bytes (Linux).
     pub rss_start: Option<u64>,
-    /// Peak resident memory of the process, bytes (Linux; else none).
+    /// Peak resident memory of the process during the measurement, bytes (Linux; the
+    /// process's peak so far where the peak cannot be reset).
     pub rss_peak: Option<u64>,
     /// Per-layer forward/backward times, forward order.
     pub layers: Vec<LayerTime>,
@@ -171,6 +172,13 @@ pub fn rss() -> Option<u64> {
 /// Peak resident memory of this process so far, bytes (Linux only).
 pub fn peak_rss() -> Option<u64> {
     proc_status_bytes("VmHWM:")
+}
+
+/// Resets the peak to the current resident memory (Linux ≥ 4.0: `5` into
+/// `/proc/self/clear_refs`), so that one measurement of several in a process has its own
+/// peak. Returns whether it worked.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 struct Step {
@@ -224,6 +232,7 @@ pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
             ),
         ));
     }
+    reset_peak_rss();
     let rss_start = rss();
     let [c, h, w] = model.input_shape();
     let mut rng = StdRng::seed_from_u64(opts.seed);

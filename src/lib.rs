@@ -24,6 +24,7 @@ pub mod loss;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod plot;
 pub mod profile;
 pub mod summary;
 pub mod tensor;

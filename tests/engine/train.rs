@@ -298,3 +298,45 @@ fn eval_and_predict_use_a_trained_run() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn bench_sweeps_print_json_and_plot_and_reject_bad_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("sweep.svg");
+    let svg_arg = svg.to_str().unwrap();
+    let common = ["--width", "0.25", "--iters", "1", "--warmup", "0"];
+    let mut args = vec!["bench", "--model", "fmnist-cnn", "--batch", "2,4", "--json"];
+    args.extend(common);
+    args.extend(["--thread-counts", "1,2", "--plot", svg_arg]);
+    let out = strata(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = v.as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    let configs: Vec<(u64, u64)> = runs
+        .iter()
+        .map(|r| (r["threads"].as_u64().unwrap(), r["batch"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(configs, [(1, 2), (1, 4), (2, 2), (2, 4)]);
+    assert!(runs
+        .iter()
+        .all(|r| r["images_per_s"].as_f64().unwrap() > 0.0));
+    assert!(std::fs::read_to_string(&svg)
+        .unwrap()
+        .contains("batch size"));
+
+    for bad in [
+        vec!["bench", "--mode", "sideways"],
+        vec!["bench", "--plot", svg_arg],
+        vec!["bench", "--batch", "0"],
+        vec!["bench", "--model", "resnet7"],
+    ] {
+        let out = strata(&bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(!out.stderr.is_empty());
+    }
+}

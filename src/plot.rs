@@ -1,0 +1,176 @@
+//! Line charts as self-contained SVG files (no fonts or system libraries needed).
+//!
+//! One function, [`line_chart`], serves every curve strata draws: throughput against
+//! batch size or depth (`strata bench` sweeps), and later loss and accuracy curves.
+
+use crate::error::{Error, Result};
+use plotters::prelude::*;
+use std::path::Path;
+
+/// One named curve: `(x, y)` points in drawing order.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Legend label.
+    pub label: String,
+    /// The points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// What the chart shows.
+#[derive(Clone, Debug)]
+pub struct Chart<'a> {
+    /// Title above the plot.
+    pub title: &'a str,
+    /// Label of the horizontal axis.
+    pub x_label: &'a str,
+    /// Label of the vertical axis.
+    pub y_label: &'a str,
+    /// Logarithmic horizontal axis (batch sizes 32, 64, 128... read better so).
+    pub log_x: bool,
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Axes, curves, points and legend on a built chart (linear or logarithmic x).
+fn draw<'a, X>(
+    mut ctx: ChartContext<
+        'a,
+        SVGBackend<'a>,
+        Cartesian2d<X, plotters::coord::types::RangedCoordf64>,
+    >,
+    chart: &Chart,
+    series: &[Series],
+    path: &Path,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    ctx.configure_mesh()
+        .x_desc(chart.x_label)
+        .y_desc(chart.y_label)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    for (i, s) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        ctx.draw_series(LineSeries::new(
+            s.points.iter().copied(),
+            color.stroke_width(2),
+        ))
+        .map_err(|e| plot_err(path, e))?
+        .label(s.label.clone())
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        ctx.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| plot_err(path, e))?;
+    }
+    ctx.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    Ok(())
+}
+
+/// Draws `series` into an SVG file at `path` (800×500), with points marked and a legend.
+pub fn line_chart(path: &Path, chart: &Chart, series: &[Series]) -> Result<()> {
+    let pts = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
+    for &(x, y) in pts {
+        if x.is_finite() && y.is_finite() {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y1 = y1.max(y);
+        }
+    }
+    if !x0.is_finite() {
+        return Err(Error::config("plot", "series", "no finite point to draw"));
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let y1 = if y1 > 0.0 { y1 * 1.1 } else { 1.0 };
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(chart.title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70);
+    if chart.log_x {
+        let ctx = builder
+            .build_cartesian_2d((x0 * 0.9..x1 * 1.1).log_scale(), 0.0..y1)
+            .map_err(|e| plot_err(path, e))?;
+        draw(ctx, chart, series, path)?;
+    } else {
+        let ctx = builder
+            .build_cartesian_2d(x0..x1, 0.0..y1)
+            .map_err(|e| plot_err(path, e))?;
+        draw(ctx, chart, series, path)?;
+    }
+    root.present().map_err(|e| plot_err(path, e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chart_has_its_title_labels_and_legend_and_empty_data_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.svg");
+        let series = vec![
+            Series {
+                label: "resnet20, 2 threads".into(),
+                points: vec![(32.0, 500.0), (64.0, 600.0), (128.0, 650.0)],
+            },
+            Series {
+                label: "resnet20, 1 thread".into(),
+                points: vec![(32.0, 260.0), (64.0, 300.0)],
+            },
+        ];
+        for log_x in [false, true] {
+            let chart = Chart {
+                title: "throughput",
+                x_label: "batch size",
+                y_label: "images/s",
+                log_x,
+            };
+            line_chart(&path, &chart, &series).unwrap();
+            let svg = std::fs::read_to_string(&path).unwrap();
+            for text in ["throughput", "batch size", "images/s", "resnet20, 1 thread"] {
+                assert!(svg.contains(text), "{text} missing");
+            }
+            // One marker per point.
+            assert_eq!(svg.matches("<circle").count(), 5);
+        }
+        let empty = [Series {
+            label: "x".into(),
+            points: vec![(f64::NAN, 1.0)],
+        }];
+        let chart = Chart {
+            title: "t",
+            x_label: "x",
+            y_label: "y",
+            log_x: false,
+        };
+        assert!(line_chart(&path, &chart, &empty).is_err());
+    }
+}
