@@ -50,6 +50,10 @@ pub struct BenchArgs {
     pub profile_iters: usize,
     #[command(flatten)]
     pub flags: ModelFlags,
+    /// Run every layer on its own (no ReLU fused into the normalization or the residual
+    /// sum), to measure what fusion buys.
+    #[arg(long)]
+    pub no_fuse: bool,
     /// Write the sweep as an SVG chart to this file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -95,7 +99,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let config = args.flags.resolve(name)?;
         for &t in &threads {
             for &batch in &batches {
-                let mut model = models::build(name, Some(config.clone()))
+                let mut model = models::build_with(name, Some(config.clone()), !args.no_fuse)
                     .with_context(|| format!("cannot build {name}"))?;
                 let opts = BenchOptions {
                     batch,

@@ -267,7 +267,7 @@ impl Observer for Progress {
             bar.set_prefix(format!("epoch {}/{}", p.epoch, p.epochs));
             bar.set_position(p.iteration);
             bar.set_message(msg);
-        } else if p.iteration % self.log_every == 0 || p.iteration == p.iterations {
+        } else if p.iteration.is_multiple_of(self.log_every) || p.iteration == p.iterations {
             eprintln!(
                 "epoch {}/{} iter {}/{}: {msg}",
                 p.epoch, p.epochs, p.iteration, p.iterations

@@ -94,7 +94,7 @@ pub fn parse(bytes: &[u8], path: &Path, kind: CifarKind) -> Result<(Vec<u8>, Vec
             format!("empty file: no {} records", kind.name()),
         ));
     }
-    if bytes.len() % rec != 0 {
+    if !bytes.len().is_multiple_of(rec) {
         return Err(format_err(
             path,
             format!(

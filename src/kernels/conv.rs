@@ -16,6 +16,7 @@
 //! The batch is cut into one chunk per rayon thread; each chunk owns its buffers in a
 //! [`ConvWorkspace`], so the steady state allocates nothing.
 
+use super::direct::{self, Padded};
 use super::gemm::{matmul, Accumulate, Par, Trans};
 use super::{chunk_count, split_ranges};
 use crate::error::{Error, Result};
@@ -97,7 +98,7 @@ impl ConvGeom {
         dilation: (usize, usize),
         groups: usize,
     ) -> Result<Self> {
-        if groups == 0 || c_in % groups != 0 || c_out % groups != 0 {
+        if groups == 0 || !c_in.is_multiple_of(groups) || !c_out.is_multiple_of(groups) {
             return Err(Error::config(
                 "Conv2d",
                 "groups",
@@ -160,12 +161,72 @@ impl ConvGeom {
 #[derive(Debug, Default)]
 pub struct ConvWorkspace {
     chunks: Vec<ChunkBuf>,
+    /// Weights packed for the direct kernel (forward), and for the input gradient.
+    packed: Vec<f32>,
+    packed_t: Vec<f32>,
 }
 
 #[derive(Debug, Default)]
 struct ChunkBuf {
     col: Vec<f32>,
     dw: Vec<f32>,
+    /// Zero-padded image of the direct kernel, and the geometry its zero border is for.
+    pad: Vec<f32>,
+    pad_for: Option<ConvGeom>,
+}
+
+/// The padded buffer for `g`, its border zeroed when the geometry changed.
+fn padded<'a>(
+    pad: &'a mut Vec<f32>,
+    pad_for: &mut Option<ConvGeom>,
+    g: &ConvGeom,
+    pd: Padded,
+) -> &'a mut [f32] {
+    if *pad_for != Some(*g) {
+        pad.clear();
+        pad.resize(pd.len(g), 0.0);
+        *pad_for = Some(*g);
+    }
+    &mut pad[..pd.len(g)]
+}
+
+/// The geometry of the input gradient of a stride-1 convolution as a convolution of `dy`
+/// (flipped, transposed weights; padding `k − 1 − pad`), when the direct kernel takes it.
+fn direct_input_grad(g: &ConvGeom) -> Option<ConvGeom> {
+    if g.stride != (1, 1) || g.dilation != (1, 1) || g.groups != 1 {
+        return None;
+    }
+    let pad = (
+        g.kh.checked_sub(1 + g.pad.0)?,
+        g.kw.checked_sub(1 + g.pad.1)?,
+    );
+    let t = ConvGeom::new(
+        g.c_out,
+        g.oh,
+        g.ow,
+        g.c_in,
+        (g.kh, g.kw),
+        (1, 1),
+        pad,
+        (1, 1),
+        1,
+    )
+    .ok()?;
+    (t.oh == g.h && t.ow == g.w && direct::applies(&t)).then_some(t)
+}
+
+/// `w[c_out, c_in, kh, kw]` flipped and transposed to `[c_in, c_out, kh, kw]`.
+fn flip_transpose(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    let kk = g.kh * g.kw;
+    let mut out = vec![0.0; w.len()];
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            for t in 0..kk {
+                out[(ci * g.c_out + co) * kk + (kk - 1 - t)] = w[(co * g.c_in + ci) * kk + t];
+            }
+        }
+    }
+    out
 }
 
 impl ConvWorkspace {
@@ -315,12 +376,18 @@ pub fn conv2d_forward(
         return Ok(());
     }
     let chunks = chunk_count(n);
-    let col_len = if g.is_pointwise() {
+    let use_direct = direct::applies(g);
+    let col_len = if g.is_pointwise() || use_direct {
         0
     } else {
         g.kg() * g.groups * g.ohw()
     };
     ws.prepare(chunks, col_len, 0);
+    if use_direct {
+        direct::pack_weights(g, weight, &mut ws.packed);
+    }
+    let packed = &ws.packed;
+    let pd = Padded::of(g);
     let ranges = split_ranges(n, chunks);
     let (cg_out, kg, ohw) = (g.c_out / g.groups, g.kg(), g.ohw());
     // Hand each chunk of images its slice of y and its buffers.
@@ -336,6 +403,12 @@ pub fn conv2d_forward(
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
+                if use_direct {
+                    let p = padded(&mut buf.pad, &mut buf.pad_for, g, pd);
+                    direct::pad_image(g, pd, xi, p);
+                    direct::image(g, pd, p, packed, bias, yi);
+                    continue;
+                }
                 let col: &[f32] = if g.is_pointwise() {
                     xi
                 } else {
@@ -402,9 +475,13 @@ pub fn conv2d_backward(
         });
     }
     let mut dx = dx;
+    // The input gradient as a direct convolution of dy, where the kernel takes it.
+    let dgeom = dx.as_ref().and_then(|_| direct_input_grad(g));
     if let Some(d) = dx.as_deref_mut() {
         check_len("conv2d_backward", "dx", d.len(), n * x_img)?;
-        d.iter_mut().for_each(|v| *v = 0.0);
+        if dgeom.is_none() {
+            d.iter_mut().for_each(|v| *v = 0.0);
+        }
     }
     if n == 0 || y_img == 0 {
         return Ok(());
@@ -414,6 +491,10 @@ pub fn conv2d_backward(
     ws.prepare(chunks, col_len, w_len);
     let ranges = split_ranges(n, chunks);
     let pointwise = g.is_pointwise();
+    if let Some(gt) = &dgeom {
+        direct::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
+    }
+    let packed_t = &ws.packed_t;
     let mut jobs = Vec::with_capacity(chunks);
     let mut rest = dx;
     for (range, buf) in ranges.iter().zip(ws.chunks.iter_mut()) {
@@ -429,7 +510,12 @@ pub fn conv2d_backward(
     }
     jobs.into_par_iter()
         .try_for_each(|(range, mut dx_chunk, buf)| -> Result<()> {
-            let ChunkBuf { col, dw } = buf;
+            let ChunkBuf {
+                col,
+                dw,
+                pad,
+                pad_for,
+            } = buf;
             dw[..w_len].iter_mut().for_each(|v| *v = 0.0);
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
@@ -456,6 +542,15 @@ pub fn conv2d_backward(
                         Accumulate::Yes,
                         Par::Seq,
                     )?;
+                }
+                // dx as a direct convolution of dy with the flipped, transposed weights
+                if let (Some(dxc), Some(gt)) = (dx_chunk.as_deref_mut(), &dgeom) {
+                    let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                    let pdt = Padded::of(gt);
+                    let p = padded(pad, pad_for, gt, pdt);
+                    direct::pad_image(gt, pdt, dyi, p);
+                    direct::image(gt, pdt, p, packed_t, None, dxi);
+                    continue;
                 }
                 // dcol_g = w_gᵀ · dy_g, then dx = col2im(dcol)
                 if let Some(dxc) = dx_chunk.as_deref_mut() {
@@ -544,17 +639,26 @@ mod tests {
         (5, 2, 4, 4, 3, (4, 4), (1, 1), (0, 0), (1, 1), 1),
         (1, 3, 11, 3, 2, (5, 1), (3, 1), (2, 0), (1, 1), 1),
         (0, 3, 5, 5, 2, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        // Shapes the direct kernel takes (stride 1, ≥ 12 output columns), forward and
+        // input gradient: odd rows, c_out not a multiple of 8, no padding, 5x5, 1x1.
+        (2, 3, 9, 16, 5, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (3, 2, 6, 20, 9, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+        (2, 4, 5, 13, 8, (5, 5), (1, 1), (2, 2), (1, 1), 1),
+        (2, 2, 4, 14, 3, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        (1, 16, 12, 12, 17, (3, 3), (1, 1), (1, 1), (1, 1), 1),
     ];
 
     #[test]
     fn forward_and_backward_match_the_naive_twin() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        // One workspace for all cases, as a layer whose input size changes would reuse
+        // it: stale buffers of another geometry must not leak into a result.
+        let mut ws = ConvWorkspace::default();
         for &(n, c_in, h, w, c_out, k, s, p, d, grp) in CASES {
             let g = ConvGeom::new(c_in, h, w, c_out, k, s, p, d, grp).unwrap();
             let x = rand_vec(n * c_in * h * w, &mut rng);
             let wt = rand_vec(c_out * g.kg(), &mut rng);
             let b = rand_vec(c_out, &mut rng);
-            let mut ws = ConvWorkspace::default();
             let mut y = vec![0.0; n * c_out * g.ohw()];
             conv2d_forward(&g, n, &x, &wt, Some(&b), &mut y, &mut ws).unwrap();
             let want = naive::conv2d_forward(&g, n, &x, &wt, Some(&b));

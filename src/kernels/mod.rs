@@ -9,6 +9,7 @@
 //! identical for a given thread count.
 
 pub mod conv;
+pub mod direct;
 pub mod eltwise;
 pub mod gemm;
 pub mod naive;

@@ -61,46 +61,26 @@ fn dev_sums(s: &[f32], m: f32) -> (f64, f64) {
     (t1, t2)
 }
 
-/// The upstream gradient at `i`: `dy`, or zero where a fused ReLU's output `y` is 0.
-#[inline(always)]
-fn masked<const RELU: bool>(dy: &[f32], y: &[f32], i: usize) -> f32 {
-    if RELU && y[i] <= 0.0 {
-        0.0
-    } else {
-        dy[i]
-    }
-}
-
-/// `Σ g[i]` and `Σ g[i]·(x[i] − m)`, blocked, `g` the (masked) upstream gradient.
-/// (Indexed loops: the mask reads `y` only when `RELU`.)
-#[allow(clippy::needless_range_loop)]
+/// `Σ g[i]` and `Σ g[i]·(x[i] − m)`, blocked.
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
-fn grad_sums<const RELU: bool>(dy: &[f32], y: &[f32], x: &[f32], m: f32) -> (f64, f64) {
+fn grad_sums(g: &[f32], x: &[f32], m: f32) -> (f64, f64) {
     let (mut t1, mut t2) = (0.0f64, 0.0f64);
-    let len = x.len();
-    let dy = &dy[..len];
-    let y = if RELU { &y[..len] } else { y };
-    let mut start = 0;
-    while start < len {
-        let end = (start + BLOCK).min(len);
+    for (gb, xb) in g.chunks(BLOCK).zip(x.chunks(BLOCK)) {
         let (mut a1, mut a2) = ([0.0f32; LANES], [0.0f32; LANES]);
-        let mut i = start;
-        while i + LANES <= end {
+        let mut gi = gb.chunks_exact(LANES);
+        let mut xi = xb.chunks_exact(LANES);
+        for (gc, xc) in (&mut gi).zip(&mut xi) {
             for l in 0..LANES {
-                let g = masked::<RELU>(dy, y, i + l);
-                a1[l] += g;
-                a2[l] += g * (x[i + l] - m);
+                a1[l] += gc[l];
+                a2[l] += gc[l] * (xc[l] - m);
             }
-            i += LANES;
         }
-        for k in i..end {
-            let g = masked::<RELU>(dy, y, k) as f64;
-            t1 += g;
-            t2 += g * (x[k] - m) as f64;
+        for (&gv, &xv) in gi.remainder().iter().zip(xi.remainder()) {
+            t1 += gv as f64;
+            t2 += gv as f64 * (xv - m) as f64;
         }
         t1 += fold_lanes(&a1);
         t2 += fold_lanes(&a2);
-        start = end;
     }
     (t1, t2)
 }
@@ -114,24 +94,29 @@ fn affine<const RELU: bool>(x: &[f32], y: &mut [f32], scale: f32, shift: f32) {
     }
 }
 
-/// `dx = r·(gc·g − a − (x − m)·r·b)`, `g` the (masked) upstream gradient.
+/// `dx = r·(gc·dy − a − (x − m)·r·b)`; with `dy` = `None`, `dx` holds `dy` on entry
+/// (in place).
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
-#[allow(clippy::too_many_arguments)]
-fn backward_apply<const RELU: bool>(
+fn backward_apply(
     dx: &mut [f32],
-    dy: &[f32],
-    y: &[f32],
+    dy: Option<&[f32]>,
     x: &[f32],
     (m, r): (f32, f32),
     gc: f32,
     (a, b): (f32, f32),
 ) {
-    let len = dx.len();
-    let (dy, x) = (&dy[..len], &x[..len]);
-    let y = if RELU { &y[..len] } else { y };
-    for i in 0..len {
-        let xhat = (x[i] - m) * r;
-        dx[i] = r * (gc * masked::<RELU>(dy, y, i) - a - xhat * b);
+    let f = |g: f32, xv: f32| r * (gc * g - a - (xv - m) * r * b);
+    match dy {
+        Some(dy) => {
+            for ((o, &g), &xv) in dx.iter_mut().zip(dy).zip(x) {
+                *o = f(g, xv);
+            }
+        }
+        None => {
+            for (o, &xv) in dx.iter_mut().zip(x) {
+                *o = f(*o, xv);
+            }
+        }
     }
 }
 
@@ -283,21 +268,28 @@ pub fn norm_backward(
     if d.hw == 0 {
         return;
     }
+    // A fused ReLU: its backward first (dy where the output is positive), into `dx`,
+    // which then serves as the upstream gradient; the last pass turns it into dx in place.
+    if let Some(y) = relu_out {
+        crate::kernels::eltwise::relu_backward_from_output(y, dy, dx);
+    }
+    let in_place = relu_out.is_some();
     // Per segment: Σ dy and Σ dy·x̂.
     let hw = d.hw;
     fn segment(v: &[f32], seg: usize, hw: usize) -> &[f32] {
         v.get(seg * hw..(seg + 1) * hw).unwrap_or(&[])
     }
-    let seg_of = |v, seg| segment(v, seg, hw);
+    let dx_ro: &[f32] = dx;
     let seg: Vec<(f64, f64)> = (0..d.n * d.c)
         .into_par_iter()
         .map(|seg| {
             let s = axes.stat_of(d, seg / d.c, seg % d.c);
-            let (dys, xs) = (seg_of(dy, seg), seg_of(x, seg));
-            let (sdy, sdyxm) = match relu_out {
-                Some(y) => grad_sums::<true>(dys, seg_of(y, seg), xs, mean[s]),
-                None => grad_sums::<false>(dys, &[], xs, mean[s]),
+            let g = if in_place {
+                segment(dx_ro, seg, hw)
+            } else {
+                segment(dy, seg, hw)
             };
+            let (sdy, sdyxm) = grad_sums(g, segment(x, seg, hw), mean[s]);
             (sdy, sdyxm * rstd[s] as f64)
         })
         .collect();
@@ -333,11 +325,8 @@ pub fn norm_backward(
         let gc = gamma.map_or(1.0, |g| g[c]);
         let st = (mean[s], rstd[s]);
         let ab = (mdy[s] as f32, mdyx[s] as f32);
-        let (dys, xs) = (seg_of(dy, seg), seg_of(x, seg));
-        match relu_out {
-            Some(y) => backward_apply::<true>(dxs, dys, seg_of(y, seg), xs, st, gc, ab),
-            None => backward_apply::<false>(dxs, dys, &[], xs, st, gc, ab),
-        }
+        let dys = (!in_place).then(|| segment(dy, seg, hw));
+        backward_apply(dxs, dys, segment(x, seg, hw), st, gc, ab);
     });
 }
 

@@ -112,7 +112,10 @@ impl Conv2dConfig {
                 ),
             );
         }
-        if self.groups == 0 || self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+        if self.groups == 0
+            || !self.c_in.is_multiple_of(self.groups)
+            || !self.c_out.is_multiple_of(self.groups)
+        {
             return bad(
                 "groups",
                 format!(

@@ -309,7 +309,7 @@ impl SampleNorm {
         eps: f32,
         affine: bool,
     ) -> Result<Self> {
-        if groups == 0 || channels % groups != 0 {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             return Err(Error::config(
                 layer,
                 "num_groups",
