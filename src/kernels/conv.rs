@@ -170,9 +170,12 @@ pub struct ConvWorkspace {
 struct ChunkBuf {
     col: Vec<f32>,
     dw: Vec<f32>,
-    /// Zero-padded image of the direct kernel, and the geometry its zero border is for.
+    /// Zero-padded image of the direct kernel, and the geometry its zero border is for;
+    /// a second one for `dy` in the backward pass.
     pad: Vec<f32>,
     pad_for: Option<ConvGeom>,
+    pad_dy: Vec<f32>,
+    pad_dy_for: Option<ConvGeom>,
 }
 
 /// The padded buffer for `g`, its border zeroed when the geometry changed.
@@ -491,6 +494,11 @@ pub fn conv2d_backward(
     ws.prepare(chunks, col_len, w_len);
     let ranges = split_ranges(n, chunks);
     let pointwise = g.is_pointwise();
+    // The weight gradient from the padded input, where the direct kernel takes it and
+    // is the faster (thin inputs: measured 1.2–1.8× on c_in ≤ 16, 0.4–0.6× on 32–64
+    // channels, where im2col + GEMM stays); it accumulates in the natural layout.
+    let direct_dw = direct::applies(g) && g.c_in <= 16;
+    let pd = Padded::of(g);
     if let Some(gt) = &dgeom {
         direct::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
     }
@@ -515,21 +523,30 @@ pub fn conv2d_backward(
                 dw,
                 pad,
                 pad_for,
+                pad_dy,
+                pad_dy_for,
             } = buf;
             dw[..w_len].iter_mut().for_each(|v| *v = 0.0);
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let dyi = &dy[img * y_img..(img + 1) * y_img];
+                if direct_dw {
+                    let p = padded(pad, pad_for, g, pd);
+                    direct::pad_image(g, pd, xi, p);
+                    direct::weight_grad(g, pd, p, dyi, &mut dw[..w_len]);
+                }
                 // dw_gᵀ[kg, cg_out] += col_g · dy_gᵀ. The transposed product keeps the
                 // long dimension (kg) in the GEMM's rows: 2–6× faster than dy_g · col_gᵀ
                 // when cg_out is small (docs/conv.md).
                 let col_ref: &[f32] = if pointwise {
                     xi
+                } else if direct_dw {
+                    &[]
                 } else {
                     im2col(g, xi, &mut col[..col_len]);
                     &col[..col_len]
                 };
-                for grp in 0..g.groups {
+                for grp in (0..g.groups).filter(|_| !direct_dw) {
                     matmul(
                         kg,
                         cg_out,
@@ -547,7 +564,7 @@ pub fn conv2d_backward(
                 if let (Some(dxc), Some(gt)) = (dx_chunk.as_deref_mut(), &dgeom) {
                     let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
                     let pdt = Padded::of(gt);
-                    let p = padded(pad, pad_for, gt, pdt);
+                    let p = padded(pad_dy, pad_dy_for, gt, pdt);
                     direct::pad_image(gt, pdt, dyi, p);
                     direct::image(gt, pdt, p, packed_t, None, dxi);
                     continue;
@@ -577,8 +594,15 @@ pub fn conv2d_backward(
             }
             Ok(())
         })?;
-    // Combine the per-chunk (transposed) weight gradients in chunk order (reproducible).
+    // Combine the per-chunk weight gradients in chunk order (reproducible).
     for buf in &ws.chunks[..chunks] {
+        if direct_dw {
+            dweight
+                .iter_mut()
+                .zip(&buf.dw[..w_len])
+                .for_each(|(d, v)| *d += v);
+            continue;
+        }
         for grp in 0..g.groups {
             let dwt = &buf.dw[grp * cg_out * kg..(grp + 1) * cg_out * kg];
             let dst = &mut dweight[grp * cg_out * kg..(grp + 1) * cg_out * kg];

@@ -8,9 +8,12 @@
 //! fused multiply-adds. Weights are packed per block of 8 output channels as
 //! `[block][c_in][kh·kw][8]`, zero beyond `c_out`.
 //!
-//! Used for the forward pass when the CPU has AVX-512F (checked at run time) and the
-//! layer is stride 1, dilation 1, one group, padding smaller than the kernel, and at
-//! least 12 output columns (narrower maps waste too many lanes); everything else stays
+//! The weight gradient runs on the same padded buffer: for two output channels and up
+//! to 12 taps at a time, 16-lane accumulators over the output plane, reduced at the end.
+//!
+//! Used (forward, input gradient as a convolution of `dy`, weight gradient) when the CPU has AVX-512F (checked at run time) and the
+//! layer is larger than 1×1, stride 1, dilation 1, one group, padding smaller than the
+//! kernel, and at least 12 output columns (narrower maps waste too many lanes); everything else stays
 //! on im2col + GEMM. Compared with the direct definition on awkward shapes in the tests.
 
 use super::conv::ConvGeom;
@@ -24,7 +27,8 @@ const ROWS: usize = 2;
 
 /// Whether the direct kernel handles this convolution on this CPU.
 pub fn applies(g: &ConvGeom) -> bool {
-    g.stride == (1, 1)
+    g.kh * g.kw > 1 // a 1×1 convolution is a plain product already
+        && g.stride == (1, 1)
         && g.dilation == (1, 1)
         && g.groups == 1
         && g.pad.0 < g.kh
@@ -214,6 +218,108 @@ unsafe fn image_avx512(
     }
 }
 
+/// Adds one image's weight gradient into `dw[c_out, c_in, kh, kw]`:
+/// `dw[co, ci, ky, kx] += Σ_{oy, ox} dy[co, oy, ox] · P[ci, oy + ky, ox + kx]`, from the
+/// padded input `p` of the forward pass. Needs AVX-512F ([`applies`]).
+pub fn weight_grad(g: &ConvGeom, pd: Padded, p: &[f32], dy: &[f32], dw: &mut [f32]) {
+    assert!(p.len() >= pd.len(g) && dy.len() >= g.c_out * g.oh * g.ow);
+    assert!(dw.len() >= g.c_out * g.c_in * g.kh * g.kw);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            // SAFETY: AVX-512F is present (checked just above); loads stay inside `p`
+            // (rows < hp, columns < rs by `Padded::of`) and `dy` (masked to `ow`).
+            unsafe { weight_grad_avx512(g, pd, p, dy, dw) };
+            return;
+        }
+    }
+    weight_grad_fallback(g, pd, p, dy, dw);
+}
+
+fn weight_grad_fallback(g: &ConvGeom, pd: Padded, p: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let kk = g.kh * g.kw;
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            for t in 0..kk {
+                let (ky, kx) = (t / g.kw, t % g.kw);
+                let mut s = 0.0f32;
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        s += dy[(co * g.oh + oy) * g.ow + ox]
+                            * p[(ci * pd.hp + oy + ky) * pd.rs + ox + kx];
+                    }
+                }
+                dw[(co * g.c_in + ci) * kk + t] += s;
+            }
+        }
+    }
+}
+
+/// Kernel taps per register tile of the weight gradient (2 output channels × 12 taps
+/// = 24 accumulators).
+const TAPS: usize = 12;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_grad_avx512(g: &ConvGeom, pd: Padded, p: &[f32], dy: &[f32], dw: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let kk = g.kh * g.kw;
+    let (pp, dyp) = (p.as_ptr(), dy.as_ptr());
+    let plane = g.oh * g.ow;
+    let mut co = 0;
+    while co < g.c_out {
+        // Two output channels at a time (one when c_out is odd at the end).
+        let pair = (g.c_out - co).min(2);
+        for ci in 0..g.c_in {
+            let mut t0 = 0;
+            while t0 < kk {
+                let taps = (kk - t0).min(TAPS);
+                let mut acc = [[_mm512_setzero_ps(); TAPS]; 2];
+                let mut offs = [0usize; TAPS];
+                for (t, o) in offs.iter_mut().enumerate().take(taps) {
+                    let (ky, kx) = ((t0 + t) / g.kw, (t0 + t) % g.kw);
+                    *o = ky * pd.rs + kx;
+                }
+                for oy in 0..g.oh {
+                    let prow = pp.add((ci * pd.hp + oy) * pd.rs);
+                    let mut ox = 0;
+                    while ox < g.ow {
+                        let valid = (g.ow - ox).min(LANES);
+                        let mask: __mmask16 = if valid == LANES {
+                            0xFFFF
+                        } else {
+                            ((1u32 << valid) - 1) as __mmask16
+                        };
+                        // dy beyond `ow` is read as 0, so P's slack columns add nothing.
+                        let d0 = _mm512_maskz_loadu_ps(mask, dyp.add(co * plane + oy * g.ow + ox));
+                        let d1 = if pair == 2 {
+                            _mm512_maskz_loadu_ps(mask, dyp.add((co + 1) * plane + oy * g.ow + ox))
+                        } else {
+                            _mm512_setzero_ps()
+                        };
+                        let base = prow.add(ox);
+                        let [a0, a1] = &mut acc;
+                        for ((s0, s1), &o) in a0.iter_mut().zip(a1.iter_mut()).zip(&offs).take(taps)
+                        {
+                            let xv = _mm512_loadu_ps(base.add(o));
+                            *s0 = _mm512_fmadd_ps(d0, xv, *s0);
+                            *s1 = _mm512_fmadd_ps(d1, xv, *s1);
+                        }
+                        ox += LANES;
+                    }
+                }
+                for (j, acc_j) in acc.iter().enumerate().take(pair) {
+                    for (t, &a) in acc_j.iter().enumerate().take(taps) {
+                        dw[((co + j) * g.c_in + ci) * kk + t0 + t] += _mm512_reduce_add_ps(a);
+                    }
+                }
+                t0 += taps;
+            }
+        }
+        co += pair;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,7 +339,7 @@ mod tests {
             (5, 13, 9, 17, 3, 1),
             (4, 8, 7, 14, 3, 0),
             (2, 9, 6, 31, 5, 2),
-            (6, 3, 5, 20, 1, 0),
+            (6, 3, 5, 20, 2, 1),
             (1, 20, 28, 28, 3, 1),
         ];
         for (ci, co, h, w, k, pad) in cases {
