@@ -387,28 +387,7 @@ impl BenchReport {
             "\nper layer (profiled run; {:.2} ms/step in total):\n",
             total
         ));
-        let mut widths = [0usize; 6];
-        for r in &rows {
-            for (w, c) in widths.iter_mut().zip(r) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        for r in &rows {
-            let cells: Vec<String> = r
-                .iter()
-                .zip(widths)
-                .enumerate()
-                .map(|(i, (c, w))| {
-                    if i < 2 {
-                        format!("{c:<w$}")
-                    } else {
-                        format!("{c:>w$}")
-                    }
-                })
-                .collect();
-            s.push_str(cells.join("  ").trim_end());
-            s.push('\n');
-        }
+        s.push_str(&crate::summary::text_table(&rows, 2, false));
         let mut kinds: Vec<(String, f64)> = vec![];
         for l in &self.layers {
             let ms = l.forward_ms + l.backward_ms;

@@ -147,6 +147,41 @@ fn walk(layer: &dyn Layer, name: &str, st: State, rows: &mut Vec<Row>) -> Result
     })
 }
 
+/// Rows of cells as aligned text: the first `left` columns left-aligned, the rest
+/// right-aligned (numbers), two spaces apart; a rule under the first row when `rule`.
+pub fn text_table<R: AsRef<[String]>>(rows: &[R], left: usize, rule: bool) -> String {
+    let cols = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r.as_ref()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        let cells: Vec<String> = r
+            .as_ref()
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(j, (c, &w))| {
+                if j < left {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+        if i == 0 && rule {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * cols.saturating_sub(1)));
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn human(n: u64) -> String {
     match n {
         n if n >= 1_000_000_000 => format!("{:.2}G", n as f64 / 1e9),
@@ -186,33 +221,7 @@ impl Summary {
                 format!("{}x{}", r.jump.0, r.jump.1),
             ]);
         }
-        let mut widths = [0usize; 7];
-        for l in &lines {
-            for (w, c) in widths.iter_mut().zip(l) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let mut out = String::new();
-        for (i, l) in lines.iter().enumerate() {
-            let cells: Vec<String> = l
-                .iter()
-                .zip(widths)
-                .enumerate()
-                .map(|(j, (c, w))| {
-                    if j >= 3 {
-                        format!("{c:>w$}")
-                    } else {
-                        format!("{c:<w$}")
-                    }
-                })
-                .collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-            if i == 0 {
-                out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 12));
-                out.push('\n');
-            }
-        }
+        let mut out = text_table(&lines, 3, true);
         let last_rf = self.rows.last().map_or((1, 1), |r| r.rf);
         out.push_str(&format!(
             "input {}  ·  {} parameters ({:.2} MB as f32)  ·  {} multiply-adds per image ({} FLOP)  ·  final receptive field {}x{}\n",
