@@ -8,8 +8,8 @@
 //! fused multiply-adds. Weights are packed per block of 8 output channels as
 //! `[block][c_in][kh·kw][8]`, zero beyond `c_out`.
 //!
-//! The weight gradient runs on the same padded buffer: for two output channels and up
-//! to 12 taps at a time, 16-lane accumulators over the output plane, reduced at the end.
+//! The weight gradient runs on the same padded buffer: for three output channels and up
+//! to 9 taps at a time, 16-lane accumulators over the output plane, reduced at the end.
 //!
 //! Used (forward, input gradient as a convolution of `dy`, weight gradient) when the CPU has AVX-512F (checked at run time) and the
 //! layer is larger than 1×1, stride 1, dilation 1, one group, padding smaller than the
@@ -255,9 +255,12 @@ fn weight_grad_fallback(g: &ConvGeom, pd: Padded, p: &[f32], dy: &[f32], dw: &mu
     }
 }
 
-/// Kernel taps per register tile of the weight gradient (2 output channels × 12 taps
-/// = 24 accumulators).
-const TAPS: usize = 12;
+/// Output channels and kernel taps per register tile of the weight gradient: 3 × 9 = 27
+/// accumulators (a whole 3×3 kernel); each load of the padded input feeds 3 FMAs. The
+/// tile loops have constant trip counts so the accumulators stay in registers: a group
+/// with fewer taps repeats offset 0 and drops those sums, missing channels read dy as 0.
+const WCO: usize = 3;
+const TAPS: usize = 9;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -268,13 +271,13 @@ unsafe fn weight_grad_avx512(g: &ConvGeom, pd: Padded, p: &[f32], dy: &[f32], dw
     let plane = g.oh * g.ow;
     let mut co = 0;
     while co < g.c_out {
-        // Two output channels at a time (one when c_out is odd at the end).
-        let pair = (g.c_out - co).min(2);
+        // Up to four output channels at a time; missing ones read dy as zero.
+        let quad = (g.c_out - co).min(WCO);
         for ci in 0..g.c_in {
             let mut t0 = 0;
             while t0 < kk {
                 let taps = (kk - t0).min(TAPS);
-                let mut acc = [[_mm512_setzero_ps(); TAPS]; 2];
+                let mut acc = [[_mm512_setzero_ps(); TAPS]; WCO];
                 let mut offs = [0usize; TAPS];
                 for (t, o) in offs.iter_mut().enumerate().take(taps) {
                     let (ky, kx) = ((t0 + t) / g.kw, (t0 + t) % g.kw);
@@ -290,25 +293,28 @@ unsafe fn weight_grad_avx512(g: &ConvGeom, pd: Padded, p: &[f32], dy: &[f32], dw
                         } else {
                             ((1u32 << valid) - 1) as __mmask16
                         };
-                        // dy beyond `ow` is read as 0, so P's slack columns add nothing.
-                        let d0 = _mm512_maskz_loadu_ps(mask, dyp.add(co * plane + oy * g.ow + ox));
-                        let d1 = if pair == 2 {
-                            _mm512_maskz_loadu_ps(mask, dyp.add((co + 1) * plane + oy * g.ow + ox))
-                        } else {
-                            _mm512_setzero_ps()
-                        };
+                        // dy beyond `ow` (and of missing channels) is read as 0, so P's
+                        // slack columns add nothing.
+                        let mut d = [_mm512_setzero_ps(); WCO];
+                        for (j, dj) in d.iter_mut().enumerate() {
+                            if j < quad {
+                                *dj = _mm512_maskz_loadu_ps(
+                                    mask,
+                                    dyp.add((co + j) * plane + oy * g.ow + ox),
+                                );
+                            }
+                        }
                         let base = prow.add(ox);
-                        let [a0, a1] = &mut acc;
-                        for ((s0, s1), &o) in a0.iter_mut().zip(a1.iter_mut()).zip(&offs).take(taps)
-                        {
-                            let xv = _mm512_loadu_ps(base.add(o));
-                            *s0 = _mm512_fmadd_ps(d0, xv, *s0);
-                            *s1 = _mm512_fmadd_ps(d1, xv, *s1);
+                        for t in 0..TAPS {
+                            let xv = _mm512_loadu_ps(base.add(offs[t]));
+                            for j in 0..WCO {
+                                acc[j][t] = _mm512_fmadd_ps(d[j], xv, acc[j][t]);
+                            }
                         }
                         ox += LANES;
                     }
                 }
-                for (j, acc_j) in acc.iter().enumerate().take(pair) {
+                for (j, acc_j) in acc.iter().enumerate().take(quad) {
                     for (t, &a) in acc_j.iter().enumerate().take(taps) {
                         dw[((co + j) * g.c_in + ci) * kk + t0 + t] += _mm512_reduce_add_ps(a);
                     }
@@ -316,7 +322,7 @@ unsafe fn weight_grad_avx512(g: &ConvGeom, pd: Padded, p: &[f32], dy: &[f32], dw
                 t0 += taps;
             }
         }
-        co += pair;
+        co += quad;
     }
 }
 
