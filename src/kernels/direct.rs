@@ -117,12 +117,12 @@ pub fn image(g: &ConvGeom, pd: Padded, p: &[f32], wp: &[f32], bias: Option<&[f32
             return;
         }
     }
-    unreachable_fallback(g, pd, p, wp, bias, y);
+    image_scalar(g, pd, p, wp, bias, y);
 }
 
 /// The same computation without SIMD, for CPUs where [`applies`] is false anyway; kept
 /// so `image` is total.
-fn unreachable_fallback(
+fn image_scalar(
     g: &ConvGeom,
     pd: Padded,
     p: &[f32],
@@ -373,7 +373,7 @@ mod tests {
                 .fold(0.0f32, f32::max);
             assert!(err < 1e-4, "{g:?}: {err}");
             let mut y2 = vec![f32::NAN; co * g.oh * g.ow];
-            unreachable_fallback(&g, pd, &p, &wp, Some(&bias), &mut y2);
+            image_scalar(&g, pd, &p, &wp, Some(&bias), &mut y2);
             let err = y2
                 .iter()
                 .zip(&want)
