@@ -81,6 +81,15 @@ fn replayable(r: &Record) -> (String, u64, u64, u32, u64, u64, Option<u64>, Opti
     )
 }
 
+/// Fails the test with the command's stderr unless it exited successfully.
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn strata(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
     c.args(["--threads", "2"]).args(args);
@@ -117,11 +126,7 @@ fn a_killed_run_resumes_into_the_uninterrupted_history() {
         .arg(&full)
         .output()
         .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    assert_ok(&status);
 
     // Start the same run, kill it once the checkpoint of epoch 1 exists.
     let mut child = strata(&common)
@@ -155,11 +160,7 @@ fn a_killed_run_resumes_into_the_uninterrupted_history() {
         .arg(&killed)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let a: Vec<_> = History::read(&RunPaths::new(&full).history())
         .unwrap()
         .iter()
@@ -257,11 +258,7 @@ fn eval_and_predict_use_a_trained_run() {
     .arg(&run)
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let eval = strata(&["eval"]).arg(&run).output().unwrap();
     let text = String::from_utf8_lossy(&eval.stdout);
     assert!(
@@ -281,11 +278,7 @@ fn eval_and_predict_use_a_trained_run() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&pred.stdout);
-    assert!(
-        pred.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pred.stderr)
-    );
+    assert_ok(&pred);
     assert_eq!(
         text.lines().filter(|l| l.contains('%')).count(),
         2,
@@ -309,11 +302,7 @@ fn bench_sweeps_print_json_and_plot_and_reject_bad_options() {
     args.extend(common);
     args.extend(["--thread-counts", "1,2", "--plot", svg_arg]);
     let out = strata(&args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let runs = v.as_array().unwrap();
     assert_eq!(runs.len(), 4);
