@@ -14,6 +14,7 @@
 //! assert_eq!(out.dlogits.shape(), &[2, 3]);
 //! ```
 
+pub mod alloc;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;

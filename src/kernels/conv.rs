@@ -17,6 +17,7 @@
 //! [`ConvWorkspace`], so the steady state allocates nothing.
 
 use super::direct::{self, Padded};
+use super::gathered::{self, Gathered};
 use super::gemm::{matmul, Accumulate, Par, Trans};
 use super::{chunk_count, split_ranges};
 use crate::error::{Error, Result};
@@ -178,6 +179,29 @@ struct ChunkBuf {
     pad_dy_for: Option<ConvGeom>,
 }
 
+/// Which kernel computes a convolution (forward, or the input gradient as one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// [`direct`]: stride 1, whole vectors of output columns.
+    Direct,
+    /// [`gathered`]: strided or narrow maps, output positions as one flat run.
+    Gathered,
+    /// im2col (or the input itself for a pointwise layer) + GEMM.
+    Gemm,
+}
+
+impl Path {
+    pub(crate) fn of(g: &ConvGeom) -> Self {
+        if direct::applies(g) {
+            Path::Direct
+        } else if gathered::applies(g) {
+            Path::Gathered
+        } else {
+            Path::Gemm
+        }
+    }
+}
+
 /// The padded buffer for `g`, its border zeroed when the geometry changed.
 fn padded<'a>(
     pad: &'a mut Vec<f32>,
@@ -194,7 +218,7 @@ fn padded<'a>(
 }
 
 /// The geometry of the input gradient of a stride-1 convolution as a convolution of `dy`
-/// (flipped, transposed weights; padding `k − 1 − pad`), when the direct kernel takes it.
+/// (flipped, transposed weights; padding `k − 1 − pad`), when a direct kernel takes it.
 fn direct_input_grad(g: &ConvGeom) -> Option<ConvGeom> {
     if g.stride != (1, 1) || g.dilation != (1, 1) || g.groups != 1 {
         return None;
@@ -215,7 +239,7 @@ fn direct_input_grad(g: &ConvGeom) -> Option<ConvGeom> {
         1,
     )
     .ok()?;
-    (t.oh == g.h && t.ow == g.w && direct::applies(&t)).then_some(t)
+    (t.oh == g.h && t.ow == g.w && Path::of(&t) != Path::Gemm).then_some(t)
 }
 
 /// `w[c_out, c_in, kh, kw]` flipped and transposed to `[c_in, c_out, kh, kw]`.
@@ -331,7 +355,13 @@ pub fn col2im(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
 
 /// The output columns `ox` in `lo..hi` whose input column `ox·stride + offset − pad`
 /// lies inside `0..w`.
-fn valid_range(ow: usize, w: usize, stride: usize, pad: usize, offset: usize) -> (usize, usize) {
+pub(crate) fn valid_range(
+    ow: usize,
+    w: usize,
+    stride: usize,
+    pad: usize,
+    offset: usize,
+) -> (usize, usize) {
     // ox·stride + offset ≥ pad  ⇔  ox ≥ ceil((pad − offset) / stride)
     let lo = if offset >= pad {
         0
@@ -379,14 +409,16 @@ pub fn conv2d_forward(
         return Ok(());
     }
     let chunks = chunk_count(n);
-    let use_direct = direct::applies(g);
-    let col_len = if g.is_pointwise() || use_direct {
-        0
-    } else {
-        g.kg() * g.groups * g.ohw()
+    let path = Path::of(g);
+    let gd = Gathered::of(g);
+    let col_len = match path {
+        Path::Direct => 0,
+        Path::Gathered => gd.len(g),
+        Path::Gemm if g.is_pointwise() => 0,
+        Path::Gemm => g.kg() * g.groups * g.ohw(),
     };
     ws.prepare(chunks, col_len, 0);
-    if use_direct {
+    if path != Path::Gemm {
         direct::pack_weights(g, weight, &mut ws.packed);
     }
     let packed = &ws.packed;
@@ -406,11 +438,20 @@ pub fn conv2d_forward(
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
-                if use_direct {
-                    let p = padded(&mut buf.pad, &mut buf.pad_for, g, pd);
-                    direct::pad_image(g, pd, xi, p);
-                    direct::image(g, pd, p, packed, bias, yi);
-                    continue;
+                match path {
+                    Path::Direct => {
+                        let p = padded(&mut buf.pad, &mut buf.pad_for, g, pd);
+                        direct::pad_image(g, pd, xi, p);
+                        direct::image(g, pd, p, packed, bias, yi);
+                        continue;
+                    }
+                    Path::Gathered => {
+                        let q = &mut buf.col[..col_len];
+                        gathered::gather_image(g, gd, xi, q);
+                        gathered::image(g, gd, q, packed, bias, yi);
+                        continue;
+                    }
+                    Path::Gemm => {}
                 }
                 let col: &[f32] = if g.is_pointwise() {
                     xi
@@ -491,7 +532,15 @@ pub fn conv2d_backward(
     }
     let chunks = chunk_count(n);
     let col_len = g.kg() * g.groups * ohw;
-    ws.prepare(chunks, col_len, w_len);
+    // The input gradient's kernel, and its gathered buffer (in `col`, after the
+    // weight gradient is done with it) when it is the gathered one.
+    let dpath = dgeom.as_ref().map_or(Path::Gemm, Path::of);
+    let gdt = dgeom.as_ref().map(Gathered::of);
+    let gdt_len = match (&dgeom, gdt) {
+        (Some(gt), Some(gd)) if dpath == Path::Gathered => gd.len(gt),
+        _ => 0,
+    };
+    ws.prepare(chunks, col_len.max(gdt_len), w_len);
     let ranges = split_ranges(n, chunks);
     let pointwise = g.is_pointwise();
     // The weight gradient from the padded input, where the direct kernel takes it and
@@ -561,8 +610,14 @@ pub fn conv2d_backward(
                     )?;
                 }
                 // dx as a direct convolution of dy with the flipped, transposed weights
-                if let (Some(dxc), Some(gt)) = (dx_chunk.as_deref_mut(), &dgeom) {
+                if let (Some(dxc), Some(gt), Some(gd)) = (dx_chunk.as_deref_mut(), &dgeom, gdt) {
                     let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                    if dpath == Path::Gathered {
+                        let q = &mut col[..gdt_len];
+                        gathered::gather_image(gt, gd, dyi, q);
+                        gathered::image(gt, gd, q, packed_t, None, dxi);
+                        continue;
+                    }
                     let pdt = Padded::of(gt);
                     let p = padded(pad_dy, pad_dy_for, gt, pdt);
                     direct::pad_image(gt, pdt, dyi, p);
@@ -670,6 +725,15 @@ mod tests {
         (2, 4, 5, 13, 8, (5, 5), (1, 1), (2, 2), (1, 1), 1),
         (2, 2, 4, 14, 3, (1, 1), (1, 1), (0, 0), (1, 1), 1),
         (1, 16, 12, 12, 17, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        // Shapes the gathered kernel takes: 8-column maps (forward and input gradient),
+        // stride 2 (3×3, a 7×7 stem), stride (2, 1) with a 3×2 kernel and a
+        // one-vector tail, dilation, padding as large as the kernel.
+        (3, 6, 8, 8, 11, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (2, 5, 16, 16, 9, (3, 3), (2, 2), (1, 1), (1, 1), 1),
+        (1, 3, 32, 32, 8, (7, 7), (2, 2), (3, 3), (1, 1), 1),
+        (2, 4, 10, 9, 6, (3, 2), (2, 1), (1, 0), (1, 1), 1),
+        (2, 3, 12, 10, 4, (3, 3), (1, 1), (2, 2), (2, 2), 1),
+        (1, 2, 6, 6, 3, (2, 2), (1, 1), (2, 2), (1, 1), 1),
     ];
 
     #[test]

@@ -21,7 +21,7 @@ use super::conv::ConvGeom;
 /// Output columns per vector.
 const LANES: usize = 16;
 /// Output channels per register tile.
-const COB: usize = 8;
+pub(crate) const COB: usize = 8;
 /// Output rows per register tile.
 const ROWS: usize = 2;
 
@@ -37,7 +37,7 @@ pub fn applies(g: &ConvGeom) -> bool {
         && has_avx512()
 }
 
-fn has_avx512() -> bool {
+pub(crate) fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")

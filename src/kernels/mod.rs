@@ -11,6 +11,7 @@
 pub mod conv;
 pub mod direct;
 pub mod eltwise;
+pub mod gathered;
 pub mod gemm;
 pub mod naive;
 pub mod norm;

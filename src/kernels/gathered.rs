@@ -1,0 +1,249 @@
+//! Direct convolution over a gathered buffer, for the layers [`super::direct`] leaves
+//! out: strided convolutions, dilations, and maps too narrow for whole vectors of
+//! columns (resnet20's 8×8 stage, every stride-2 downsampling).
+//!
+//! The output plane `[oh, ow]` is treated as one flat run of `oh·ow` positions and cut
+//! into vectors of 16 consecutive positions, whatever the row length. For that, each
+//! image is first gathered into `Q[kw][c_in][sh][rows][ow]`: for kernel column `kx`,
+//! input channel `ci` and row phase `φ < stride_h`,
+//! `Q[kx][ci][φ][r][ox] = x_padded[ci][r·sh + φ][ox·sw + kx·dw]`. Kernel row `ky` reads
+//! padded row `oy·sh + ky·dh = (oy + ky·dh / sh)·sh + φ` with `φ = ky·dh mod sh`, so
+//! for output position `p = oy·ow + ox` the operand of tap `(ky, kx)` is
+//! `Q[kx][ci][φ][p + (ky·dh / sh)·ow]`: 16 consecutive positions are 16 consecutive
+//! floats, across row ends too. The buffer holds `kw` shifted copies of the input (3×
+//! for a 3×3 kernel), a fraction of im2col's `kh·kw`, and it is rewritten whole for
+//! every image.
+//!
+//! The register tile is the one of the direct kernel: 8 output channels × 2 vectors of
+//! 16 positions, 16 accumulators; weights packed by [`super::direct::pack_weights`].
+
+use super::conv::{valid_range, ConvGeom};
+use super::direct::COB;
+
+/// Positions per vector.
+const LANES: usize = 16;
+/// Vectors per register tile.
+const VECS: usize = 2;
+
+/// Whether the gathered kernel takes this convolution on this CPU: one group, a kernel
+/// larger than 1×1, and an output plane that whole vectors cover with at most 25% of
+/// lanes idle (an 8×8 or 16×16 map exactly; 7×7 = 49 positions in 64 lanes stays on
+/// im2col + GEMM). A strided 1×1 layer has too few taps to pay for the tile's stores
+/// (measured 0.6× of im2col + GEMM on resnet20's shortcut, 16 → 32 channels).
+pub fn applies(g: &ConvGeom) -> bool {
+    let ohw = g.ohw();
+    g.groups == 1
+        && g.kh * g.kw > 1
+        && ohw > 0
+        && ohw.div_ceil(LANES) * LANES * 4 <= ohw * 5
+        && super::direct::has_avx512()
+}
+
+/// Sizes of the gathered buffer of one image.
+#[derive(Clone, Copy, Debug)]
+pub struct Gathered {
+    /// Rows per phase: `oh` plus the kernel's reach in phase rows.
+    pub rows: usize,
+    /// Floats from one `(kx, ci)` block to the next: `sh · rows · ow`.
+    pub block: usize,
+}
+
+impl Gathered {
+    /// The buffer geometry for `g`.
+    pub fn of(g: &ConvGeom) -> Self {
+        let rows = g.oh + (g.kh - 1) * g.dilation.0 / g.stride.0;
+        Gathered {
+            rows,
+            block: g.stride.0 * rows * g.ow,
+        }
+    }
+
+    /// Elements of the buffer, with slack for the last tile's idle lanes.
+    pub fn len(&self, g: &ConvGeom) -> usize {
+        g.kw * g.c_in * self.block + VECS * LANES
+    }
+
+    /// Offset of the operand of tap `(ky, kx)`, input channel `ci`, position 0.
+    fn tap(&self, g: &ConvGeom, ci: usize, ky: usize, kx: usize) -> usize {
+        let (sh, dh) = (g.stride.0, g.dilation.0);
+        let (phase, off) = ((ky * dh) % sh, ky * dh / sh);
+        (kx * g.c_in + ci) * self.block + (phase * self.rows + off) * g.ow
+    }
+}
+
+/// Gathers one image `x[c_in, h, w]` into `q` (every element of the gathered part is
+/// written; the slack is left as it is).
+pub fn gather_image(g: &ConvGeom, gd: Gathered, x: &[f32], q: &mut [f32]) {
+    let (sh, sw) = g.stride;
+    let (ph, pw) = g.pad;
+    let dw = g.dilation.1;
+    assert!(q.len() >= gd.len(g) - VECS * LANES && x.len() >= g.c_in * g.h * g.w);
+    for kx in 0..g.kw {
+        let (lo, hi) = valid_range(g.ow, g.w, sw, pw, kx * dw);
+        for ci in 0..g.c_in {
+            let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+            let blk = &mut q[(kx * g.c_in + ci) * gd.block..(kx * g.c_in + ci + 1) * gd.block];
+            for (i, dst) in blk.chunks_exact_mut(g.ow).enumerate() {
+                let (phase, r) = (i / gd.rows, i % gd.rows);
+                // Padded row r·sh + phase is input row r·sh + phase − ph.
+                let iy = (r * sh + phase).checked_sub(ph).filter(|&iy| iy < g.h);
+                let Some(iy) = iy.filter(|_| lo < hi) else {
+                    dst.fill(0.0);
+                    continue;
+                };
+                let src = &plane[iy * g.w..(iy + 1) * g.w];
+                dst[..lo].fill(0.0);
+                dst[hi..].fill(0.0);
+                let ix0 = lo * sw + kx * dw - pw;
+                if sw == 1 {
+                    dst[lo..hi].copy_from_slice(&src[ix0..ix0 + hi - lo]);
+                } else {
+                    for (d, &s) in dst[lo..hi].iter_mut().zip(src[ix0..].iter().step_by(sw)) {
+                        *d = s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One image: `y[c_out, oh·ow] = conv(x, w) + bias` from the gathered buffer `q` and the
+/// packed weights `wp`.
+pub fn image(
+    g: &ConvGeom,
+    gd: Gathered,
+    q: &[f32],
+    wp: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    assert!(q.len() >= gd.len(g) && y.len() >= g.c_out * g.ohw());
+    assert!(wp.len() >= g.c_out.div_ceil(COB) * g.kg() * COB);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::direct::has_avx512() {
+            // SAFETY: AVX-512F is present (checked just above). Loads read
+            // `tap(ci, ky, kx) + p + 16·v` for p + 16·v < ohw rounded up to whole
+            // vectors: at most the end of the (kx, ci) block plus fewer than
+            // VECS·LANES, which the slack of `Gathered::len` covers; stores are masked
+            // to `ohw` within each output plane.
+            unsafe { image_avx512(g, gd, q, wp, bias, y) };
+            return;
+        }
+    }
+    image_scalar(g, gd, q, wp, bias, y);
+}
+
+/// The same computation without SIMD (CPUs where [`applies`] is false anyway).
+fn image_scalar(
+    g: &ConvGeom,
+    gd: Gathered,
+    q: &[f32],
+    wp: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (kk, ohw) = (g.kh * g.kw, g.ohw());
+    for co in 0..g.c_out {
+        let (b, j) = (co / COB, co % COB);
+        let out = &mut y[co * ohw..(co + 1) * ohw];
+        out.fill(bias.map_or(0.0, |v| v[co]));
+        for ci in 0..g.c_in {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let wv = wp[((b * g.c_in + ci) * kk + ky * g.kw + kx) * COB + j];
+                    let src = &q[gd.tap(g, ci, ky, kx)..][..ohw];
+                    out.iter_mut().zip(src).for_each(|(o, &v)| *o += wv * v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn image_avx512(
+    g: &ConvGeom,
+    gd: Gathered,
+    q: &[f32],
+    wp: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (kk, ohw) = (g.kh * g.kw, g.ohw());
+    // Operand offsets of every (ci, ky, kx) in weight order, computed once per image.
+    let taps: Vec<usize> = (0..g.c_in)
+        .flat_map(|ci| (0..g.kh).flat_map(move |ky| (0..g.kw).map(move |kx| (ci, ky, kx))))
+        .map(|(ci, ky, kx)| gd.tap(g, ci, ky, kx))
+        .collect();
+    for b in 0..g.c_out.div_ceil(COB) {
+        let wb = &wp[b * g.c_in * kk * COB..(b + 1) * g.c_in * kk * COB];
+        let cob = (g.c_out - b * COB).min(COB);
+        let mut p = 0;
+        while p < ohw {
+            if ohw - p > LANES {
+                tile::<2>(q, &taps, wb, p, ohw, b * COB, cob, bias, y);
+                p += 2 * LANES;
+            } else {
+                tile::<1>(q, &taps, wb, p, ohw, b * COB, cob, bias, y);
+                p += LANES;
+            }
+        }
+    }
+}
+
+/// One register tile: output channels `co0..co0 + cob`, positions `p..p + 16·NV`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+// `acc[v][j]` is indexed on both axes in the inner loop, kept as plain indices so the
+// compiler sees fixed-size arrays it can keep in registers.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn tile<const NV: usize>(
+    q: &[f32],
+    taps: &[usize],
+    wb: &[f32],
+    p: usize,
+    ohw: usize,
+    co0: usize,
+    cob: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (qp, wbp) = (q.as_ptr().add(p), wb.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); COB]; NV];
+    for (t, &off) in taps.iter().enumerate() {
+        let mut x = [_mm512_setzero_ps(); NV];
+        for (v, xv) in x.iter_mut().enumerate() {
+            *xv = _mm512_loadu_ps(qp.add(off + v * LANES));
+        }
+        let wt = wbp.add(t * COB);
+        for j in 0..COB {
+            let wv = _mm512_set1_ps(*wt.add(j));
+            for v in 0..NV {
+                acc[v][j] = _mm512_fmadd_ps(wv, x[v], acc[v][j]);
+            }
+        }
+    }
+    let yp = y.as_mut_ptr();
+    for (v, acc_v) in acc.iter().enumerate() {
+        let start = p + v * LANES;
+        if start >= ohw {
+            break;
+        }
+        let valid = (ohw - start).min(LANES);
+        let mask: __mmask16 = if valid == LANES {
+            0xFFFF
+        } else {
+            ((1u32 << valid) - 1) as __mmask16
+        };
+        for (j, &a) in acc_v.iter().enumerate().take(cob) {
+            let co = co0 + j;
+            let val = match bias {
+                Some(bv) => _mm512_add_ps(a, _mm512_set1_ps(bv[co])),
+                None => a,
+            };
+            _mm512_mask_storeu_ps(yp.add(co * ohw + start), mask, val);
+        }
+    }
+}
