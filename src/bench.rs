@@ -18,6 +18,7 @@
 //! convention, although the first layer's input gradient is not needed.
 
 use crate::error::{Error, Result};
+use crate::kernels::bf16::{with_precision, Precision};
 use crate::loss::CrossEntropy;
 use crate::models::Model;
 use crate::nn::{zero_grad, Layer, Mode};
@@ -69,6 +70,8 @@ pub struct BenchOptions {
     pub profile_iters: usize,
     /// Seed of the random input.
     pub seed: u64,
+    /// Products of the convolutions (bf16: mixed precision, see [`crate::kernels::bf16`]).
+    pub precision: Precision,
 }
 
 impl Default for BenchOptions {
@@ -80,6 +83,7 @@ impl Default for BenchOptions {
             iters: 10,
             profile_iters: 3,
             seed: 0,
+            precision: Precision::F32,
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct BenchReport {
     pub batch: usize,
     /// Threads of the math pool.
     pub threads: usize,
+    /// Products of the convolutions.
+    pub precision: Precision,
     /// Timed steps.
     pub iters: usize,
     /// Median seconds per step.
@@ -222,6 +228,10 @@ impl Step {
 
 /// Measures `model` (see the module notes).
 pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
+    with_precision(opts.precision, || run_in(model, opts))
+}
+
+fn run_in(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
     if opts.batch == 0 || opts.iters == 0 {
         return Err(Error::config(
             "bench",
@@ -304,6 +314,7 @@ pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
         mode: opts.mode,
         batch: opts.batch,
         threads: rayon::current_num_threads(),
+        precision: opts.precision,
         iters: opts.iters,
         median_s,
         min_s: times[0],
@@ -327,8 +338,12 @@ impl BenchReport {
             BenchMode::Train => "train step",
             BenchMode::Infer => "inference",
         };
+        let prec = match self.precision {
+            Precision::F32 => "",
+            Precision::Bf16 => ", bf16 products",
+        };
         let mut s = format!(
-            "{} {mode}, batch {}, {} threads, median of {} steps\n\
+            "{} {mode}, batch {}, {} threads{prec}, median of {} steps\n\
              {:.1} images/s   {:.2} ms/step (min {:.2}, max {:.2})   {:.1} GFLOP/s ({:.2} GFLOP/step)\n\
              resident memory: {} at start, {} peak\n",
             self.model,

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use strata::bench::{self, BenchMode, BenchOptions, BenchReport};
+use strata::kernels::bf16::Precision;
 use strata::models;
 use strata::plot::{line_chart, Chart, Series};
 
@@ -18,6 +19,7 @@ use strata::plot::{line_chart, Chart, Series};
   strata bench --model resnet20 --batch 32,64,128,256 --plot batch.svg
   strata bench --model resnet20,resnet56,resnet110 --plot depth.svg
   strata bench --model resnet20 --thread-counts 1,2 --plot threads.svg
+  strata bench --model resnet20 --precision bf16  mixed precision (AVX-512 BF16)
 
 A list in --model, --batch or --thread-counts makes a sweep: one line per configuration,
 and with --plot an SVG chart (images/s against batch or threads; time per step against
@@ -54,6 +56,10 @@ pub struct BenchArgs {
     /// sum), to measure what fusion buys.
     #[arg(long)]
     pub no_fuse: bool,
+    /// Products of the convolutions: f32, or bf16 (mixed precision: bf16 products,
+    /// f32 sums and everything else f32; needs AVX-512 BF16, f32 without it).
+    #[arg(long, default_value = "f32", value_name = "f32|bf16")]
+    pub precision: String,
     /// Write the sweep as an SVG chart to this file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -81,6 +87,8 @@ fn list<T: std::str::FromStr>(flag: &str, s: &str) -> Result<Vec<T>> {
 /// `strata bench`.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let mode: BenchMode = args.mode.parse()?;
+    let precision: Precision = args.precision.parse()?;
+    super::warn_without_bf16(precision);
     let names: Vec<String> = list("model", &args.model)?;
     let batches: Vec<usize> = list("batch", &args.batch)?;
     let threads: Vec<usize> = match &args.thread_counts {
@@ -108,6 +116,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     iters: args.iters,
                     profile_iters: if sweep { 0 } else { args.profile_iters },
                     seed: 0,
+                    precision,
                 };
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(t)

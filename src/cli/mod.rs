@@ -4,3 +4,15 @@ pub mod bench;
 pub mod data;
 pub mod models;
 pub mod train;
+
+use strata::kernels::bf16::{self, Precision};
+
+/// Says so on stderr when bf16 is asked for on a CPU that cannot do it (everything then
+/// runs in f32, as the flag's help says).
+pub fn warn_without_bf16(p: Precision) {
+    if p == Precision::Bf16 && !bf16::available() {
+        eprintln!(
+            "warning: --precision bf16 needs AVX-512 BF16, which this CPU lacks; running in f32"
+        );
+    }
+}

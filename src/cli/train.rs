@@ -58,6 +58,10 @@ pub struct TrainArgs {
     /// Label smoothing of the loss, in [0, 1). Default: 0.
     #[arg(long)]
     pub label_smoothing: Option<f32>,
+    /// Products of the convolutions: f32, or bf16 for mixed precision (bf16 products,
+    /// f32 sums, f32 master weights; needs AVX-512 BF16, f32 without it). Default: f32.
+    #[arg(long, value_name = "f32|bf16")]
+    pub precision: Option<String>,
     /// Clip the global gradient norm to this value. Default: off.
     #[arg(long, value_name = "NORM")]
     pub clip_grad: Option<f32>,
@@ -136,6 +140,9 @@ impl TrainArgs {
             workers,
             log_every
         );
+        if let Some(p) = &self.precision {
+            c.precision = p.parse()?;
+        }
         if self.clip_grad.is_some() {
             c.clip_grad = self.clip_grad;
         }
@@ -342,6 +349,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     };
     eprintln!("run folder: {}", paths.dir.display());
+    super::warn_without_bf16(cfg.precision);
     let mut progress = Progress::new(cfg.log_every);
     let outcome = train::run(&cfg, &paths, resume, &mut progress)?;
     let mut text = format!(

@@ -16,6 +16,7 @@
 //! The batch is cut into one chunk per rayon thread; each chunk owns its buffers in a
 //! [`ConvWorkspace`], so the steady state allocates nothing.
 
+use super::bf16;
 use super::direct::{self, Padded};
 use super::gathered::{self, Gathered};
 use super::gemm::{matmul, Accumulate, Par, Trans};
@@ -165,6 +166,9 @@ pub struct ConvWorkspace {
     /// Weights packed for the direct kernel (forward), and for the input gradient.
     packed: Vec<f32>,
     packed_t: Vec<f32>,
+    /// The same as bf16 channel pairs ([`bf16`]).
+    packed_bf: Vec<u32>,
+    packed_bf_t: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +181,22 @@ struct ChunkBuf {
     pad_for: Option<ConvGeom>,
     pad_dy: Vec<f32>,
     pad_dy_for: Option<ConvGeom>,
+    /// bf16 buffers: the paired gathered image (forward, input gradient), the plain one
+    /// and the paired `dy` (weight gradient).
+    pairs: Vec<u32>,
+    plain: Vec<u16>,
+    dy_pairs: Vec<u32>,
+    /// The image (or `dy`) converted to bf16 before it is gathered: channel pairs, plain.
+    conv_pairs: Vec<u32>,
+    conv_plain: Vec<u16>,
+}
+
+/// `buf[..len]`, grown (with zeros) when shorter.
+fn grown<T: Default + Clone>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::default());
+    }
+    &mut buf[..len]
 }
 
 /// Which kernel computes a convolution (forward, or the input gradient as one).
@@ -418,10 +438,14 @@ pub fn conv2d_forward(
         Path::Gemm => g.kg() * g.groups * g.ohw(),
     };
     ws.prepare(chunks, col_len, 0);
-    if path != Path::Gemm {
+    let bf = bf16::active_for(g);
+    let bf_len = gd.len(&bf16::paired_geom(g));
+    if bf {
+        bf16::pack_weights(g, weight, &mut ws.packed_bf);
+    } else if path != Path::Gemm {
         direct::pack_weights(g, weight, &mut ws.packed);
     }
-    let packed = &ws.packed;
+    let (packed, packed_bf) = (&ws.packed, &ws.packed_bf);
     let pd = Padded::of(g);
     let ranges = split_ranges(n, chunks);
     let (cg_out, kg, ohw) = (g.c_out / g.groups, g.kg(), g.ohw());
@@ -438,6 +462,14 @@ pub fn conv2d_forward(
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
+                if bf {
+                    let xp = grown(&mut buf.conv_pairs, bf16::pairs_len(g));
+                    bf16::to_pairs(g, xi, xp);
+                    let q = grown(&mut buf.pairs, bf_len);
+                    gathered::gather_image(&bf16::paired_geom(g), gd, xp, q);
+                    bf16::image(g, gd, q, packed_bf, bias, yi);
+                    continue;
+                }
                 match path {
                     Path::Direct => {
                         let p = padded(&mut buf.pad, &mut buf.pad_for, g, pd);
@@ -540,7 +572,17 @@ pub fn conv2d_backward(
         (Some(gt), Some(gd)) if dpath == Path::Gathered => gd.len(gt),
         _ => 0,
     };
-    ws.prepare(chunks, col_len.max(gdt_len), w_len);
+    // bf16 products: the weight gradient (transposed accumulator in `dw`), and the
+    // input gradient of a stride-1 layer.
+    let bf_dw = bf16::active_for(g);
+    let bf_dx = dgeom.as_ref().is_some_and(bf16::active_for);
+    let gd = Gathered::of(g);
+    let dw_len = if bf_dw {
+        w_len.max(bf16::wgrad_acc_len(g))
+    } else {
+        w_len
+    };
+    ws.prepare(chunks, col_len.max(gdt_len), dw_len);
     let ranges = split_ranges(n, chunks);
     let pointwise = g.is_pointwise();
     // The weight gradient from the padded input, where the direct kernel takes it and
@@ -549,9 +591,13 @@ pub fn conv2d_backward(
     let direct_dw = direct::applies(g) && g.c_in <= 16;
     let pd = Padded::of(g);
     if let Some(gt) = &dgeom {
-        direct::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
+        if bf_dx {
+            bf16::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_bf_t);
+        } else {
+            direct::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
+        }
     }
-    let packed_t = &ws.packed_t;
+    let (packed_t, packed_bf_t) = (&ws.packed_t, &ws.packed_bf_t);
     let mut jobs = Vec::with_capacity(chunks);
     let mut rest = dx;
     for (range, buf) in ranges.iter().zip(ws.chunks.iter_mut()) {
@@ -574,12 +620,25 @@ pub fn conv2d_backward(
                 pad_for,
                 pad_dy,
                 pad_dy_for,
+                pairs,
+                plain,
+                dy_pairs,
+                conv_pairs,
+                conv_plain,
             } = buf;
-            dw[..w_len].iter_mut().for_each(|v| *v = 0.0);
+            dw[..dw_len].iter_mut().for_each(|v| *v = 0.0);
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let dyi = &dy[img * y_img..(img + 1) * y_img];
-                if direct_dw {
+                if bf_dw {
+                    let xp = grown(conv_plain, xi.len());
+                    bf16::to_plain(xi, xp);
+                    let q = grown(plain, bf16::wgrad_input_len(g, gd));
+                    gathered::gather_image(g, gd, xp, q);
+                    let d = grown(dy_pairs, bf16::wgrad_dy_len(g));
+                    bf16::pair_dy(g, dyi, conv_pairs, d);
+                    bf16::weight_grad(g, gd, q, d, &mut dw[..dw_len]);
+                } else if direct_dw {
                     let p = padded(pad, pad_for, g, pd);
                     direct::pad_image(g, pd, xi, p);
                     direct::weight_grad(g, pd, p, dyi, &mut dw[..w_len]);
@@ -589,13 +648,13 @@ pub fn conv2d_backward(
                 // when cg_out is small (docs/conv.md).
                 let col_ref: &[f32] = if pointwise {
                     xi
-                } else if direct_dw {
+                } else if direct_dw || bf_dw {
                     &[]
                 } else {
                     im2col(g, xi, &mut col[..col_len]);
                     &col[..col_len]
                 };
-                for grp in (0..g.groups).filter(|_| !direct_dw) {
+                for grp in (0..g.groups).filter(|_| !direct_dw && !bf_dw) {
                     matmul(
                         kg,
                         cg_out,
@@ -612,6 +671,14 @@ pub fn conv2d_backward(
                 // dx as a direct convolution of dy with the flipped, transposed weights
                 if let (Some(dxc), Some(gt), Some(gd)) = (dx_chunk.as_deref_mut(), &dgeom, gdt) {
                     let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                    if bf_dx {
+                        let q = grown(pairs, gd.len(&bf16::paired_geom(gt)));
+                        let dp = grown(conv_pairs, bf16::pairs_len(gt));
+                        bf16::to_pairs(gt, dyi, dp);
+                        gathered::gather_image(&bf16::paired_geom(gt), gd, dp, q);
+                        bf16::image(gt, gd, q, packed_bf_t, None, dxi);
+                        continue;
+                    }
                     if dpath == Path::Gathered {
                         let q = &mut col[..gdt_len];
                         gathered::gather_image(gt, gd, dyi, q);
@@ -651,6 +718,10 @@ pub fn conv2d_backward(
         })?;
     // Combine the per-chunk weight gradients in chunk order (reproducible).
     for buf in &ws.chunks[..chunks] {
+        if bf_dw {
+            bf16::add_transposed(g, &buf.dw[..dw_len], dweight);
+            continue;
+        }
         if direct_dw {
             dweight
                 .iter_mut()
@@ -736,23 +807,29 @@ mod tests {
         (1, 2, 6, 6, 3, (2, 2), (1, 1), (2, 2), (1, 1), 1),
     ];
 
-    #[test]
-    fn forward_and_backward_match_the_naive_twin() {
+    /// Runs every case through forward and backward and compares with the naive twin
+    /// within `tol` (relative to 1 + |value|); `prep` maps every operand first. Returns
+    /// how many cases the bf16 kernels took.
+    fn compare_cases(prep: fn(f32) -> f32, tol: f32) -> usize {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut vec =
+            |len: usize| -> Vec<f32> { rand_vec(len, &mut rng).into_iter().map(prep).collect() };
         // One workspace for all cases, as a layer whose input size changes would reuse
         // it: stale buffers of another geometry must not leak into a result.
         let mut ws = ConvWorkspace::default();
+        let mut bf_cases = 0;
         for &(n, c_in, h, w, c_out, k, s, p, d, grp) in CASES {
             let g = ConvGeom::new(c_in, h, w, c_out, k, s, p, d, grp).unwrap();
-            let x = rand_vec(n * c_in * h * w, &mut rng);
-            let wt = rand_vec(c_out * g.kg(), &mut rng);
-            let b = rand_vec(c_out, &mut rng);
+            bf_cases += usize::from(bf16::active_for(&g));
+            let x = vec(n * c_in * h * w);
+            let wt = vec(c_out * g.kg());
+            let b = vec(c_out);
             let mut y = vec![0.0; n * c_out * g.ohw()];
             conv2d_forward(&g, n, &x, &wt, Some(&b), &mut y, &mut ws).unwrap();
             let want = naive::conv2d_forward(&g, n, &x, &wt, Some(&b));
-            assert_close(&y, &want, "y", &g);
+            assert_close(&y, &want, "y", &g, tol);
 
-            let dy = rand_vec(y.len(), &mut rng);
+            let dy = vec(y.len());
             let mut dx = vec![9.0; x.len()];
             let mut dw = vec![0.5; wt.len()];
             let mut db = vec![0.25; c_out];
@@ -769,19 +846,50 @@ mod tests {
             )
             .unwrap();
             let (wdx, wdw, wdb) = naive::conv2d_backward(&g, n, &x, &wt, &dy);
-            assert_close(&dx, &wdx, "dx", &g);
+            assert_close(&dx, &wdx, "dx", &g, tol);
             let wdw: Vec<f32> = wdw.iter().map(|v| v + 0.5).collect();
             let wdb: Vec<f32> = wdb.iter().map(|v| v + 0.25).collect();
-            assert_close(&dw, &wdw, "dw", &g);
-            assert_close(&db, &wdb, "db", &g);
+            assert_close(&dw, &wdw, "dw", &g, tol);
+            assert_close(&db, &wdb, "db", &g, tol);
         }
+        bf_cases
     }
 
-    fn assert_close(got: &[f32], want: &[f32], what: &str, g: &ConvGeom) {
+    #[test]
+    fn forward_and_backward_match_the_naive_twin() {
+        assert_eq!(compare_cases(|v| v, 1e-4), 0);
+    }
+
+    #[test]
+    fn bf16_products_of_bf16_operands_are_exact() {
+        if !bf16::available() {
+            return; // f32 everywhere on this CPU: the test above covers it
+        }
+        // Operands already in bf16: their products are exact in f32 and only the order
+        // of the f32 sums differs from the twin.
+        bf16::set_precision(bf16::Precision::Bf16);
+        let taken = compare_cases(bf16::round, 1e-4);
+        bf16::set_precision(bf16::Precision::F32);
+        assert!(taken >= 8, "the bf16 kernels took only {taken} cases");
+    }
+
+    #[test]
+    fn bf16_products_of_f32_operands_are_within_bf16_rounding() {
+        if !bf16::available() {
+            return;
+        }
+        // Each operand rounded to 8 significant bits: relative error ≤ 2⁻⁸ per factor,
+        // so a few 1e-3 on sums of up to ~200 unit-sized products of random sign.
+        bf16::set_precision(bf16::Precision::Bf16);
+        compare_cases(|v| v, 5e-2);
+        bf16::set_precision(bf16::Precision::F32);
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str, g: &ConvGeom, tol: f32) {
         assert_eq!(got.len(), want.len(), "{what} length for {g:?}");
         for (i, (a, b)) in got.iter().zip(want).enumerate() {
             assert!(
-                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                (a - b).abs() <= tol * (1.0 + b.abs()),
                 "{what}[{i}] {a} vs {b} for {g:?}"
             );
         }

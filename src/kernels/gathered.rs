@@ -24,6 +24,8 @@ use super::direct::COB;
 const LANES: usize = 16;
 /// Vectors per register tile.
 const VECS: usize = 2;
+/// Elements past the gathered part: the last tile's idle lanes read up to here.
+const SLACK: usize = VECS * LANES;
 
 /// Whether the gathered kernel takes this convolution on this CPU: one group, a kernel
 /// larger than 1×1, and an output plane that whole vectors cover with at most 25% of
@@ -60,11 +62,11 @@ impl Gathered {
 
     /// Elements of the buffer, with slack for the last tile's idle lanes.
     pub fn len(&self, g: &ConvGeom) -> usize {
-        g.kw * g.c_in * self.block + VECS * LANES
+        g.kw * g.c_in * self.block + SLACK
     }
 
     /// Offset of the operand of tap `(ky, kx)`, input channel `ci`, position 0.
-    fn tap(&self, g: &ConvGeom, ci: usize, ky: usize, kx: usize) -> usize {
+    pub(crate) fn tap(&self, g: &ConvGeom, ci: usize, ky: usize, kx: usize) -> usize {
         let (sh, dh) = (g.stride.0, g.dilation.0);
         let (phase, off) = ((ky * dh) % sh, ky * dh / sh);
         (kx * g.c_in + ci) * self.block + (phase * self.rows + off) * g.ow
@@ -72,12 +74,13 @@ impl Gathered {
 }
 
 /// Gathers one image `x[c_in, h, w]` into `q` (every element of the gathered part is
-/// written; the slack is left as it is).
-pub fn gather_image(g: &ConvGeom, gd: Gathered, x: &[f32], q: &mut [f32]) {
+/// written; the slack is left as it is). Generic over the element so the bf16 kernels
+/// gather their converted images (`u16`, or `u32` channel pairs) the same way.
+pub fn gather_image<T: Copy + Default>(g: &ConvGeom, gd: Gathered, x: &[T], q: &mut [T]) {
     let (sh, sw) = g.stride;
     let (ph, pw) = g.pad;
     let dw = g.dilation.1;
-    assert!(q.len() >= gd.len(g) - VECS * LANES && x.len() >= g.c_in * g.h * g.w);
+    assert!(q.len() >= gd.len(g) - SLACK && x.len() >= g.c_in * g.h * g.w);
     for kx in 0..g.kw {
         let (lo, hi) = valid_range(g.ow, g.w, sw, pw, kx * dw);
         for ci in 0..g.c_in {
@@ -88,12 +91,12 @@ pub fn gather_image(g: &ConvGeom, gd: Gathered, x: &[f32], q: &mut [f32]) {
                 // Padded row r·sh + phase is input row r·sh + phase − ph.
                 let iy = (r * sh + phase).checked_sub(ph).filter(|&iy| iy < g.h);
                 let Some(iy) = iy.filter(|_| lo < hi) else {
-                    dst.fill(0.0);
+                    dst.fill(T::default());
                     continue;
                 };
                 let src = &plane[iy * g.w..(iy + 1) * g.w];
-                dst[..lo].fill(0.0);
-                dst[hi..].fill(0.0);
+                dst[..lo].fill(T::default());
+                dst[hi..].fill(T::default());
                 let ix0 = lo * sw + kx * dw - pw;
                 if sw == 1 {
                     dst[lo..hi].copy_from_slice(&src[ix0..ix0 + hi - lo]);

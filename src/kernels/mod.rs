@@ -8,6 +8,7 @@
 //! of chunks (the rayon thread count) and combined in chunk order, so results are
 //! identical for a given thread count.
 
+pub mod bf16;
 pub mod conv;
 pub mod direct;
 pub mod eltwise;

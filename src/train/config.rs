@@ -6,6 +6,7 @@
 //! (`--config`) sets any field; flags override it; the run folder keeps the result.
 
 use crate::error::{Error, Result};
+use crate::kernels::bf16::Precision;
 use crate::optim::{OptimizerConfig, Schedule};
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,9 @@ pub struct TrainConfig {
     pub label_smoothing: f32,
     /// Clip the global gradient norm to this value.
     pub clip_grad: Option<f32>,
+    /// Products of the convolutions: f32, or bf16 (mixed precision: bf16 products, f32
+    /// sums, master weights and everything else in f32; AVX-512 BF16 CPUs).
+    pub precision: Precision,
     /// Augmentation pipeline (`strata data --help` for the syntax); empty for none.
     pub augment: String,
     /// Fraction of the training split held out for validation (stratified).
@@ -92,6 +96,7 @@ impl Default for TrainConfig {
             warmup_epochs: 0.0,
             label_smoothing: 0.0,
             clip_grad: None,
+            precision: Precision::F32,
             augment: "flip,crop:2".into(),
             val_fraction: 0.1,
             per_class: None,

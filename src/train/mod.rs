@@ -25,6 +25,7 @@ pub use metrics::Confusion;
 use crate::checkpoint;
 use crate::data::{self, Augment, ImageDataset, Loader, LoaderConfig, Normalize, Split};
 use crate::error::{Error, Result};
+use crate::kernels::bf16;
 use crate::loss::CrossEntropy;
 use crate::models::{self, Model, ModelConfig};
 use crate::nn::{Layer, Mode};
@@ -234,6 +235,15 @@ fn prepare_data(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<RunData> {
 
 /// Runs (or resumes) the training described by `cfg` in `paths`.
 pub fn run(
+    cfg: &TrainConfig,
+    paths: &RunPaths,
+    resume: bool,
+    obs: &mut dyn Observer,
+) -> Result<Outcome> {
+    bf16::with_precision(cfg.precision, || run_in(cfg, paths, resume, obs))
+}
+
+fn run_in(
     cfg: &TrainConfig,
     paths: &RunPaths,
     resume: bool,

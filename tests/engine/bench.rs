@@ -1,6 +1,7 @@
 //! `strata::bench` and the per-layer profiler: the report is complete and consistent.
 
 use strata::bench::{self, BenchMode, BenchOptions};
+use strata::kernels::bf16::{self, Precision};
 use strata::models;
 use strata::profile;
 use strata::summary::summarize;
@@ -77,6 +78,7 @@ fn inference_has_no_backward_and_bad_options_are_errors() {
         iters: 1,
         profile_iters: 1,
         seed: 1,
+        precision: Precision::F32,
     };
     let r = bench::run(&mut model, &opts).unwrap();
     assert!(r.layers.iter().all(|l| l.backward_ms == 0.0));
@@ -91,4 +93,25 @@ fn inference_has_no_backward_and_bad_options_are_errors() {
     assert!(bench::run(&mut model, &zero).is_err());
     assert!("sideways".parse::<BenchMode>().is_err());
     assert_eq!("infer".parse::<BenchMode>().unwrap(), BenchMode::Infer);
+}
+
+#[test]
+fn a_bf16_bench_reports_its_precision_and_leaves_the_thread_in_f32() {
+    let mut model = tiny("resnet20", 0.5);
+    let opts = BenchOptions {
+        batch: 4,
+        mode: BenchMode::Train,
+        warmup: 1,
+        iters: 2,
+        profile_iters: 0,
+        seed: 2,
+        precision: Precision::Bf16,
+    };
+    let r = bench::run(&mut model, &opts).unwrap();
+    assert_eq!(r.precision, Precision::Bf16);
+    assert!(r.render().contains("bf16 products"), "{}", r.render());
+    assert!(r.images_per_s > 0.0);
+    assert_eq!(bf16::precision(), Precision::F32);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["precision"], "bf16");
 }

@@ -67,6 +67,46 @@ fn a_tiny_model_learns_on_the_embedded_subset() {
     assert_eq!(t.class_names.len(), 10);
 }
 
+#[test]
+fn mixed_precision_learns_as_well_as_f32() {
+    // Same seed, same data: bf16 products change the numbers a little, not the course
+    // of training (on a CPU without AVX-512 BF16 both runs are f32 and equal).
+    let run = |precision: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            data: embedded(),
+            epochs: 2,
+            batch_size: 64,
+            lr: 0.05,
+            width: Some(0.5),
+            augment: String::new(),
+            workers: 1,
+            precision: precision.parse().unwrap(),
+            ..TrainConfig::default()
+        };
+        let paths = RunPaths::new(dir.path());
+        let out = train::run(&cfg, &paths, false, &mut Quiet).unwrap();
+        let hist = History::read(&paths.history()).unwrap();
+        let last = hist.iter().rfind(|r| r.kind == "epoch").unwrap().clone();
+        let saved = std::fs::read_to_string(paths.config()).unwrap();
+        assert!(
+            saved.contains(&format!("precision = \"{precision}\"")),
+            "{saved}"
+        );
+        (last.train_loss, out.test.unwrap().1.accuracy())
+    };
+    let (loss32, acc32) = run("f32");
+    let (loss16, acc16) = run("bf16");
+    assert!(
+        loss16 < 0.8 && acc16 > 0.7,
+        "bf16: loss {loss16}, accuracy {acc16}"
+    );
+    assert!(
+        (loss16 - loss32).abs() < 0.1 && (acc16 - acc32).abs() < 0.05,
+        "bf16 loss {loss16} / accuracy {acc16} against f32 {loss32} / {acc32}"
+    );
+}
+
 /// The fields of a record that must replay exactly (not the wall-clock ones).
 fn replayable(r: &Record) -> (String, u64, u64, u32, u64, u64, Option<u64>, Option<u64>) {
     (

@@ -1,0 +1,586 @@
+//! Mixed precision for convolutions: bf16 products, f32 sums (AVX-512 BF16).
+//!
+//! Opt-in per thread with [`set_precision`] (as `torch.set_float32_matmul_precision`
+//! lets PyTorch use bf16 inside f32 products). Everything outside the products stays
+//! f32: tensors, master weights, normalization, loss and optimizer. Inside a
+//! convolution the operands are rounded to bf16 (8 significant bits, round to nearest
+//! even) while they are gathered, and `vdpbf16ps` multiplies pairs of them and adds both
+//! products into f32 lanes, twice the multiply-adds of an f32 FMA per instruction.
+//!
+//! `vdpbf16ps` sums pairs along the reduction, so operands come in pairs:
+//! - forward, and the input gradient of a stride-1 layer (a convolution of `dy`): pairs
+//!   of input channels. The gathered buffer of [`super::gathered`] is built with one
+//!   `u32` per position holding channels `2c` (low half) and `2c + 1` (high half), and
+//!   the weights likewise; the tile is the f32 one (8 output channels × 2 vectors of 16
+//!   positions), each instruction now covering two channels.
+//! - weight gradient: pairs of output positions. The lanes hold 16 output channels;
+//!   `dy` is laid out per image as `[positions/2][channels][2]`, and the gathered input
+//!   as plain bf16 rows, where two neighbouring positions are one 32-bit broadcast. A
+//!   tile is 8 kernel taps × 16 or 32 output channels, summed over every position of
+//!   every image of a chunk before it is stored.
+//!
+//! Layers the gathered kernel does not take (1×1, grouped) and the input gradient of
+//! strided layers stay f32.
+
+use super::conv::ConvGeom;
+use super::direct::COB;
+use super::gathered::Gathered;
+use std::cell::Cell;
+
+/// How convolutions multiply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 products (the default).
+    #[default]
+    F32,
+    /// bf16 products with f32 accumulation, where the CPU has AVX-512 BF16; f32
+    /// elsewhere.
+    Bf16,
+}
+
+impl Precision {
+    /// Its name on the command line: `f32` or `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            _ => Err(crate::Error::config(
+                "precision",
+                "precision",
+                format!("`{s}` is not a precision: use f32 or bf16 (bf16 products, f32 sums)"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Runs `f` with this thread's precision set to `p`, then puts the previous one back.
+pub fn with_precision<T>(p: Precision, f: impl FnOnce() -> T) -> T {
+    let before = precision();
+    set_precision(p);
+    let out = f();
+    set_precision(before);
+    out
+}
+
+thread_local! {
+    static PRECISION: Cell<Precision> = const { Cell::new(Precision::F32) };
+}
+
+/// Sets the precision of the convolutions this thread starts (the calling thread of a
+/// training loop; the kernels' worker threads follow it).
+pub fn set_precision(p: Precision) {
+    PRECISION.with(|c| c.set(p));
+}
+
+/// The precision set for this thread.
+pub fn precision() -> Precision {
+    PRECISION.with(|c| c.get())
+}
+
+/// Whether this CPU multiplies in bf16 (AVX-512F and AVX-512 BF16).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether a convolution with geometry `g` runs in bf16 now: asked for on this thread,
+/// available on this CPU, and a layer the gathered kernel takes.
+pub fn active_for(g: &ConvGeom) -> bool {
+    precision() == Precision::Bf16 && super::gathered::applies(g) && available()
+}
+
+/// Rounds to the nearest bf16 (ties to even), as its 16 bits; NaN stays NaN.
+pub fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// The f32 value of a bf16.
+pub fn from_bf16(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// `x` rounded to bf16 and back: what the products see.
+pub fn round(x: f32) -> f32 {
+    from_bf16(to_bf16(x))
+}
+
+fn pair(lo: f32, hi: f32) -> u32 {
+    to_bf16(lo) as u32 | ((to_bf16(hi) as u32) << 16)
+}
+
+/// `g` seen with channel pairs as channels: the geometry of the paired buffer.
+pub fn paired_geom(g: &ConvGeom) -> ConvGeom {
+    ConvGeom {
+        c_in: g.c_in.div_ceil(2),
+        ..*g
+    }
+}
+
+/// Elements (u32) of one image converted to channel pairs: `[c_in/2][h·w]`.
+pub fn pairs_len(g: &ConvGeom) -> usize {
+    g.c_in.div_ceil(2) * g.h * g.w
+}
+
+/// Converts one image `x[c_in, h·w]` to channel pairs `out[c_in/2][h·w]` (channel `2c`
+/// in the low half, `2c + 1` in the high half, zero past the last channel), ready for
+/// [`super::gathered::gather_image`] with [`paired_geom`].
+pub fn to_pairs(g: &ConvGeom, x: &[f32], out: &mut [u32]) {
+    let hw = g.h * g.w;
+    assert!(x.len() >= g.c_in * hw && out.len() >= pairs_len(g));
+    for (p, dst) in out[..pairs_len(g)].chunks_exact_mut(hw).enumerate() {
+        let lo = &x[2 * p * hw..(2 * p + 1) * hw];
+        let hi = (2 * p + 1 < g.c_in).then(|| &x[(2 * p + 1) * hw..(2 * p + 2) * hw]);
+        #[cfg(target_arch = "x86_64")]
+        if available() {
+            // SAFETY: AVX-512F and BF16 are present; lengths are those of the slices.
+            unsafe { pairs_avx512(lo, hi, dst) };
+            continue;
+        }
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = pair(lo[i], hi.map_or(0.0, |h| h[i]));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn pairs_avx512(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let n = dst.len();
+    let body = n / LANES * LANES;
+    for i in (0..body).step_by(LANES) {
+        let a: __m256i =
+            std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(lo.as_ptr().add(i))));
+        let mut v = _mm512_cvtepu16_epi32(a);
+        if let Some(h) = hi {
+            let b: __m256i =
+                std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(h.as_ptr().add(i))));
+            v = _mm512_or_si512(v, _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(b)));
+        }
+        _mm512_storeu_si512(dst.as_mut_ptr().add(i) as *mut _, v);
+    }
+    for i in body..n {
+        dst[i] = pair(lo[i], hi.map_or(0.0, |h| h[i]));
+    }
+}
+
+/// Converts `x` to bf16 into `out` (same length).
+pub fn to_plain(x: &[f32], out: &mut [u16]) {
+    assert!(out.len() >= x.len());
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: AVX-512F and BF16 are present; `out` is at least as long as `x`.
+        unsafe { plain_avx512(x, out) };
+        return;
+    }
+    for (d, &v) in out.iter_mut().zip(x) {
+        *d = to_bf16(v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn plain_avx512(x: &[f32], out: &mut [u16]) {
+    use std::arch::x86_64::*;
+    let body = x.len() / LANES * LANES;
+    for i in (0..body).step_by(LANES) {
+        let v: __m256i =
+            std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(x.as_ptr().add(i))));
+        _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, v);
+    }
+    for i in body..x.len() {
+        out[i] = to_bf16(x[i]);
+    }
+}
+
+/// Packs `w[c_out, c_in, kh, kw]` as `[c_out/8 blocks][c_in/2][kh·kw][8]` channel pairs.
+pub fn pack_weights(g: &ConvGeom, w: &[f32], out: &mut Vec<u32>) {
+    let kk = g.kh * g.kw;
+    let cp = g.c_in.div_ceil(2);
+    let blocks = g.c_out.div_ceil(COB);
+    out.clear();
+    out.resize(blocks * cp * kk * COB, 0);
+    for co in 0..g.c_out {
+        let (b, j) = (co / COB, co % COB);
+        for p in 0..cp {
+            for t in 0..kk {
+                let at = |ci: usize| {
+                    if ci < g.c_in {
+                        w[(co * g.c_in + ci) * kk + t]
+                    } else {
+                        0.0
+                    }
+                };
+                out[((b * cp + p) * kk + t) * COB + j] = pair(at(2 * p), at(2 * p + 1));
+            }
+        }
+    }
+}
+
+/// One image: `y[c_out, oh·ow] = conv(x, w) + bias` from the paired buffer `q`
+/// ([`to_pairs`], then [`super::gathered::gather_image`] with [`paired_geom`]) and paired weights `wp` ([`pack_weights`]). Needs [`available`].
+pub fn image(
+    g: &ConvGeom,
+    gd: Gathered,
+    q: &[u32],
+    wp: &[u32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let gp = paired_geom(g);
+    assert!(q.len() >= gd.len(&gp) && y.len() >= g.c_out * g.ohw());
+    assert!(wp.len() >= g.c_out.div_ceil(COB) * gp.kg() * COB);
+    assert!(
+        available(),
+        "bf16 convolution on a CPU without AVX-512 BF16"
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F and BF16 are present (asserted above); loads stay inside `q` as
+    // in the f32 gathered kernel (same geometry, one u32 per f32), stores are masked to
+    // the output plane.
+    unsafe {
+        image_avx512(&gp, gd, q, wp, bias, y)
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn image_avx512(
+    gp: &ConvGeom,
+    gd: Gathered,
+    q: &[u32],
+    wp: &[u32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (kk, ohw) = (gp.kh * gp.kw, gp.ohw());
+    let taps: Vec<usize> = (0..gp.c_in)
+        .flat_map(|c| (0..gp.kh).flat_map(move |ky| (0..gp.kw).map(move |kx| (c, ky, kx))))
+        .map(|(c, ky, kx)| gd.tap(gp, c, ky, kx))
+        .collect();
+    for b in 0..gp.c_out.div_ceil(COB) {
+        let wb = &wp[b * gp.c_in * kk * COB..(b + 1) * gp.c_in * kk * COB];
+        let cob = (gp.c_out - b * COB).min(COB);
+        let mut p = 0;
+        while p < ohw {
+            if ohw - p > LANES {
+                tile::<2>(q, &taps, wb, p, ohw, b * COB, cob, bias, y);
+                p += 2 * LANES;
+            } else {
+                tile::<1>(q, &taps, wb, p, ohw, b * COB, cob, bias, y);
+                p += LANES;
+            }
+        }
+    }
+}
+
+const LANES: usize = 16;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+// Indexed on both axes of `acc` in the inner loop; plain indices keep it in registers.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn tile<const NV: usize>(
+    q: &[u32],
+    taps: &[usize],
+    wb: &[u32],
+    p: usize,
+    ohw: usize,
+    co0: usize,
+    cob: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (qp, wbp) = (q.as_ptr().add(p), wb.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); COB]; NV];
+    for (t, &off) in taps.iter().enumerate() {
+        let mut x = [_mm512_setzero_si512(); NV];
+        for (v, xv) in x.iter_mut().enumerate() {
+            *xv = _mm512_loadu_si512(qp.add(off + v * LANES) as *const _);
+        }
+        let wt = wbp.add(t * COB);
+        for j in 0..COB {
+            let wv: __m512bh = std::mem::transmute(_mm512_set1_epi32(*wt.add(j) as i32));
+            for v in 0..NV {
+                let xv: __m512bh = std::mem::transmute(x[v]);
+                acc[v][j] = _mm512_dpbf16_ps(acc[v][j], xv, wv);
+            }
+        }
+    }
+    let yp = y.as_mut_ptr();
+    for (v, acc_v) in acc.iter().enumerate() {
+        let start = p + v * LANES;
+        if start >= ohw {
+            break;
+        }
+        let valid = (ohw - start).min(LANES);
+        let mask: __mmask16 = if valid == LANES {
+            0xFFFF
+        } else {
+            ((1u32 << valid) - 1) as __mmask16
+        };
+        for (j, &a) in acc_v.iter().enumerate().take(cob) {
+            let co = co0 + j;
+            let val = match bias {
+                Some(bv) => _mm512_add_ps(a, _mm512_set1_ps(bv[co])),
+                None => a,
+            };
+            _mm512_mask_storeu_ps(yp.add(co * ohw + start), mask, val);
+        }
+    }
+}
+
+/// Positions of one image's plane in the weight-gradient buffers: `oh·ow` rounded up
+/// to an even count.
+fn even_ohw(g: &ConvGeom) -> usize {
+    g.ohw().div_ceil(2) * 2
+}
+
+/// Output channels rounded up to whole vectors.
+fn co_lanes(g: &ConvGeom) -> usize {
+    g.c_out.div_ceil(LANES) * LANES
+}
+
+/// Elements (u16) of the plain bf16 gathered buffer for the weight gradient.
+pub fn wgrad_input_len(g: &ConvGeom, gd: Gathered) -> usize {
+    gd.len(g) + 2
+}
+
+/// Elements (u32) of the paired `dy` buffer for the weight gradient.
+pub fn wgrad_dy_len(g: &ConvGeom) -> usize {
+    even_ohw(g) / 2 * co_lanes(g)
+}
+
+/// Elements (f32) of the transposed weight-gradient accumulator `[c_in·kh·kw][c_out
+/// rounded up to 16]`.
+pub fn wgrad_acc_len(g: &ConvGeom) -> usize {
+    g.kg() * co_lanes(g)
+}
+
+/// Lays one image's `dy[c_out, oh·ow]` out as `[positions/2][c_out rounded to 16]`
+/// pairs of neighbouring positions (zeros past the plane and the channels). `tmp` holds
+/// `dy` converted to bf16 on the way.
+pub fn pair_dy(g: &ConvGeom, dy: &[f32], tmp: &mut Vec<u32>, out: &mut [u32]) {
+    let (ohw, col) = (g.ohw(), co_lanes(g));
+    let pairs = even_ohw(g) / 2;
+    assert!(out.len() >= wgrad_dy_len(g) && dy.len() >= g.c_out * ohw);
+    // dy in bf16, rows of `pairs` u32 (a zero after an odd row).
+    if tmp.len() < g.c_out * pairs {
+        tmp.resize(g.c_out * pairs, 0);
+    }
+    // SAFETY: any u32 buffer is a valid, suitably aligned u16 buffer twice as long.
+    let (_, half, _) = unsafe { tmp[..g.c_out * pairs].align_to_mut::<u16>() };
+    for (co, row) in half.chunks_exact_mut(2 * pairs).enumerate() {
+        to_plain(&dy[co * ohw..(co + 1) * ohw], row);
+        row[ohw..].fill(0);
+    }
+    let rows = &tmp[..g.c_out * pairs];
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: AVX-512F is present; gathered indices are `co·pairs + pp` for
+        // co < c_out (masked) and pp < pairs, inside `rows`; stores write whole
+        // vectors of `out`'s rows of `col` u32.
+        unsafe { transpose_avx512(g.c_out, pairs, col, rows, out) };
+        return;
+    }
+    out[..wgrad_dy_len(g)].fill(0);
+    for (co, row) in rows.chunks_exact(pairs).enumerate() {
+        for (pp, &v) in row.iter().enumerate() {
+            out[pp * col + co] = v;
+        }
+    }
+}
+
+/// `out[pp][co] = rows[co][pp]` for `co < c_out`, zero up to `col`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_avx512(c_out: usize, pairs: usize, col: usize, rows: &[u32], out: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    let stride = _mm512_set1_epi32(pairs as i32);
+    for c0 in (0..col).step_by(LANES) {
+        let n = (c_out.saturating_sub(c0)).min(LANES);
+        let mask: __mmask16 = if n == LANES {
+            0xFFFF
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        };
+        // Row starts of channels c0.. c0 + 15.
+        let base = _mm512_mullo_epi32(
+            _mm512_add_epi32(lanes, _mm512_set1_epi32(c0 as i32)),
+            stride,
+        );
+        for pp in 0..pairs {
+            let idx = _mm512_add_epi32(base, _mm512_set1_epi32(pp as i32));
+            let v = _mm512_mask_i32gather_epi32::<4>(
+                _mm512_setzero_si512(),
+                mask,
+                idx,
+                rows.as_ptr() as *const i32,
+            );
+            _mm512_storeu_si512(out.as_mut_ptr().add(pp * col + c0) as *mut _, v);
+        }
+    }
+}
+
+/// Adds one image's weight gradient into `acc[c_in·kh·kw][c_out rounded to 16]`
+/// (transposed), from the plain bf16 image ([`to_plain`]) gathered into `q` (with a zeroed slack,
+/// so the pair read past the last position is finite) and [`pair_dy`]'s `d`.
+pub fn weight_grad(g: &ConvGeom, gd: Gathered, q: &[u16], d: &[u32], acc: &mut [f32]) {
+    assert!(q.len() >= wgrad_input_len(g, gd) && d.len() >= wgrad_dy_len(g));
+    assert!(acc.len() >= wgrad_acc_len(g));
+    assert!(
+        available(),
+        "bf16 convolution on a CPU without AVX-512 BF16"
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F and BF16 are present (asserted above). A broadcast reads the two
+    // u16 at `tap + 2·pp` with 2·pp < even_ohw ≤ ohw + 1: at most one past the tap's
+    // plane, inside the block or the +2 slack of `wgrad_input_len`; `d` and `acc`
+    // reads/writes stay within the asserted lengths (whole vectors of 16 channels).
+    unsafe {
+        weight_grad_avx512(g, gd, q, d, acc)
+    };
+}
+
+/// Taps per weight-gradient tile.
+const WT: usize = 8;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn weight_grad_avx512(g: &ConvGeom, gd: Gathered, q: &[u16], d: &[u32], acc: &mut [f32]) {
+    let taps: Vec<usize> = (0..g.c_in)
+        .flat_map(|c| (0..g.kh).flat_map(move |ky| (0..g.kw).map(move |kx| (c, ky, kx))))
+        .map(|(c, ky, kx)| gd.tap(g, c, ky, kx))
+        .collect();
+    let col = co_lanes(g);
+    let pairs = even_ohw(g) / 2;
+    let mut t0 = 0;
+    while t0 < taps.len() {
+        let nt = (taps.len() - t0).min(WT);
+        // Missing taps of the last tile repeat its first one; their sums are dropped.
+        let mut offs = [taps[t0]; WT];
+        offs[..nt].copy_from_slice(&taps[t0..t0 + nt]);
+        let mut c0 = 0;
+        while c0 < col {
+            if col - c0 >= 2 * LANES {
+                wtile::<2>(q, &offs, nt, d, pairs, col, c0, t0, acc);
+                c0 += 2 * LANES;
+            } else {
+                wtile::<1>(q, &offs, nt, d, pairs, col, c0, t0, acc);
+                c0 += LANES;
+            }
+        }
+        t0 += nt;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn wtile<const NV: usize>(
+    q: &[u16],
+    offs: &[usize; WT],
+    nt: usize,
+    d: &[u32],
+    pairs: usize,
+    col: usize,
+    c0: usize,
+    t0: usize,
+    acc: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (qp, dp) = (q.as_ptr(), d.as_ptr().add(c0));
+    let mut s = [[_mm512_setzero_ps(); NV]; WT];
+    for pp in 0..pairs {
+        let mut dv = [_mm512_setzero_si512(); NV];
+        for (v, x) in dv.iter_mut().enumerate() {
+            *x = _mm512_loadu_si512(dp.add(pp * col + v * LANES) as *const _);
+        }
+        for t in 0..WT {
+            let two = (qp.add(offs[t] + 2 * pp) as *const u32).read_unaligned();
+            let qv: __m512bh = std::mem::transmute(_mm512_set1_epi32(two as i32));
+            for v in 0..NV {
+                let x: __m512bh = std::mem::transmute(dv[v]);
+                s[t][v] = _mm512_dpbf16_ps(s[t][v], x, qv);
+            }
+        }
+    }
+    for (t, s_t) in s.iter().enumerate().take(nt) {
+        for (v, &sv) in s_t.iter().enumerate() {
+            let dst = acc.as_mut_ptr().add((t0 + t) * col + c0 + v * LANES);
+            _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), sv));
+        }
+    }
+}
+
+/// Adds the transposed accumulator `acc[c_in·kh·kw][c_out rounded to 16]` into
+/// `dw[c_out, c_in·kh·kw]`.
+pub fn add_transposed(g: &ConvGeom, acc: &[f32], dw: &mut [f32]) {
+    let (kg, col) = (g.kg(), co_lanes(g));
+    for co in 0..g.c_out {
+        for (t, d) in dw[co * kg..(co + 1) * kg].iter_mut().enumerate() {
+            *d += acc[t * col + co];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3F80);
+        assert_eq!(to_bf16(-2.0), 0xC000);
+        // 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷: ties go to the even 1.
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3F80);
+        // 1 + 3·2⁻⁸ lies halfway between 1 + 2⁻⁷ (odd) and 1 + 2⁻⁶ (even).
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3F82);
+        // Just above a tie rounds up.
+        assert_eq!(to_bf16(f32::from_bits(0x3F80_8001)), 0x3F81);
+        assert_eq!(from_bf16(to_bf16(0.15625)), 0.15625);
+        assert_eq!(to_bf16(f32::INFINITY), 0x7F80);
+        assert_eq!(from_bf16(to_bf16(f32::MAX)), f32::INFINITY);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+        assert!((round(std::f32::consts::PI) - std::f32::consts::PI).abs() < 0.01);
+    }
+
+    #[test]
+    fn precision_is_per_thread() {
+        set_precision(Precision::Bf16);
+        let other = std::thread::spawn(precision).join().unwrap();
+        assert_eq!(other, Precision::F32);
+        assert_eq!(precision(), Precision::Bf16);
+        set_precision(Precision::F32);
+    }
+}
