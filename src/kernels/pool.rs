@@ -388,6 +388,8 @@ mod tests {
         let cases = [
             (8, 6, (2, 2), (2, 2), (1, 1)),
             (7, 9, (2, 2), (2, 2), (1, 1)),
+            (6, 40, (2, 2), (2, 2), (1, 1)),
+            (5, 65, (2, 2), (2, 2), (1, 1)),
             (9, 8, (3, 3), (2, 2), (1, 1)),
             (10, 10, (3, 2), (1, 3), (2, 1)),
         ];
@@ -421,6 +423,15 @@ mod tests {
                 .zip(&y2)
                 .all(|(u, v)| u == v || (u.is_nan() && v.is_nan()));
             assert!(same, "{y:?} vs {y2:?}");
+            // The backward pass routes each gradient to its argmax, zero elsewhere.
+            let dy: Vec<f32> = (0..n).map(|i| i as f32 + 0.5).collect();
+            let mut dx = vec![7.0; planes * h * w];
+            max_pool_backward(&g, &dy, &a, &mut dx);
+            let mut want = vec![0.0; planes * h * w];
+            for (i, (&d, &k)) in dy.iter().zip(&a).enumerate() {
+                want[i / (g.oh * g.ow) * h * w + k as usize] += d;
+            }
+            assert_eq!(dx, want, "backward {h}x{w} k{k:?} s{st:?} d{d:?}");
         }
     }
 
