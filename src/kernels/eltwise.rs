@@ -39,6 +39,19 @@ pub fn add_relu_into(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// `dst[i] = max(0, dst[i])` in place.
+pub fn relu_inplace(dst: &mut [f32]) {
+    #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+    fn run(d: &mut [f32]) {
+        d.iter_mut().for_each(|a| *a = a.max(0.0));
+    }
+    if dst.len() >= PAR_MIN {
+        dst.par_chunks_mut(PAR_CHUNK).for_each(run);
+    } else {
+        run(dst);
+    }
+}
+
 /// `dx[i] = dy[i]` where `y[i] > 0`, else 0: the backward of a ReLU from its output.
 pub fn relu_backward_from_output(y: &[f32], dy: &[f32], dx: &mut [f32]) {
     #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]

@@ -12,7 +12,7 @@
 //! `U(−1/√fan_in, 1/√fan_in)` for weight and bias. The kernels are in
 //! [`crate::kernels::conv`].
 
-use super::{check_dy, expect_nchw, join, no_cache, Layer, Mode, Param, Receptive};
+use super::{check_dy, expect_nchw, join, no_cache, ChannelAffine, Layer, Mode, Param, Receptive};
 use crate::error::{Error, Result};
 use crate::kernels::conv::{conv2d_backward, conv2d_forward, ConvGeom, ConvWorkspace};
 use crate::tensor::Tensor;
@@ -244,6 +244,46 @@ impl Layer for Conv2d {
             Mode::Eval => None,
         };
         Ok(y)
+    }
+
+    fn forward_folded(&mut self, x: &Tensor, a: &ChannelAffine) -> Option<Result<Tensor>> {
+        let c_out = self.weight.value.shape()[0];
+        if a.scale.len() != c_out || a.shift.len() != c_out {
+            return None; // not this layer's channels: the two layers run (and say why)
+        }
+        let mut run = || -> Result<Tensor> {
+            let (n, g) = self.geom_for(x.shape())?;
+            let w = self.weight.value.data();
+            let per = w.len() / c_out;
+            let folded: Vec<f32> = w
+                .chunks_exact(per)
+                .zip(&a.scale)
+                .flat_map(|(row, &s)| row.iter().map(move |v| v * s))
+                .collect();
+            let bias: Vec<f32> = (0..c_out)
+                .map(|c| {
+                    let b = self.bias.as_ref().map_or(0.0, |b| b.value.data()[c]);
+                    b * a.scale[c] + a.shift[c]
+                })
+                .collect();
+            let mut y = Tensor::zeros(&[n, g.c_out, g.oh, g.ow]);
+            conv2d_forward(
+                &g,
+                n,
+                x.data(),
+                &folded,
+                Some(&bias),
+                y.data_mut(),
+                &mut self.ws,
+            )?;
+            if a.relu {
+                crate::kernels::eltwise::relu_inplace(y.data_mut());
+            }
+            Ok(y)
+        };
+        let y = run();
+        self.cache = None;
+        Some(y)
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {

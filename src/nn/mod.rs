@@ -155,12 +155,38 @@ pub trait Layer: Send + std::fmt::Debug {
         None
     }
 
+    /// In eval mode, the per-channel affine map this layer computes, when it is one (a
+    /// BatchNorm2d with its running statistics). [`Sequential`] folds it into the
+    /// convolution before it ([`Layer::forward_folded`]).
+    fn eval_affine(&self) -> Option<ChannelAffine> {
+        None
+    }
+
+    /// The eval-mode forward followed by the map `a`, folded into this layer's weights
+    /// (`W·scale` per output channel, `b·scale + shift`): one pass instead of two.
+    /// `None` when the layer cannot fold (the caller then runs both layers).
+    fn forward_folded(&mut self, _x: &Tensor, _a: &ChannelAffine) -> Option<Result<Tensor>> {
+        None
+    }
+
     /// Fuses ReLUs into the layers before them inside this container and its children;
     /// returns how many. The numbers are unchanged (same operations, same order per
     /// element); one pass over memory is saved each way.
     fn fuse(&mut self) -> usize {
         0
     }
+}
+
+/// `y[n, c, …] = x[n, c, …]·scale[c] + shift[c]`, then a ReLU when `relu`: an eval-mode
+/// BatchNorm2d (with a fused ReLU), ready to fold into the convolution before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelAffine {
+    /// Per-channel factor.
+    pub scale: Vec<f32>,
+    /// Per-channel offset.
+    pub shift: Vec<f32>,
+    /// Whether a ReLU follows.
+    pub relu: bool,
 }
 
 /// How one layer maps input positions to output positions.

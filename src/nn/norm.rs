@@ -27,7 +27,7 @@
 //! Reference: Ioffe & Szegedy 2015 (BN), Ba et al. 2016 (LN), Ulyanov et al. 2016 (IN),
 //! Wu & He 2018 (GN).
 
-use super::{check_dy, join, no_cache, Layer, Mode, Param};
+use super::{check_dy, join, no_cache, ChannelAffine, Layer, Mode, Param};
 use crate::error::{Error, Result};
 use crate::kernels::norm::{norm_apply, norm_backward, norm_stats, NormAxes, NormDims};
 use crate::tensor::Tensor;
@@ -230,6 +230,29 @@ impl BatchNorm2d {
 impl Layer for BatchNorm2d {
     fn kind(&self) -> &'static str {
         "BatchNorm2d"
+    }
+
+    fn eval_affine(&self) -> Option<ChannelAffine> {
+        // The eval branch of `forward`: running statistics, the same scale and shift
+        // as `norm_apply` computes per channel.
+        let rstd = self.core.rstd(self.running_var.data());
+        let c = &self.core;
+        let scale: Vec<f32> = rstd
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r * c.weight.as_ref().map_or(1.0, |w| w.value.data()[i]))
+            .collect();
+        let shift = scale
+            .iter()
+            .zip(self.running_mean.data())
+            .enumerate()
+            .map(|(i, (s, m))| c.bias.as_ref().map_or(0.0, |b| b.value.data()[i]) - m * s)
+            .collect();
+        Some(ChannelAffine {
+            scale,
+            shift,
+            relu: c.relu,
+        })
     }
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {

@@ -62,12 +62,48 @@ pub fn set_frozen(layer: &mut dyn Layer, frozen: bool, pick: &dyn Fn(&str) -> bo
     n
 }
 
+impl Sequential {
+    /// Eval-mode forward, folding each eval-mode normalization into the convolution
+    /// before it ([`Layer::eval_affine`], [`Layer::forward_folded`]); the folded
+    /// normalization is still listed in profiles, with no time of its own.
+    fn forward_eval(&mut self, x: &Tensor) -> Result<Tensor> {
+        let mut h: Option<Tensor> = None;
+        let mut i = 0;
+        while i < self.layers.len() {
+            let input = h.as_ref().unwrap_or(x);
+            let affine = self.layers.get(i + 1).and_then(|(_, l)| l.eval_affine());
+            let (name, layer) = &mut self.layers[i];
+            if let Some(a) = affine {
+                let folded = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
+                    l.forward_folded(input, &a)
+                });
+                if let Some(y) = folded {
+                    let (name, norm) = &mut self.layers[i + 1];
+                    profile::layer(name, norm.as_mut(), Phase::Forward, |_| ());
+                    h = Some(y?);
+                    i += 2;
+                    continue;
+                }
+            }
+            let y = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
+                l.forward(input, Mode::Eval)
+            })?;
+            h = Some(y);
+            i += 1;
+        }
+        Ok(h.unwrap_or_else(|| x.clone()))
+    }
+}
+
 impl Layer for Sequential {
     fn kind(&self) -> &'static str {
         "Sequential"
     }
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Eval {
+            return self.forward_eval(x);
+        }
         let mut iter = self.layers.iter_mut();
         let Some((name, first)) = iter.next() else {
             return Ok(x.clone());
@@ -161,6 +197,75 @@ impl Layer for Sequential {
     fn visit_buffers(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor)) {
         for (name, layer) in &mut self.layers {
             layer.visit_buffers(&join(prefix, name), f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::eltwise::Act;
+    use crate::nn::{Activation, BatchNorm2d, Conv2d, Conv2dConfig};
+    use rand::{Rng, SeedableRng};
+
+    /// conv → BN (γ, β and running statistics away from their defaults) → ReLU, twice
+    /// from one seed; BN statistics frozen in the second so that a training-mode
+    /// forward (never folded) computes the eval-mode numbers layer by layer.
+    fn block(seed: u64, bias: bool, stride: usize, freeze: bool) -> Sequential {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut cfg = Conv2dConfig::new(3, 5, 3).stride(stride);
+        cfg.padding = [1, 1];
+        cfg.bias = bias;
+        let conv = Conv2d::new(cfg, &mut rng).unwrap();
+        let mut bn = BatchNorm2d::new(5).unwrap();
+        bn.freeze_stats(freeze);
+        let mut seq = Sequential::new()
+            .push("conv", conv)
+            .push("bn", bn)
+            .push("relu", Activation::new(Act::Relu));
+        seq.visit_params("", &mut |n, p| {
+            if n.starts_with("bn.") {
+                p.value
+                    .data_mut()
+                    .iter_mut()
+                    .for_each(|v| *v = rng.random_range(0.5..1.5));
+            }
+        });
+        seq.visit_buffers("", &mut |n, b| {
+            let r = if n.ends_with("running_var") {
+                0.2..3.0
+            } else {
+                -1.0..1.0
+            };
+            b.data_mut()
+                .iter_mut()
+                .for_each(|v| *v = rng.random_range(r.clone()));
+        });
+        seq
+    }
+
+    #[test]
+    fn eval_folds_batchnorm_into_the_convolution_before_it() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let x = Tensor::randn(&[2, 3, 9, 7], 0.0, 1.0, &mut rng);
+        for (bias, stride, fuse) in [(false, 1, true), (true, 2, false), (true, 1, true)] {
+            let mut folded = block(1, bias, stride, false);
+            let mut plain = block(1, bias, stride, true);
+            if fuse {
+                assert_eq!(folded.fuse(), 1);
+                assert_eq!(plain.fuse(), 1);
+            }
+            assert!(folded.layers[1].1.eval_affine().is_some());
+            let got = folded.forward(&x, Mode::Eval).unwrap();
+            let want = plain.forward(&x, Mode::Train).unwrap();
+            assert_eq!(got.shape(), want.shape());
+            assert!(
+                want.data().iter().any(|&v| v == 0.0),
+                "the ReLU clips nothing"
+            );
+            for (a, b) in got.data().iter().zip(want.data()) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+            }
         }
     }
 }
