@@ -113,6 +113,13 @@ pub fn active_for(g: &ConvGeom) -> bool {
     precision() == Precision::Bf16 && super::gathered::applies(g) && available()
 }
 
+/// Whether the weight gradient of `g` runs in bf16 now: as [`active_for`], and enough
+/// kernel taps to fill the tiles of 8 (a one-channel 3×3 first layer has 9 taps, two
+/// tiles of which the second would be 7/8 idle; its f32 kernel is faster).
+pub fn weight_grad_active_for(g: &ConvGeom) -> bool {
+    active_for(g) && g.kg().div_ceil(WT) * WT * 4 <= g.kg() * 5
+}
+
 /// Rounds to the nearest bf16 (ties to even), as its 16 bits; NaN stays NaN.
 pub fn to_bf16(x: f32) -> u16 {
     let b = x.to_bits();

@@ -574,7 +574,7 @@ pub fn conv2d_backward(
     };
     // bf16 products: the weight gradient (transposed accumulator in `dw`), and the
     // input gradient of a stride-1 layer.
-    let bf_dw = bf16::active_for(g);
+    let bf_dw = bf16::weight_grad_active_for(g);
     let bf_dx = dgeom.as_ref().is_some_and(bf16::active_for);
     let gd = Gathered::of(g);
     let dw_len = if bf_dw {
