@@ -5,8 +5,10 @@ Same models (tools/torch_models.py, layer for layer as strata's), same batch, sa
 thread count, same step: zero the gradients, forward in train mode, cross-entropy,
 backward, SGD (momentum 0.9) update; or a forward pass in eval mode for inference.
 Warm-up steps are untimed, then each timed step is timed alone and the median is
-quoted (as strata does). Three variants: eager NCHW, eager channels_last, and
-torch.compile (default mode; its compile time is spent in the warm-up).
+quoted (as strata does). Variants: eager NCHW, eager channels_last, torch.compile
+(default mode; its compile time is spent in the warm-up), and mixed precision with
+torch.autocast to bf16 (`bf16` on NCHW, `channels_last_bf16`), the counterpart of
+`strata bench --precision bf16`.
 
 Peak memory: the process's peak resident set (ru_maxrss), and the same figure minus
 the resident set right after `import torch` (the "working set" of the measurement).
@@ -51,7 +53,8 @@ def main():
     ap.add_argument(
         "--variants",
         default="eager,channels_last,compile",
-        help="comma-separated subset of eager, channels_last, compile",
+        help="comma-separated subset of eager, channels_last, compile, bf16, "
+        "channels_last_bf16 (the last two: torch.autocast to bf16)",
     )
     ap.add_argument("--json", action="store_true", help="print one JSON object per variant")
     args = ap.parse_args()
@@ -72,9 +75,13 @@ def main():
         model, in_shape = torch_models.build(args.model)
         x = torch.randn(args.batch, *in_shape)
         y = torch.arange(args.batch) % 10
-        if variant == "channels_last":
+        if variant.startswith("channels_last"):
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
+        # Mixed precision as PyTorch offers it on CPUs: autocast to bf16 (convolutions
+        # and matrix products in bf16, reductions and the loss in f32).
+        amp = variant.endswith("bf16")
+        cast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         loss_fn = nn.CrossEntropyLoss()
         if args.mode == "train":
@@ -82,7 +89,8 @@ def main():
 
             def step(m):
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(m(x), y)
+                with cast():
+                    loss = loss_fn(m(x), y)
                 loss.backward()
                 opt.step()
 
@@ -90,7 +98,7 @@ def main():
             model.eval()
 
             def step(m):
-                with torch.inference_mode():
+                with torch.inference_mode(), cast():
                     m(x)
 
         run = model
