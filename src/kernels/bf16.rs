@@ -25,6 +25,8 @@
 use super::conv::ConvGeom;
 use super::direct::COB;
 use super::gathered::Gathered;
+#[cfg(target_arch = "x86_64")]
+use super::gathered::{for_each_tile, store_tile, tap_offsets};
 use std::cell::Cell;
 
 /// How convolutions multiply.
@@ -289,45 +291,36 @@ unsafe fn image_avx512(
     y: &mut [f32],
 ) {
     let (kk, ohw) = (gp.kh * gp.kw, gp.ohw());
-    let taps: Vec<usize> = (0..gp.c_in)
-        .flat_map(|c| (0..gp.kh).flat_map(move |ky| (0..gp.kw).map(move |kx| (c, ky, kx))))
-        .map(|(c, ky, kx)| gd.tap(gp, c, ky, kx))
-        .collect();
-    for b in 0..gp.c_out.div_ceil(COB) {
+    let taps = tap_offsets(gp, gd);
+    for_each_tile(gp.c_out, ohw, |b, p, nv| {
         let wb = &wp[b * gp.c_in * kk * COB..(b + 1) * gp.c_in * kk * COB];
         let cob = (gp.c_out - b * COB).min(COB);
-        let mut p = 0;
-        while p < ohw {
-            if ohw - p > LANES {
-                tile::<2>(q, &taps, wb, p, ohw, b * COB, cob, bias, y);
-                p += 2 * LANES;
-            } else {
-                tile::<1>(q, &taps, wb, p, ohw, b * COB, cob, bias, y);
-                p += LANES;
-            }
+        let at = ((p, ohw), (b * COB, cob));
+        if nv == 2 {
+            tile::<2>(q, &taps, wb, at, bias, y);
+        } else {
+            tile::<1>(q, &taps, wb, at, bias, y);
         }
-    }
+    });
 }
 
 const LANES: usize = 16;
 
+/// The f32 gathered tile with channel pairs: one `vdpbf16ps` per weight and vector.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 // Indexed on both axes of `acc` in the inner loop; plain indices keep it in registers.
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[allow(clippy::needless_range_loop, clippy::type_complexity)]
 unsafe fn tile<const NV: usize>(
     q: &[u32],
     taps: &[usize],
     wb: &[u32],
-    p: usize,
-    ohw: usize,
-    co0: usize,
-    cob: usize,
+    at: ((usize, usize), (usize, usize)),
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    let (qp, wbp) = (q.as_ptr().add(p), wb.as_ptr());
+    let (qp, wbp) = (q.as_ptr().add(at.0 .0), wb.as_ptr());
     let mut acc = [[_mm512_setzero_ps(); COB]; NV];
     for (t, &off) in taps.iter().enumerate() {
         let mut x = [_mm512_setzero_si512(); NV];
@@ -343,27 +336,7 @@ unsafe fn tile<const NV: usize>(
             }
         }
     }
-    let yp = y.as_mut_ptr();
-    for (v, acc_v) in acc.iter().enumerate() {
-        let start = p + v * LANES;
-        if start >= ohw {
-            break;
-        }
-        let valid = (ohw - start).min(LANES);
-        let mask: __mmask16 = if valid == LANES {
-            0xFFFF
-        } else {
-            ((1u32 << valid) - 1) as __mmask16
-        };
-        for (j, &a) in acc_v.iter().enumerate().take(cob) {
-            let co = co0 + j;
-            let val = match bias {
-                Some(bv) => _mm512_add_ps(a, _mm512_set1_ps(bv[co])),
-                None => a,
-            };
-            _mm512_mask_storeu_ps(yp.add(co * ohw + start), mask, val);
-        }
-    }
+    store_tile(&acc, at.0, at.1, bias, y);
 }
 
 /// Positions of one image's plane in the weight-gradient buffers: `oh·ow` rounded up
@@ -485,10 +458,7 @@ const WT: usize = 8;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn weight_grad_avx512(g: &ConvGeom, gd: Gathered, q: &[u16], d: &[u32], acc: &mut [f32]) {
-    let taps: Vec<usize> = (0..g.c_in)
-        .flat_map(|c| (0..g.kh).flat_map(move |ky| (0..g.kw).map(move |kx| (c, ky, kx))))
-        .map(|(c, ky, kx)| gd.tap(g, c, ky, kx))
-        .collect();
+    let taps = tap_offsets(g, gd);
     let col = co_lanes(g);
     let pairs = even_ohw(g) / 2;
     let mut t0 = 0;

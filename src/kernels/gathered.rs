@@ -163,71 +163,43 @@ fn image_scalar(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn image_avx512(
-    g: &ConvGeom,
-    gd: Gathered,
-    q: &[f32],
-    wp: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-) {
-    let (kk, ohw) = (g.kh * g.kw, g.ohw());
-    // Operand offsets of every (ci, ky, kx) in weight order, computed once per image.
-    let taps: Vec<usize> = (0..g.c_in)
+/// Operand offsets ([`Gathered::tap`]) of every `(ci, ky, kx)`, in weight order.
+pub(crate) fn tap_offsets(g: &ConvGeom, gd: Gathered) -> Vec<usize> {
+    (0..g.c_in)
         .flat_map(|ci| (0..g.kh).flat_map(move |ky| (0..g.kw).map(move |kx| (ci, ky, kx))))
         .map(|(ci, ky, kx)| gd.tap(g, ci, ky, kx))
-        .collect();
-    for b in 0..g.c_out.div_ceil(COB) {
-        let wb = &wp[b * g.c_in * kk * COB..(b + 1) * g.c_in * kk * COB];
-        let cob = (g.c_out - b * COB).min(COB);
+        .collect()
+}
+
+/// Walks the register tiles of an output plane: `f(block, p, vectors)` for every block
+/// of 8 output channels and run of 2 vectors of positions from `p` (1 vector for a
+/// last run of at most 16).
+pub(crate) fn for_each_tile(c_out: usize, ohw: usize, mut f: impl FnMut(usize, usize, usize)) {
+    for b in 0..c_out.div_ceil(COB) {
         let mut p = 0;
         while p < ohw {
-            if ohw - p > LANES {
-                tile::<2>(q, &taps, wb, p, ohw, b * COB, cob, bias, y);
-                p += 2 * LANES;
-            } else {
-                tile::<1>(q, &taps, wb, p, ohw, b * COB, cob, bias, y);
-                p += LANES;
-            }
+            let nv = if ohw - p > LANES { VECS } else { 1 };
+            f(b, p, nv);
+            p += nv * LANES;
         }
     }
 }
 
-/// One register tile: output channels `co0..co0 + cob`, positions `p..p + 16·NV`.
+/// Stores a tile's sums `acc[v][j]` (+ bias) into `y[co0 + j, p + 16·v ..]`, masked to
+/// the plane's `ohw` positions and the block's `cob` channels.
+///
+/// # Safety
+/// AVX-512F must be present, and `y` must hold `co0 + cob` planes of `ohw`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-// `acc[v][j]` is indexed on both axes in the inner loop, kept as plain indices so the
-// compiler sees fixed-size arrays it can keep in registers.
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-unsafe fn tile<const NV: usize>(
-    q: &[f32],
-    taps: &[usize],
-    wb: &[f32],
-    p: usize,
-    ohw: usize,
-    co0: usize,
-    cob: usize,
+pub(crate) unsafe fn store_tile<const NV: usize>(
+    acc: &[[std::arch::x86_64::__m512; COB]; NV],
+    (p, ohw): (usize, usize),
+    (co0, cob): (usize, usize),
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    let (qp, wbp) = (q.as_ptr().add(p), wb.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); COB]; NV];
-    for (t, &off) in taps.iter().enumerate() {
-        let mut x = [_mm512_setzero_ps(); NV];
-        for (v, xv) in x.iter_mut().enumerate() {
-            *xv = _mm512_loadu_ps(qp.add(off + v * LANES));
-        }
-        let wt = wbp.add(t * COB);
-        for j in 0..COB {
-            let wv = _mm512_set1_ps(*wt.add(j));
-            for v in 0..NV {
-                acc[v][j] = _mm512_fmadd_ps(wv, x[v], acc[v][j]);
-            }
-        }
-    }
     let yp = y.as_mut_ptr();
     for (v, acc_v) in acc.iter().enumerate() {
         let start = p + v * LANES;
@@ -249,4 +221,62 @@ unsafe fn tile<const NV: usize>(
             _mm512_mask_storeu_ps(yp.add(co * ohw + start), mask, val);
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn image_avx512(
+    g: &ConvGeom,
+    gd: Gathered,
+    q: &[f32],
+    wp: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (kk, ohw) = (g.kh * g.kw, g.ohw());
+    let taps = tap_offsets(g, gd);
+    for_each_tile(g.c_out, ohw, |b, p, nv| {
+        let wb = &wp[b * g.c_in * kk * COB..(b + 1) * g.c_in * kk * COB];
+        let cob = (g.c_out - b * COB).min(COB);
+        let at = ((p, ohw), (b * COB, cob));
+        if nv == 2 {
+            tile::<2>(q, &taps, wb, at, bias, y);
+        } else {
+            tile::<1>(q, &taps, wb, at, bias, y);
+        }
+    });
+}
+
+/// One register tile: output channels `co0..co0 + cob`, positions `p..p + 16·NV`
+/// (`at = ((p, ohw), (co0, cob))`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+// `acc[v][j]` is indexed on both axes in the inner loop, kept as plain indices so the
+// compiler sees fixed-size arrays it can keep in registers.
+#[allow(clippy::needless_range_loop, clippy::type_complexity)]
+unsafe fn tile<const NV: usize>(
+    q: &[f32],
+    taps: &[usize],
+    wb: &[f32],
+    at: ((usize, usize), (usize, usize)),
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (qp, wbp) = (q.as_ptr().add(at.0 .0), wb.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); COB]; NV];
+    for (t, &off) in taps.iter().enumerate() {
+        let mut x = [_mm512_setzero_ps(); NV];
+        for (v, xv) in x.iter_mut().enumerate() {
+            *xv = _mm512_loadu_ps(qp.add(off + v * LANES));
+        }
+        let wt = wbp.add(t * COB);
+        for j in 0..COB {
+            let wv = _mm512_set1_ps(*wt.add(j));
+            for v in 0..NV {
+                acc[v][j] = _mm512_fmadd_ps(wv, x[v], acc[v][j]);
+            }
+        }
+    }
+    store_tile(&acc, at.0, at.1, bias, y);
 }
