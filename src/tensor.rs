@@ -17,7 +17,49 @@
 use crate::error::{Error, Result};
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+/// Buffers of dropped tensors, handed to [`Tensor::for_overwrite`] (and reused by
+/// [`Tensor::full`]) so that a training step's outputs neither come fresh from the
+/// allocator nor get zeroed when a kernel writes every element anyway.
+mod recycle {
+    use std::sync::Mutex;
+
+    /// Smaller buffers are left to the allocator (256 KiB and up are kept).
+    pub const MIN_LEN: usize = 1 << 16;
+    /// At most this many buffers and this many elements (256 MiB) are kept; the oldest
+    /// go first.
+    const MAX_BUFFERS: usize = 64;
+    const MAX_ELEMS: usize = 64 << 20;
+
+    static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+    /// A kept buffer of exactly `len` elements (the most recently kept one).
+    pub fn take(len: usize) -> Option<Vec<f32>> {
+        if len < MIN_LEN {
+            return None;
+        }
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let i = pool.iter().rposition(|v| v.len() == len)?;
+        Some(pool.swap_remove(i))
+    }
+
+    /// Keeps `v` for a later [`take`].
+    pub fn give(v: Vec<f32>) {
+        if v.len() < MIN_LEN {
+            return;
+        }
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        pool.push(v);
+        let mut total: usize = pool.iter().map(Vec::len).sum();
+        while pool.len() > MAX_BUFFERS || total > MAX_ELEMS {
+            total -= pool.remove(0).len();
+        }
+    }
+}
+
+/// The storage a tensor leaves behind when it is dropped (shared, never written).
+static EMPTY: LazyLock<Arc<Vec<f32>>> = LazyLock::new(|| Arc::new(Vec::new()));
 
 /// A dense `f32` tensor in row-major (C) order. Cloning is cheap (the elements are
 /// shared until one of the clones is written to).
@@ -37,8 +79,28 @@ impl Tensor {
         Self::full(shape, 0.0)
     }
 
+    /// A tensor whose elements are unspecified (zeros, or the stale values of a dropped
+    /// tensor's buffer): for outputs a kernel writes in full, without paying for zeroing
+    /// them first. Safe (the values are ordinary floats), but a kernel that leaves an
+    /// element unwritten hands stale numbers on.
+    pub fn for_overwrite(shape: &[usize]) -> Self {
+        let n = numel(shape);
+        Tensor {
+            data: Arc::new(recycle::take(n).unwrap_or_else(|| vec![0.0; n])),
+            shape: shape.to_vec(),
+        }
+    }
+
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Self {
+        let n = numel(shape);
+        if let Some(mut v) = recycle::take(n) {
+            v.fill(value);
+            return Tensor {
+                data: Arc::new(v),
+                shape: shape.to_vec(),
+            };
+        }
         Tensor {
             data: Arc::new(vec![value; numel(shape)]),
             shape: shape.to_vec(),
@@ -131,8 +193,9 @@ impl Tensor {
     }
 
     /// Takes the elements out (copied if a clone shares them).
-    pub fn into_vec(self) -> Vec<f32> {
-        Arc::unwrap_or_clone(self.data)
+    pub fn into_vec(mut self) -> Vec<f32> {
+        let data = std::mem::replace(&mut self.data, EMPTY.clone());
+        Arc::unwrap_or_clone(data)
     }
 
     /// Whether `self` and `other` share their elements (a clone not yet written to).
@@ -205,6 +268,36 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
+    fn dropped_buffers_are_recycled_only_when_no_clone_shares_them() {
+        // A size no other test uses, so parallel tests cannot take the buffer first.
+        let shape = [3, 7, 61, 53];
+        let mut a = Tensor::for_overwrite(&shape);
+        a.data_mut().fill(2.5);
+        let kept = a.clone();
+        let ptr = a.data().as_ptr();
+        drop(a); // `kept` still shares the buffer: it must not be handed out
+        let b = Tensor::for_overwrite(&shape);
+        assert_ne!(b.data().as_ptr(), ptr);
+        assert!(kept.data().iter().all(|&v| v == 2.5));
+        drop(kept); // the last owner: recycled
+        let c = Tensor::for_overwrite(&shape);
+        assert_eq!(c.data().as_ptr(), ptr);
+        assert_eq!(c.data()[0], 2.5, "for_overwrite hands the stale values on");
+        drop(c);
+        // `zeros` may take a recycled buffer too, and zeroes it.
+        let z = Tensor::zeros(&shape);
+        assert!(z.data().iter().all(|&v| v == 0.0));
+        // Small tensors are left to the allocator.
+        let small = Tensor::full(&[4], 1.0);
+        drop(small);
+        assert!(Tensor::for_overwrite(&[4]).data().iter().all(|&v| v == 0.0));
+        // into_vec still hands the elements out.
+        let v = Tensor::full(&shape, 3.0).into_vec();
+        assert_eq!(v.len(), 3 * 7 * 61 * 53);
+        assert!(v.iter().all(|&x| x == 3.0));
+    }
+
+    #[test]
     fn from_vec_rejects_wrong_length_and_names_both_sizes() {
         let err = Tensor::from_vec(vec![0.0; 5], &[2, 3]).unwrap_err();
         let msg = err.to_string();
@@ -255,5 +348,17 @@ mod tests {
         let r = t.clone().reshape(&[3, 2]).unwrap();
         assert_eq!(r.data(), t.data());
         assert!(t.reshape(&[4, 2]).is_err());
+    }
+}
+
+impl Drop for Tensor {
+    /// Hands a large buffer that no clone shares to [`Tensor::for_overwrite`].
+    fn drop(&mut self) {
+        if self.data.len() >= recycle::MIN_LEN && Arc::strong_count(&self.data) == 1 {
+            let data = std::mem::replace(&mut self.data, EMPTY.clone());
+            if let Ok(v) = Arc::try_unwrap(data) {
+                recycle::give(v);
+            }
+        }
     }
 }

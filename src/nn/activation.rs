@@ -95,7 +95,7 @@ impl Layer for Activation {
             // The previous layer applied the ReLU; sharing the tensor costs no copy.
             return Ok(x.clone());
         }
-        let mut y = Tensor::zeros(x.shape());
+        let mut y = Tensor::for_overwrite(x.shape());
         act_forward(self.act, x.data(), y.data_mut());
         self.cache = (mode == Mode::Train).then(|| ActivationCache {
             x: x.clone(),
@@ -111,7 +111,7 @@ impl Layer for Activation {
         let kind = self.kind();
         let cache = self.cache.as_ref().ok_or_else(|| no_cache(kind))?;
         check_dy(kind, dy, cache.x.shape())?;
-        let mut dx = Tensor::zeros(dy.shape());
+        let mut dx = Tensor::for_overwrite(dy.shape());
         act_backward(
             self.act,
             cache.x.data(),

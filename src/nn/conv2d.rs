@@ -202,7 +202,7 @@ impl Conv2d {
         let n = cache.x.shape()[0];
         check_dy("Conv2d", dy, &[n, g.c_out, g.oh, g.ow])?;
         let dx = dx.map(|d| {
-            *d = Tensor::zeros(cache.x.shape());
+            *d = Tensor::for_overwrite(cache.x.shape());
             d.data_mut()
         });
         conv2d_backward(
@@ -226,7 +226,7 @@ impl Layer for Conv2d {
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let (n, g) = self.geom_for(x.shape())?;
-        let mut y = Tensor::zeros(&[n, g.c_out, g.oh, g.ow]);
+        let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh, g.ow]);
         conv2d_forward(
             &g,
             n,
@@ -266,7 +266,7 @@ impl Layer for Conv2d {
                     b * a.scale[c] + a.shift[c]
                 })
                 .collect();
-            let mut y = Tensor::zeros(&[n, g.c_out, g.oh, g.ow]);
+            let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh, g.ow]);
             conv2d_forward(
                 &g,
                 n,

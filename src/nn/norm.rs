@@ -104,7 +104,7 @@ impl NormCore {
         batch_stats: bool,
         mode: Mode,
     ) -> Tensor {
-        let mut y = Tensor::zeros(x.shape());
+        let mut y = Tensor::for_overwrite(x.shape());
         norm_apply(
             axes,
             d,
@@ -144,7 +144,7 @@ impl NormCore {
     fn backward(&mut self, axes: NormAxes, dy: &Tensor) -> Result<Tensor> {
         let c = self.cache.as_ref().ok_or_else(|| no_cache(self.layer))?;
         check_dy(self.layer, dy, c.x.shape())?;
-        let mut dx = Tensor::zeros(dy.shape());
+        let mut dx = Tensor::for_overwrite(dy.shape());
         let (gamma, dgamma) = match self.weight.as_mut() {
             Some(p) => (Some(p.value.data()), Some(p.grad.data_mut())),
             None => (None, None),

@@ -158,7 +158,7 @@ impl Layer for MaxPool2d {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let [n, c, h, w] = rank4("MaxPool2d", x.shape())?;
         let g = self.config.geom("MaxPool2d", h, w)?;
-        let mut y = Tensor::zeros(&[n, c, g.oh, g.ow]);
+        let mut y = Tensor::for_overwrite(&[n, c, g.oh, g.ow]);
         let mut argmax = vec![0u32; y.len()];
         pool::max_pool_forward(&g, x.data(), y.data_mut(), &mut argmax);
         self.cache = (mode == Mode::Train).then(|| MaxPoolCache {
@@ -173,7 +173,7 @@ impl Layer for MaxPool2d {
         let cache = self.cache.as_ref().ok_or_else(|| no_cache("MaxPool2d"))?;
         let s = &cache.x_shape;
         check_dy("MaxPool2d", dy, &[s[0], s[1], cache.geom.oh, cache.geom.ow])?;
-        let mut dx = Tensor::zeros(s);
+        let mut dx = Tensor::for_overwrite(s);
         pool::max_pool_backward(&cache.geom, dy.data(), &cache.argmax, dx.data_mut());
         Ok(dx)
     }

@@ -120,7 +120,7 @@ impl Layer for Residual {
             Some(_) if fused => {
                 let y = self.relu_out.as_ref().ok_or_else(|| no_cache("Residual"))?;
                 check_dy("Residual", dy, y.shape())?;
-                let mut d = Tensor::zeros(dy.shape());
+                let mut d = Tensor::for_overwrite(dy.shape());
                 profile::op("add", "Add+ReLU", true, Phase::Backward, || {
                     relu_backward_from_output(y.data(), dy.data(), d.data_mut())
                 });
