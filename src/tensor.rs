@@ -262,6 +262,18 @@ impl Tensor {
     }
 }
 
+impl Drop for Tensor {
+    /// Hands a large buffer that no clone shares to [`Tensor::for_overwrite`].
+    fn drop(&mut self) {
+        if self.data.len() >= recycle::MIN_LEN && Arc::strong_count(&self.data) == 1 {
+            let data = std::mem::replace(&mut self.data, EMPTY.clone());
+            if let Ok(v) = Arc::try_unwrap(data) {
+                recycle::give(v);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,17 +360,5 @@ mod tests {
         let r = t.clone().reshape(&[3, 2]).unwrap();
         assert_eq!(r.data(), t.data());
         assert!(t.reshape(&[4, 2]).is_err());
-    }
-}
-
-impl Drop for Tensor {
-    /// Hands a large buffer that no clone shares to [`Tensor::for_overwrite`].
-    fn drop(&mut self) {
-        if self.data.len() >= recycle::MIN_LEN && Arc::strong_count(&self.data) == 1 {
-            let data = std::mem::replace(&mut self.data, EMPTY.clone());
-            if let Ok(v) = Arc::try_unwrap(data) {
-                recycle::give(v);
-            }
-        }
     }
 }
