@@ -192,6 +192,7 @@ pub(crate) fn for_each_tile(c_out: usize, ohw: usize, mut f: impl FnMut(usize, u
 /// AVX-512F must be present, and `y` must hold `co0 + cob` planes of `ohw`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+#[inline]
 pub(crate) unsafe fn store_tile<const NV: usize>(
     acc: &[[std::arch::x86_64::__m512; COB]; NV],
     (p, ohw): (usize, usize),
