@@ -805,6 +805,9 @@ mod tests {
         (2, 4, 10, 9, 6, (3, 2), (2, 1), (1, 0), (1, 1), 1),
         (2, 3, 12, 10, 4, (3, 3), (1, 1), (2, 2), (2, 2), 1),
         (1, 2, 6, 6, 3, (2, 2), (1, 1), (2, 2), (1, 1), 1),
+        // Three row phases (stride 3), and dilation with stride 2.
+        (1, 2, 17, 46, 3, (3, 3), (3, 3), (1, 1), (1, 1), 1),
+        (1, 3, 20, 20, 4, (3, 3), (2, 2), (2, 2), (2, 2), 1),
     ];
 
     /// Runs every case through forward and backward and compares with the naive twin
