@@ -2,11 +2,13 @@
 //! reference models (fmnist-cnn and resnet20, see DESIGN.md). Throughput is reported in
 //! elements/s where one element is one FLOP: read "Gelem/s" as GFLOP/s. Forward is
 //! 2·MACs; backward is 4·MACs (dx and dw each cost one forward). Buffers are allocated
-//! once, outside the timed loop, as a layer keeps them between steps.
+//! once, outside the timed loop, as a layer keeps them between steps. Layers the bf16
+//! kernels take are measured a second time with bf16 products (`…_bf16`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::SeedableRng;
 use std::time::Duration;
+use strata::kernels::bf16::{self, Precision};
 use strata::kernels::conv::{conv2d_backward, conv2d_forward, ConvGeom, ConvWorkspace};
 use strata::Tensor;
 
@@ -43,29 +45,38 @@ fn bench(c: &mut Criterion) {
         let mut dw = vec![0.0f32; w.len()];
         let mut ws = ConvWorkspace::default();
         let macs = (BATCH * geom.macs_per_image()) as u64;
-        g.throughput(Throughput::Elements(2 * macs));
-        g.bench_function(BenchmarkId::new("forward", label), |b| {
-            b.iter(|| {
-                conv2d_forward(&geom, BATCH, x.data(), w.data(), None, &mut y, &mut ws).unwrap()
-            })
-        });
-        g.throughput(Throughput::Elements(4 * macs));
-        g.bench_function(BenchmarkId::new("backward", label), |b| {
-            b.iter(|| {
-                conv2d_backward(
-                    &geom,
-                    BATCH,
-                    x.data(),
-                    w.data(),
-                    dy.data(),
-                    Some(&mut dx),
-                    &mut dw,
-                    None,
-                    &mut ws,
-                )
-                .unwrap()
-            })
-        });
+        // f32, then bf16 products (`--precision bf16`) on layers and CPUs that take them.
+        let mut precisions = vec![("", Precision::F32)];
+        if bf16::available() && bf16::with_precision(Precision::Bf16, || bf16::active_for(&geom)) {
+            precisions.push(("_bf16", Precision::Bf16));
+        }
+        for (suffix, p) in precisions {
+            bf16::set_precision(p);
+            g.throughput(Throughput::Elements(2 * macs));
+            g.bench_function(BenchmarkId::new(format!("forward{suffix}"), label), |b| {
+                b.iter(|| {
+                    conv2d_forward(&geom, BATCH, x.data(), w.data(), None, &mut y, &mut ws).unwrap()
+                })
+            });
+            g.throughput(Throughput::Elements(4 * macs));
+            g.bench_function(BenchmarkId::new(format!("backward{suffix}"), label), |b| {
+                b.iter(|| {
+                    conv2d_backward(
+                        &geom,
+                        BATCH,
+                        x.data(),
+                        w.data(),
+                        dy.data(),
+                        Some(&mut dx),
+                        &mut dw,
+                        None,
+                        &mut ws,
+                    )
+                    .unwrap()
+                })
+            });
+        }
+        bf16::set_precision(Precision::F32);
     }
     g.finish();
 }

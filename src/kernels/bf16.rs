@@ -110,9 +110,12 @@ pub fn available() -> bool {
 }
 
 /// Whether a convolution with geometry `g` runs in bf16 now: asked for on this thread,
-/// available on this CPU, and a layer the gathered kernel takes.
+/// available on this CPU, a layer the gathered kernel takes, and at least 8 input
+/// channels (with 1 or 3, the half-empty channel pairs and the gathered copies cost
+/// more than the products save: measured 0.7–0.8× of f32 on the 1→32 and 3→16 first
+/// layers, `cargo bench --bench conv`).
 pub fn active_for(g: &ConvGeom) -> bool {
-    precision() == Precision::Bf16 && super::gathered::applies(g) && available()
+    precision() == Precision::Bf16 && g.c_in >= 8 && super::gathered::applies(g) && available()
 }
 
 /// Whether the weight gradient of `g` runs in bf16 now: as [`active_for`], and enough
