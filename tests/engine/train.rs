@@ -226,6 +226,8 @@ fn bad_options_fail_before_any_work_with_exit_code_2() {
         vec!["train", "--data", "/nonexistent/folder"],
         vec!["train", "--augment", "flip,wobble"],
         vec!["train", "--schedule", "sometimes"],
+        vec!["train", "--precision", "fp16"],
+        vec!["bench", "--precision", "half"],
         vec!["eval", "/nonexistent/run"],
     ] {
         let out = strata(&args).output().unwrap();
