@@ -26,7 +26,7 @@ use super::conv::ConvGeom;
 use super::direct::COB;
 use super::gathered::Gathered;
 #[cfg(target_arch = "x86_64")]
-use super::gathered::{for_each_tile, store_tile, tap_offsets};
+use super::gathered::{for_each_tile, store_tile, tap_offsets, TileAt};
 use std::cell::Cell;
 
 /// How convolutions multiply.
@@ -293,12 +293,8 @@ unsafe fn image_avx512(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    let (kk, ohw) = (gp.kh * gp.kw, gp.ohw());
     let taps = tap_offsets(gp, gd);
-    for_each_tile(gp.c_out, ohw, |b, p, nv| {
-        let wb = &wp[b * gp.c_in * kk * COB..(b + 1) * gp.c_in * kk * COB];
-        let cob = (gp.c_out - b * COB).min(COB);
-        let at = ((p, ohw), (b * COB, cob));
+    for_each_tile(gp, wp, |wb, at, nv| {
         if nv == 2 {
             tile::<2>(q, &taps, wb, at, bias, y);
         } else {
@@ -313,12 +309,12 @@ const LANES: usize = 16;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 // Indexed on both axes of `acc` in the inner loop; plain indices keep it in registers.
-#[allow(clippy::needless_range_loop, clippy::type_complexity)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn tile<const NV: usize>(
     q: &[u32],
     taps: &[usize],
     wb: &[u32],
-    at: ((usize, usize), (usize, usize)),
+    at: TileAt,
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {

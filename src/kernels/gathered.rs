@@ -171,15 +171,23 @@ pub(crate) fn tap_offsets(g: &ConvGeom, gd: Gathered) -> Vec<usize> {
         .collect()
 }
 
-/// Walks the register tiles of an output plane: `f(block, p, vectors)` for every block
-/// of 8 output channels and run of 2 vectors of positions from `p` (1 vector for a
-/// last run of at most 16).
-pub(crate) fn for_each_tile(c_out: usize, ohw: usize, mut f: impl FnMut(usize, usize, usize)) {
-    for b in 0..c_out.div_ceil(COB) {
+/// Where one register tile sits: `((p, ohw), (co0, cob))`: positions from `p` of a
+/// plane of `ohw`, output channels `co0..co0 + cob`.
+pub(crate) type TileAt = ((usize, usize), (usize, usize));
+
+/// Walks the register tiles of the output of `g` (`g.c_in` in the units the packed
+/// weights `wp` count): `f(weights of the block, at, vectors)` for every block of 8
+/// output channels and run of 2 vectors of positions (1 vector for a last run of at
+/// most 16).
+pub(crate) fn for_each_tile<W>(g: &ConvGeom, wp: &[W], mut f: impl FnMut(&[W], TileAt, usize)) {
+    let (per_block, ohw) = (g.c_in * g.kh * g.kw * COB, g.ohw());
+    for b in 0..g.c_out.div_ceil(COB) {
+        let wb = &wp[b * per_block..(b + 1) * per_block];
+        let co = (b * COB, (g.c_out - b * COB).min(COB));
         let mut p = 0;
         while p < ohw {
             let nv = if ohw - p > LANES { VECS } else { 1 };
-            f(b, p, nv);
+            f(wb, ((p, ohw), co), nv);
             p += nv * LANES;
         }
     }
@@ -234,12 +242,8 @@ unsafe fn image_avx512(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    let (kk, ohw) = (g.kh * g.kw, g.ohw());
     let taps = tap_offsets(g, gd);
-    for_each_tile(g.c_out, ohw, |b, p, nv| {
-        let wb = &wp[b * g.c_in * kk * COB..(b + 1) * g.c_in * kk * COB];
-        let cob = (g.c_out - b * COB).min(COB);
-        let at = ((p, ohw), (b * COB, cob));
+    for_each_tile(g, wp, |wb, at, nv| {
         if nv == 2 {
             tile::<2>(q, &taps, wb, at, bias, y);
         } else {
@@ -254,12 +258,12 @@ unsafe fn image_avx512(
 #[target_feature(enable = "avx512f")]
 // `acc[v][j]` is indexed on both axes in the inner loop, kept as plain indices so the
 // compiler sees fixed-size arrays it can keep in registers.
-#[allow(clippy::needless_range_loop, clippy::type_complexity)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn tile<const NV: usize>(
     q: &[f32],
     taps: &[usize],
     wb: &[f32],
-    at: ((usize, usize), (usize, usize)),
+    at: TileAt,
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
