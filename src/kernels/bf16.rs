@@ -24,9 +24,9 @@
 
 use super::conv::ConvGeom;
 use super::direct::COB;
-use super::gathered::Gathered;
 #[cfg(target_arch = "x86_64")]
 use super::gathered::{for_each_tile, store_tile, tap_offsets, TileAt};
+use super::gathered::{Gathered, SLACK};
 use std::cell::Cell;
 
 /// How convolutions multiply.
@@ -202,6 +202,90 @@ unsafe fn pairs_avx512(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u32]) {
     for i in body..n {
         dst[i] = pair(lo[i], hi.map_or(0.0, |h| h[i]));
     }
+}
+
+/// Whether this CPU converts and gathers in one pass ([`gather_pairs`],
+/// [`gather_plain`]): [`available`], and AVX-512 BW and VL (every CPU with AVX-512 BF16
+/// has them).
+fn fused_gather() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        available()
+            && super::gathered::converted_available()
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One image `x[c_in, h, w]` converted to channel pairs and gathered into `q` for
+/// [`image`]: [`to_pairs`] then [`super::gathered::gather_image`] with [`paired_geom`],
+/// the same bits, in one pass where the CPU allows. `tmp` is scratch (a converted
+/// plane, or the converted image).
+pub fn gather_pairs(g: &ConvGeom, gd: Gathered, x: &[f32], tmp: &mut Vec<u32>, q: &mut [u32]) {
+    let gp = paired_geom(g);
+    assert!(q.len() >= gd.len(&gp) - SLACK && x.len() >= g.c_in * g.h * g.w);
+    #[cfg(target_arch = "x86_64")]
+    if fused_gather() {
+        // SAFETY: AVX-512 F, BW, VL and BF16 are present; lengths checked above.
+        unsafe { gather_pairs_avx512(g, gd, x, tmp, q) };
+        return;
+    }
+    if tmp.len() < pairs_len(g) {
+        tmp.resize(pairs_len(g), 0);
+    }
+    to_pairs(g, x, tmp);
+    super::gathered::gather_image(&gp, gd, tmp, q);
+}
+
+/// One image `x[c_in, h, w]` converted to bf16 and gathered into `q` for
+/// [`weight_grad`]: [`to_plain`] then [`super::gathered::gather_image`], the same bits,
+/// in one pass where the CPU allows. `tmp` is scratch (a converted plane, or the
+/// converted image).
+pub fn gather_plain(g: &ConvGeom, gd: Gathered, x: &[f32], tmp: &mut Vec<u32>, q: &mut [u16]) {
+    let n = g.c_in * g.h * g.w;
+    assert!(q.len() >= gd.len(g) - SLACK && x.len() >= n);
+    #[cfg(target_arch = "x86_64")]
+    if fused_gather() {
+        // SAFETY: AVX-512 F, BW, VL and BF16 are present; lengths checked above.
+        unsafe { gather_plain_avx512(g, gd, x, tmp, q) };
+        return;
+    }
+    if tmp.len() < n.div_ceil(2) {
+        tmp.resize(n.div_ceil(2), 0);
+    }
+    // SAFETY: any u32 buffer is a valid, suitably aligned u16 buffer twice as long.
+    let (_, half, _) = unsafe { tmp.align_to_mut::<u16>() };
+    to_plain(&x[..n], &mut half[..n]);
+    super::gathered::gather_image(g, gd, &half[..n], q);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn gather_pairs_avx512(
+    g: &ConvGeom,
+    gd: Gathered,
+    x: &[f32],
+    tmp: &mut Vec<u32>,
+    q: &mut [u32],
+) {
+    use super::gathered::{gather_converted, FORM_PAIRS};
+    gather_converted::<FORM_PAIRS, u32>(g, gd, x, tmp, q);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn gather_plain_avx512(
+    g: &ConvGeom,
+    gd: Gathered,
+    x: &[f32],
+    tmp: &mut Vec<u32>,
+    q: &mut [u16],
+) {
+    use super::gathered::{gather_converted, FORM_PLAIN};
+    gather_converted::<FORM_PLAIN, u16>(g, gd, x, tmp, q);
 }
 
 /// Converts `x` to bf16 into `out` (same length).
@@ -549,6 +633,60 @@ mod tests {
         assert_eq!(from_bf16(to_bf16(f32::MAX)), f32::INFINITY);
         assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
         assert!((round(std::f32::consts::PI) - std::f32::consts::PI).abs() < 0.01);
+    }
+
+    /// The one-pass gathers write the bits of the two-step ones (convert, then
+    /// [`gather_image`]) on strides, dilations, paddings wider than the kernel, odd
+    /// channel counts and rows that are not whole vectors; the slack stays untouched.
+    #[test]
+    fn one_pass_gathers_equal_two_steps() {
+        use super::super::gathered::{gather_f32, gather_image};
+        let cases = [
+            // c_in, h, w, k, stride, pad, dilation
+            (3, 9, 9, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (5, 16, 16, (3, 3), (2, 2), (1, 1), (1, 1)),
+            (4, 20, 33, (3, 5), (1, 3), (2, 1), (1, 1)),
+            (2, 7, 40, (3, 3), (1, 1), (4, 5), (1, 1)),
+            (7, 12, 18, (3, 3), (1, 2), (2, 2), (2, 3)),
+            (1, 8, 8, (2, 2), (1, 1), (0, 0), (1, 1)),
+        ];
+        let mut seed = 0x2545_F491_u32;
+        for (c_in, h, w, k, stride, pad, dil) in cases {
+            let g = ConvGeom::new(c_in, h, w, 4, k, stride, pad, dil, 1).unwrap();
+            let x: Vec<f32> = (0..c_in * h * w)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    (seed as f32 / u32::MAX as f32 - 0.5) * 7.0
+                })
+                .collect();
+            let gd = Gathered::of(&g);
+            let gp = paired_geom(&g);
+            // Sentinels mark the slack, which neither gather may touch.
+            let mut want_f = vec![-9.0f32; gd.len(&g)];
+            gather_image(&g, gd, &x, &mut want_f);
+            let mut got_f = vec![-9.0f32; gd.len(&g)];
+            gather_f32(&g, gd, &x, &mut Vec::new(), &mut got_f);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got_f), bits(&want_f), "f32 gather, {g:?}");
+
+            let mut tmp = vec![0u32; pairs_len(&g)];
+            to_pairs(&g, &x, &mut tmp);
+            let mut want_p = vec![7u32; gd.len(&gp)];
+            gather_image(&gp, gd, &tmp, &mut want_p);
+            let mut got_p = vec![7u32; gd.len(&gp)];
+            gather_pairs(&g, gd, &x, &mut Vec::new(), &mut got_p);
+            assert_eq!(got_p, want_p, "pairs gather, {g:?}");
+
+            let mut plain = vec![0u16; x.len()];
+            to_plain(&x, &mut plain);
+            let mut want_h = vec![7u16; gd.len(&g)];
+            gather_image(&g, gd, &plain, &mut want_h);
+            let mut got_h = vec![7u16; gd.len(&g)];
+            gather_plain(&g, gd, &x, &mut Vec::new(), &mut got_h);
+            assert_eq!(got_h, want_h, "plain gather, {g:?}");
+        }
     }
 
     #[test]

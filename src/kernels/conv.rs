@@ -186,9 +186,8 @@ struct ChunkBuf {
     pairs: Vec<u32>,
     plain: Vec<u16>,
     dy_pairs: Vec<u32>,
-    /// The image (or `dy`) converted to bf16 before it is gathered: channel pairs, plain.
+    /// Scratch of the gathers (one converted, zero-bordered plane) and of `pair_dy`.
     conv_pairs: Vec<u32>,
-    conv_plain: Vec<u16>,
 }
 
 /// `buf[..len]`, grown (with zeros) when shorter.
@@ -463,10 +462,8 @@ pub fn conv2d_forward(
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
                 if bf {
-                    let xp = grown(&mut buf.conv_pairs, bf16::pairs_len(g));
-                    bf16::to_pairs(g, xi, xp);
                     let q = grown(&mut buf.pairs, bf_len);
-                    gathered::gather_image(&bf16::paired_geom(g), gd, xp, q);
+                    bf16::gather_pairs(g, gd, xi, &mut buf.conv_pairs, q);
                     bf16::image(g, gd, q, packed_bf, bias, yi);
                     continue;
                 }
@@ -479,7 +476,7 @@ pub fn conv2d_forward(
                     }
                     Path::Gathered => {
                         let q = &mut buf.col[..col_len];
-                        gathered::gather_image(g, gd, xi, q);
+                        gathered::gather_f32(g, gd, xi, &mut buf.conv_pairs, q);
                         gathered::image(g, gd, q, packed, bias, yi);
                         continue;
                     }
@@ -624,17 +621,14 @@ pub fn conv2d_backward(
                 plain,
                 dy_pairs,
                 conv_pairs,
-                conv_plain,
             } = buf;
             dw[..dw_len].iter_mut().for_each(|v| *v = 0.0);
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let dyi = &dy[img * y_img..(img + 1) * y_img];
                 if bf_dw {
-                    let xp = grown(conv_plain, xi.len());
-                    bf16::to_plain(xi, xp);
                     let q = grown(plain, bf16::wgrad_input_len(g, gd));
-                    gathered::gather_image(g, gd, xp, q);
+                    bf16::gather_plain(g, gd, xi, conv_pairs, q);
                     let d = grown(dy_pairs, bf16::wgrad_dy_len(g));
                     bf16::pair_dy(g, dyi, conv_pairs, d);
                     bf16::weight_grad(g, gd, q, d, &mut dw[..dw_len]);
@@ -673,15 +667,13 @@ pub fn conv2d_backward(
                     let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
                     if bf_dx {
                         let q = grown(pairs, gd.len(&bf16::paired_geom(gt)));
-                        let dp = grown(conv_pairs, bf16::pairs_len(gt));
-                        bf16::to_pairs(gt, dyi, dp);
-                        gathered::gather_image(&bf16::paired_geom(gt), gd, dp, q);
+                        bf16::gather_pairs(gt, gd, dyi, conv_pairs, q);
                         bf16::image(gt, gd, q, packed_bf_t, None, dxi);
                         continue;
                     }
                     if dpath == Path::Gathered {
                         let q = &mut col[..gdt_len];
-                        gathered::gather_image(gt, gd, dyi, q);
+                        gathered::gather_f32(gt, gd, dyi, conv_pairs, q);
                         gathered::image(gt, gd, q, packed_t, None, dxi);
                         continue;
                     }

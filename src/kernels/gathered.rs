@@ -25,7 +25,7 @@ const LANES: usize = 16;
 /// Vectors per register tile.
 const VECS: usize = 2;
 /// Elements past the gathered part: the last tile's idle lanes read up to here.
-const SLACK: usize = VECS * LANES;
+pub(crate) const SLACK: usize = VECS * LANES;
 
 /// Whether the gathered kernel takes this convolution on this CPU: one group, a kernel
 /// larger than 1×1, and an output plane that whole vectors cover with at most 25% of
@@ -107,6 +107,220 @@ pub fn gather_image<T: Copy + Default>(g: &ConvGeom, gd: Gathered, x: &[T], q: &
                 }
             }
         }
+    }
+}
+
+/// Forms of a gathered buffer that [`gather_converted`] writes straight from an f32
+/// image: f32 itself, bf16 channel pairs (`u32`, channel `2c` in the low half), plain
+/// bf16 (`u16`).
+pub(crate) const FORM_F32: u8 = 0;
+pub(crate) const FORM_PAIRS: u8 = 1;
+pub(crate) const FORM_PLAIN: u8 = 2;
+
+/// How far ahead of the row being converted [`gather_converted`] prefetches, in bytes.
+const PREFETCH: usize = 1024;
+
+/// Whether [`gather_converted`] runs on this CPU (AVX-512 F and BW).
+pub(crate) fn converted_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::direct::has_avx512() && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `u32`s of the plane buffer [`gather_converted`] needs for `g` with elements of
+/// `bytes`: one zero-bordered input plane, and a vector of slack.
+pub(crate) fn plane_len(g: &ConvGeom, bytes: usize) -> usize {
+    (g.h * (g.w + 2 * g.pad.1) * bytes).div_ceil(4) + LANES
+}
+
+/// Gathers one image `x[c_in, h, w]` into `q` as [`gather_image`] does, one plane at a
+/// time through `plane` ([`gather_converted`]) when this CPU has AVX-512 (the same
+/// values).
+pub fn gather_f32(g: &ConvGeom, gd: Gathered, x: &[f32], plane: &mut Vec<u32>, q: &mut [f32]) {
+    assert!(q.len() >= gd.len(g) - SLACK && x.len() >= g.c_in * g.h * g.w);
+    #[cfg(target_arch = "x86_64")]
+    if converted_available() {
+        // SAFETY: AVX-512 F and BW are present; lengths checked above.
+        unsafe { gather_f32_avx512(g, gd, x, plane, q) };
+        return;
+    }
+    let _ = plane;
+    gather_image(g, gd, x, q);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn gather_f32_avx512(
+    g: &ConvGeom,
+    gd: Gathered,
+    x: &[f32],
+    plane: &mut Vec<u32>,
+    q: &mut [f32],
+) {
+    gather_converted::<FORM_F32, f32>(g, gd, x, plane, q);
+}
+
+/// The conversion to the buffer's form and the gather of [`gather_image`], each input
+/// element read and converted once: an input plane (a channel, or a pair of them) is
+/// converted into `plane` with its zero borders (the padded plane, in the buffer's
+/// form), and each kernel column's rows of `q` are then plain copies out of it (64
+/// bytes at a time), or for strided layers vector gathers of every `sw`-th element.
+/// Rows of the padding are zero. Converting a whole plane before copying keeps the
+/// copies' loads clear of the conversion's pending stores (row by row, store-to-load
+/// forwarding failed on every load and cost more than it saved). Every element of
+/// the gathered part is written; the slack is left as it is. For [`FORM_PAIRS`] the
+/// buffer's channels are pairs of `x`'s (`g.c_in` counts `x`'s channels; a missing
+/// last channel reads as zero), as with `bf16::paired_geom`.
+///
+/// # Safety
+/// AVX-512 F and BW must be present, and VL and BF16 for the bf16 forms; `x` must
+/// hold `g.c_in` planes of `h·w` and `q` the gathered part of `gd` for the buffer's
+/// channels; `T` must be `f32`, `u32` or `u16` for `FORM` f32, pairs, plain.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn gather_converted<const FORM: u8, T>(
+    g: &ConvGeom,
+    gd: Gathered,
+    x: &[f32],
+    plane: &mut Vec<u32>,
+    q: &mut [T],
+) {
+    use std::arch::x86_64::*;
+    let (sh, sw) = g.stride;
+    let (ph, pw) = g.pad;
+    let dw = g.dilation.1;
+    let (hw, size) = (g.h * g.w, std::mem::size_of::<T>());
+    let per = if FORM == FORM_PAIRS { 2 } else { 1 };
+    let chans = g.c_in.div_ceil(per);
+    let need = plane_len(g, size);
+    if plane.len() < need {
+        plane.resize(need, 0);
+    }
+    let (xp, qp) = (x.as_ptr(), q.as_mut_ptr() as *mut u8);
+    let pp = plane.as_mut_ptr() as *mut u8;
+    // Bytes of one padded row of the plane, and of one row of `q`.
+    let (pitch, row_bytes) = ((g.w + 2 * pw) * size, g.ow * size);
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let steps = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(sw as i32));
+    for c in 0..chans {
+        let ch0 = c * per;
+        let has_hi = per == 2 && ch0 + 1 < g.c_in;
+        // The padded plane: borders zero, each input row converted at column pw.
+        for iy in 0..g.h {
+            let src = xp.add(ch0 * hw + iy * g.w);
+            let prow = pp.add(iy * pitch);
+            copy_bytes(None, prow, pw * size);
+            copy_bytes(None, prow.add((pw + g.w) * size), pw * size);
+            // The image is usually cold, and a row is too short a stream for the
+            // hardware prefetcher: ask for the rows ahead.
+            let mut line = 0;
+            while line < g.w * 4 {
+                let ahead = (src as *const i8).wrapping_add(PREFETCH + line);
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                if has_hi {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(hw * 4));
+                }
+                line += 64;
+            }
+            let mut j = 0;
+            while j < g.w {
+                let n = (g.w - j).min(LANES);
+                let m = ((1u32 << n) - 1) as __mmask16;
+                let v = _mm512_maskz_loadu_ps(m, src.add(j));
+                let at = prow.add((pw + j) * size);
+                match FORM {
+                    FORM_F32 => _mm512_mask_storeu_ps(at as *mut f32, m, v),
+                    FORM_PAIRS => {
+                        let lo: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                        let mut pairs = _mm512_cvtepu16_epi32(lo);
+                        if has_hi {
+                            let u = _mm512_maskz_loadu_ps(m, src.add(hw + j));
+                            let hi: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(u));
+                            let hi = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(hi));
+                            pairs = _mm512_or_si512(pairs, hi);
+                        }
+                        _mm512_mask_storeu_epi32(at as *mut i32, m, pairs);
+                    }
+                    _ => {
+                        let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                        _mm256_mask_storeu_epi16(at as *mut i16, m, h);
+                    }
+                }
+                j += LANES;
+            }
+        }
+        for i in 0..sh * gd.rows {
+            let (phase, r) = (i / gd.rows, i % gd.rows);
+            // Padded row r·sh + phase is input row r·sh + phase − ph.
+            let iy = (r * sh + phase).checked_sub(ph).filter(|&iy| iy < g.h);
+            for kx in 0..g.kw {
+                let dst = qp.add(((kx * chans + c) * gd.block + i * g.ow) * size);
+                let Some(iy) = iy else {
+                    copy_bytes(None, dst, row_bytes);
+                    continue;
+                };
+                let first = pp.add(iy * pitch + kx * dw * size);
+                if sw == 1 {
+                    copy_bytes(Some(first), dst, row_bytes);
+                    continue;
+                }
+                // Every sw-th element: 32-bit lanes gathered (for u16, the low half of
+                // the 32 bits at each element, packed on the store; the plane's slack
+                // covers the upper half past its last element).
+                let mut ox0 = 0;
+                while ox0 < g.ow {
+                    let n = (g.ow - ox0).min(LANES);
+                    let m = ((1u32 << n) - 1) as __mmask16;
+                    let idx = _mm512_add_epi32(steps, _mm512_set1_epi32((ox0 * sw) as i32));
+                    if size == 4 {
+                        let v = _mm512_mask_i32gather_epi32::<4>(
+                            _mm512_setzero_si512(),
+                            m,
+                            idx,
+                            first as *const i32,
+                        );
+                        _mm512_mask_storeu_epi32(dst.add(ox0 * 4) as *mut i32, m, v);
+                    } else {
+                        let v = _mm512_mask_i32gather_epi32::<2>(
+                            _mm512_setzero_si512(),
+                            m,
+                            idx,
+                            first as *const i32,
+                        );
+                        let h = _mm512_cvtepi32_epi16(v);
+                        _mm256_mask_storeu_epi16(dst.add(ox0 * 2) as *mut i16, m, h);
+                    }
+                    ox0 += LANES;
+                }
+            }
+        }
+    }
+}
+
+/// Copies `n` bytes from `src` to `dst` (zeros with no `src`), 64 at a time, the last
+/// ones masked.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn copy_bytes(src: Option<*const u8>, dst: *mut u8, n: usize) {
+    use std::arch::x86_64::*;
+    let mut i = 0;
+    while i < n {
+        let m: u64 = if n - i >= 64 {
+            !0
+        } else {
+            (1u64 << (n - i)) - 1
+        };
+        let v = match src {
+            Some(s) => _mm512_maskz_loadu_epi8(m, s.add(i) as *const i8),
+            None => _mm512_setzero_si512(),
+        };
+        _mm512_mask_storeu_epi8(dst.add(i) as *mut i8, m, v);
+        i += 64;
     }
 }
 
