@@ -20,6 +20,7 @@ use super::bf16;
 use super::direct::{self, Padded};
 use super::gathered::{self, Gathered};
 use super::gemm::{matmul, Accumulate, Par, Trans};
+use super::norm::seg_moments;
 use super::{chunk_count, split_ranges};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -417,6 +418,39 @@ pub fn conv2d_forward(
     y: &mut [f32],
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
+    forward(g, n, x, weight, bias, y, None, ws)
+}
+
+/// [`conv2d_forward`], and the [`seg_moments`] (mean, M2) of every output plane `(n,
+/// c_out)` into `moments`, computed from each image's output while it is still in
+/// cache: what a normalization after this layer needs ([`super::norm::norm_stats_from`]),
+/// without reading the output back from memory.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_moments(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    moments: &mut [(f64, f64)],
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    check_len("conv2d_forward", "moments", moments.len(), n * g.c_out)?;
+    forward(g, n, x, weight, bias, y, Some(moments), ws)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    moments: Option<&mut [(f64, f64)]>,
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * g.ohw());
     check_len("conv2d_forward", "x", x.len(), n * x_img)?;
     check_len("conv2d_forward", "y", y.len(), n * y_img)?;
@@ -448,63 +482,81 @@ pub fn conv2d_forward(
     let pd = Padded::of(g);
     let ranges = split_ranges(n, chunks);
     let (cg_out, kg, ohw) = (g.c_out / g.groups, g.kg(), g.ohw());
-    // Hand each chunk of images its slice of y and its buffers.
+    // Hand each chunk of images its slice of y (and of the moments) and its buffers.
     let mut jobs = Vec::with_capacity(chunks);
     let mut rest = y;
+    let mut rest_m = moments;
     for (range, buf) in ranges.iter().zip(ws.chunks.iter_mut()) {
         let (mine, tail) = rest.split_at_mut(range.len() * y_img);
         rest = tail;
-        jobs.push((range.clone(), mine, buf));
+        let mine_m = match rest_m.take() {
+            Some(m) => {
+                let (mine_m, tail_m) = m.split_at_mut(range.len() * g.c_out);
+                rest_m = Some(tail_m);
+                Some(mine_m)
+            }
+            None => None,
+        };
+        jobs.push((range.clone(), mine, mine_m, buf));
     }
     jobs.into_par_iter()
-        .try_for_each(|(range, y_chunk, buf)| -> Result<()> {
+        .try_for_each(|(range, y_chunk, mut m_chunk, buf)| -> Result<()> {
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
-                if bf {
-                    let q = grown(&mut buf.pairs, bf_len);
-                    bf16::gather_pairs(g, gd, xi, &mut buf.conv_pairs, q);
-                    bf16::image(g, gd, q, packed_bf, bias, yi);
-                    continue;
-                }
-                match path {
-                    Path::Direct => {
-                        let p = padded(&mut buf.pad, &mut buf.pad_for, g, pd);
-                        direct::pad_image(g, pd, xi, p);
-                        direct::image(g, pd, p, packed, bias, yi);
-                        continue;
+                'image: {
+                    if bf {
+                        let q = grown(&mut buf.pairs, bf_len);
+                        bf16::gather_pairs(g, gd, xi, &mut buf.conv_pairs, q);
+                        bf16::image(g, gd, q, packed_bf, bias, yi);
+                        break 'image;
                     }
-                    Path::Gathered => {
-                        let q = &mut buf.col[..col_len];
-                        gathered::gather_f32(g, gd, xi, &mut buf.conv_pairs, q);
-                        gathered::image(g, gd, q, packed, bias, yi);
-                        continue;
+                    match path {
+                        Path::Direct => {
+                            let p = padded(&mut buf.pad, &mut buf.pad_for, g, pd);
+                            direct::pad_image(g, pd, xi, p);
+                            direct::image(g, pd, p, packed, bias, yi);
+                            break 'image;
+                        }
+                        Path::Gathered => {
+                            let q = &mut buf.col[..col_len];
+                            gathered::gather_f32(g, gd, xi, &mut buf.conv_pairs, q);
+                            gathered::image(g, gd, q, packed, bias, yi);
+                            break 'image;
+                        }
+                        Path::Gemm => {}
                     }
-                    Path::Gemm => {}
+                    let col: &[f32] = if g.is_pointwise() {
+                        xi
+                    } else {
+                        im2col(g, xi, &mut buf.col[..col_len]);
+                        &buf.col[..col_len]
+                    };
+                    for grp in 0..g.groups {
+                        matmul(
+                            cg_out,
+                            ohw,
+                            kg,
+                            &weight[grp * cg_out * kg..(grp + 1) * cg_out * kg],
+                            Trans::No,
+                            &col[grp * kg * ohw..(grp + 1) * kg * ohw],
+                            Trans::No,
+                            &mut yi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
+                            Accumulate::No,
+                            Par::Seq,
+                        )?;
+                    }
+                    if let Some(b) = bias {
+                        for (plane, &bc) in yi.chunks_exact_mut(ohw).zip(b) {
+                            plane.iter_mut().for_each(|v| *v += bc);
+                        }
+                    }
                 }
-                let col: &[f32] = if g.is_pointwise() {
-                    xi
-                } else {
-                    im2col(g, xi, &mut buf.col[..col_len]);
-                    &buf.col[..col_len]
-                };
-                for grp in 0..g.groups {
-                    matmul(
-                        cg_out,
-                        ohw,
-                        kg,
-                        &weight[grp * cg_out * kg..(grp + 1) * cg_out * kg],
-                        Trans::No,
-                        &col[grp * kg * ohw..(grp + 1) * kg * ohw],
-                        Trans::No,
-                        &mut yi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
-                        Accumulate::No,
-                        Par::Seq,
-                    )?;
-                }
-                if let Some(b) = bias {
-                    for (plane, &bc) in yi.chunks_exact_mut(ohw).zip(b) {
-                        plane.iter_mut().for_each(|v| *v += bc);
+                // The moments of this image's planes, while they are in cache.
+                if let Some(m) = m_chunk.as_deref_mut() {
+                    let mi = &mut m[i * g.c_out..(i + 1) * g.c_out];
+                    for (mc, plane) in mi.iter_mut().zip(yi.chunks_exact(ohw)) {
+                        *mc = seg_moments(plane);
                     }
                 }
             }

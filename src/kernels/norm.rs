@@ -13,8 +13,8 @@
 //! `dx = rstd_s·(γ_c·dy − mean_s(γ·dy) − x̂·mean_s(γ·dy·x̂))`,
 //! `dγ_c += Σ dy·x̂`, `dβ_c += Σ dy` (over `n, hw`).
 //!
-//! Segment sums are blocked: 16 f32 lanes over blocks of 1,024 elements, each block's
-//! lanes added in f64 (so a lane never sums more than 64 values in f32), then the
+//! Segment sums are blocked: 4 × 16 f32 lanes over blocks of 1,024 elements, each
+//! block's lanes added in f64 (so a lane never sums more than 64 values in f32), then the
 //! segments' mean and M2 combined with Chan's formula in f64 in a fixed order: accurate,
 //! vectorizable, and independent of the thread count. The loops are compiled for AVX-512
 //! and AVX2 as well as the baseline, and the widest the running CPU has is chosen at run
@@ -27,13 +27,28 @@ use rayon::prelude::*;
 
 /// f32 lanes of the blocked sums.
 const LANES: usize = 16;
-/// Elements per block of the blocked sums (64 per lane).
+/// Elements per block of the blocked sums (16 per lane and accumulator).
 const BLOCK: usize = 1024;
+/// Independent accumulators of the blocked sums.
+const WAYS: usize = 4;
 
-/// `Σ f(i)` over a block's lanes: `acc` folded into f64.
+/// `Σ` over a block's accumulators, lane by lane in f32 (each lane then holds the sum
+/// of 64 values), then across the lanes in f64, halving in a tree (a serial chain of
+/// 16 f64 adds per block cost as much as the block's sums on an 8×8 plane).
 #[inline(always)]
-fn fold_lanes(acc: &[f32; LANES]) -> f64 {
-    acc.iter().map(|&v| v as f64).sum()
+fn fold_lanes(acc: &[[f32; LANES]; WAYS]) -> f64 {
+    let mut v = [0.0f64; LANES];
+    for (i, o) in v.iter_mut().enumerate() {
+        *o = ((acc[0][i] + acc[1][i]) + (acc[2][i] + acc[3][i])) as f64;
+    }
+    let mut n = LANES / 2;
+    while n > 0 {
+        for i in 0..n {
+            v[i] += v[i + n];
+        }
+        n /= 2;
+    }
+    v[0]
 }
 
 /// `Σ (s[i] − m)` and `Σ (s[i] − m)²`, blocked (see the module notes).
@@ -41,13 +56,17 @@ fn fold_lanes(acc: &[f32; LANES]) -> f64 {
 fn dev_sums(s: &[f32], m: f32) -> (f64, f64) {
     let (mut t1, mut t2) = (0.0f64, 0.0f64);
     for blk in s.chunks(BLOCK) {
-        let (mut a1, mut a2) = ([0.0f32; LANES], [0.0f32; LANES]);
-        let mut it = blk.chunks_exact(LANES);
+        // WAYS independent accumulators: one pair would wait on the add before it (a
+        // chain 4 cycles long per vector); the sums are 4× faster this way.
+        let (mut a1, mut a2) = ([[0.0f32; LANES]; WAYS], [[0.0f32; LANES]; WAYS]);
+        let mut it = blk.chunks_exact(WAYS * LANES);
         for c in &mut it {
-            for i in 0..LANES {
-                let d = c[i] - m;
-                a1[i] += d;
-                a2[i] += d * d;
+            for w in 0..WAYS {
+                for i in 0..LANES {
+                    let d = c[w * LANES + i] - m;
+                    a1[w][i] += d;
+                    a2[w][i] += d * d;
+                }
             }
         }
         for &v in it.remainder() {
@@ -61,18 +80,22 @@ fn dev_sums(s: &[f32], m: f32) -> (f64, f64) {
     (t1, t2)
 }
 
-/// `Σ g[i]` and `Σ g[i]·(x[i] − m)`, blocked.
+/// `Σ g[i]` and `Σ g[i]·(x[i] − m)`, blocked, with [`WAYS`] accumulators as in
+/// [`dev_sums`].
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
 fn grad_sums(g: &[f32], x: &[f32], m: f32) -> (f64, f64) {
     let (mut t1, mut t2) = (0.0f64, 0.0f64);
     for (gb, xb) in g.chunks(BLOCK).zip(x.chunks(BLOCK)) {
-        let (mut a1, mut a2) = ([0.0f32; LANES], [0.0f32; LANES]);
-        let mut gi = gb.chunks_exact(LANES);
-        let mut xi = xb.chunks_exact(LANES);
+        let (mut a1, mut a2) = ([[0.0f32; LANES]; WAYS], [[0.0f32; LANES]; WAYS]);
+        let mut gi = gb.chunks_exact(WAYS * LANES);
+        let mut xi = xb.chunks_exact(WAYS * LANES);
         for (gc, xc) in (&mut gi).zip(&mut xi) {
-            for l in 0..LANES {
-                a1[l] += gc[l];
-                a2[l] += gc[l] * (xc[l] - m);
+            for w in 0..WAYS {
+                for l in 0..LANES {
+                    let k = w * LANES + l;
+                    a1[w][l] += gc[k];
+                    a2[w][l] += gc[k] * (xc[k] - m);
+                }
             }
         }
         for (&gv, &xv) in gi.remainder().iter().zip(xi.remainder()) {
@@ -167,10 +190,10 @@ impl NormAxes {
     }
 }
 
-/// Mean and sum of squared deviations of one segment, in one pass: deviations from a
+/// Mean and sum of squared deviations (M2) of one segment, in one pass: deviations from a
 /// shift `x₀`, the mean of the first 16 elements (inside the data's range, so close to
 /// the mean for any sensible input), `M2 = Σ(x − x₀)² − n·(μ − x₀)²`.
-fn seg_moments(s: &[f32]) -> (f64, f64) {
+pub fn seg_moments(s: &[f32]) -> (f64, f64) {
     if s.is_empty() {
         return (0.0, 0.0);
     }
@@ -189,6 +212,20 @@ pub fn norm_stats(axes: NormAxes, d: NormDims, x: &[f32], mean: &mut [f32], var:
     } else {
         x.par_chunks(d.hw).map(seg_moments).collect()
     };
+    norm_stats_from(axes, d, &seg, mean, var);
+}
+
+/// [`norm_stats`] from the [`seg_moments`] of every `(n, c)` segment, in segment order
+/// (computed elsewhere, e.g. by the layer that wrote `x` while it was in cache): the
+/// same merge, so the same statistics bit for bit.
+pub fn norm_stats_from(
+    axes: NormAxes,
+    d: NormDims,
+    seg: &[(f64, f64)],
+    mean: &mut [f32],
+    var: &mut [f32],
+) {
+    assert_eq!(seg.len(), d.n * d.c, "one moment pair per (n, c) segment");
     let stats = axes.stat_count(d);
     // (count, mean, m2) per statistic, merged segment by segment in index order.
     let mut acc = vec![(0.0f64, 0.0f64, 0.0f64); stats];

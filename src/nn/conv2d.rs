@@ -12,9 +12,14 @@
 //! `U(−1/√fan_in, 1/√fan_in)` for weight and bias. The kernels are in
 //! [`crate::kernels::conv`].
 
-use super::{check_dy, expect_nchw, join, no_cache, ChannelAffine, Layer, Mode, Param, Receptive};
+use super::{
+    check_dy, expect_nchw, join, no_cache, ChannelAffine, Layer, Mode, Param, PlaneMoments,
+    Receptive,
+};
 use crate::error::{Error, Result};
-use crate::kernels::conv::{conv2d_backward, conv2d_forward, ConvGeom, ConvWorkspace};
+use crate::kernels::conv::{
+    conv2d_backward, conv2d_forward, conv2d_forward_moments, ConvGeom, ConvWorkspace,
+};
 use crate::tensor::Tensor;
 use rand::Rng;
 
@@ -219,23 +224,28 @@ impl Conv2d {
     }
 }
 
-impl Layer for Conv2d {
-    fn kind(&self) -> &'static str {
-        "Conv2d"
-    }
-
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+impl Conv2d {
+    /// The forward, with the moments of the output planes into `moments` when asked.
+    fn forward_impl(
+        &mut self,
+        x: &Tensor,
+        mode: Mode,
+        moments: Option<&mut Vec<(f64, f64)>>,
+    ) -> Result<Tensor> {
         let (n, g) = self.geom_for(x.shape())?;
         let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh, g.ow]);
-        conv2d_forward(
-            &g,
-            n,
-            x.data(),
+        let (w, b) = (
             self.weight.value.data(),
             self.bias.as_ref().map(|b| b.value.data()),
-            y.data_mut(),
-            &mut self.ws,
-        )?;
+        );
+        match moments {
+            Some(m) => {
+                m.clear();
+                m.resize(n * g.c_out, (0.0, 0.0));
+                conv2d_forward_moments(&g, n, x.data(), w, b, y.data_mut(), m, &mut self.ws)?
+            }
+            None => conv2d_forward(&g, n, x.data(), w, b, y.data_mut(), &mut self.ws)?,
+        }
         self.cache = match mode {
             Mode::Train => Some(Conv2dCache {
                 x: x.clone(),
@@ -244,6 +254,28 @@ impl Layer for Conv2d {
             Mode::Eval => None,
         };
         Ok(y)
+    }
+}
+
+impl Layer for Conv2d {
+    fn kind(&self) -> &'static str {
+        "Conv2d"
+    }
+
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_impl(x, mode, None)
+    }
+
+    fn forward_moments(
+        &mut self,
+        x: &Tensor,
+        mode: Mode,
+    ) -> Option<Result<(Tensor, PlaneMoments)>> {
+        let mut moments = Vec::new();
+        Some(
+            self.forward_impl(x, mode, Some(&mut moments))
+                .map(|y| (y, moments)),
+        )
     }
 
     fn forward_folded(&mut self, x: &Tensor, a: &ChannelAffine) -> Option<Result<Tensor>> {

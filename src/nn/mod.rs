@@ -169,6 +169,38 @@ pub trait Layer: Send + std::fmt::Debug {
         None
     }
 
+    /// The training forward, and the moments (mean, M2: [`crate::kernels::norm::seg_moments`])
+    /// of every `(image, channel)` plane of the output, computed while each image's
+    /// output is still in cache. `None` when the layer does not compute them. For a
+    /// normalization that follows ([`Layer::forward_with_moments`]), in [`Sequential`].
+    fn forward_moments(
+        &mut self,
+        _x: &Tensor,
+        _mode: Mode,
+    ) -> Option<Result<(Tensor, PlaneMoments)>> {
+        None
+    }
+
+    /// Whether this layer's forward in `mode` computes the moments of its input's
+    /// planes (a normalization with batch statistics), so that the layer before may
+    /// hand them over ([`Layer::forward_moments`]).
+    fn takes_moments(&self, _mode: Mode) -> bool {
+        false
+    }
+
+    /// The forward with the moments of the input's `(image, channel)` planes given, in
+    /// plane order: the same numbers as [`Layer::forward`] (the statistics are merged
+    /// from the same per-plane moments), one pass over the input fewer. `None` when the
+    /// layer cannot use them (the caller then runs [`Layer::forward`]).
+    fn forward_with_moments(
+        &mut self,
+        _x: &Tensor,
+        _mode: Mode,
+        _moments: &[(f64, f64)],
+    ) -> Option<Result<Tensor>> {
+        None
+    }
+
     /// Fuses ReLUs into the layers before them inside this container and its children;
     /// returns how many. The numbers are unchanged (same operations, same order per
     /// element); one pass over memory is saved each way.
@@ -176,6 +208,10 @@ pub trait Layer: Send + std::fmt::Debug {
         0
     }
 }
+
+/// Mean and M2 ([`crate::kernels::norm::seg_moments`]) of every `(image, channel)` plane
+/// of a tensor, in plane order ([`Layer::forward_moments`]).
+pub type PlaneMoments = Vec<(f64, f64)>;
 
 /// `y[n, c, …] = x[n, c, …]·scale[c] + shift[c]`, then a ReLU when `relu`: an eval-mode
 /// BatchNorm2d (with a fused ReLU), ready to fold into the convolution before it.

@@ -29,7 +29,9 @@
 
 use super::{check_dy, join, no_cache, ChannelAffine, Layer, Mode, Param};
 use crate::error::{Error, Result};
-use crate::kernels::norm::{norm_apply, norm_backward, norm_stats, NormAxes, NormDims};
+use crate::kernels::norm::{
+    norm_apply, norm_backward, norm_stats, norm_stats_from, NormAxes, NormDims,
+};
 use crate::tensor::Tensor;
 
 /// What backward needs from the forward pass.
@@ -128,10 +130,20 @@ impl NormCore {
     }
 
     /// Batch statistics of `x`: `(mean, biased var)`.
-    fn stats(axes: NormAxes, x: &Tensor, d: NormDims) -> (Vec<f32>, Vec<f32>) {
+    /// Batch statistics of `x`, from the moments of its planes when given (and of the
+    /// right count; computed here otherwise).
+    fn stats(
+        axes: NormAxes,
+        x: &Tensor,
+        d: NormDims,
+        moments: Option<&[(f64, f64)]>,
+    ) -> (Vec<f32>, Vec<f32>) {
         let k = axes.stat_count(d);
         let (mut mean, mut var) = (vec![0.0; k], vec![0.0; k]);
-        norm_stats(axes, d, x.data(), &mut mean, &mut var);
+        match moments.filter(|m| m.len() == d.n * d.c) {
+            Some(m) => norm_stats_from(axes, d, m, &mut mean, &mut var),
+            None => norm_stats(axes, d, x.data(), &mut mean, &mut var),
+        }
         (mean, var)
     }
 
@@ -196,6 +208,42 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
+    /// The forward; batch statistics from the moments of `x`'s planes when given.
+    fn forward_impl(
+        &mut self,
+        x: &Tensor,
+        mode: Mode,
+        moments: Option<&[(f64, f64)]>,
+    ) -> Result<Tensor> {
+        let d = self.core.dims(x)?;
+        let axes = NormAxes::PerChannel;
+        if mode == Mode::Eval || self.freeze_stats {
+            let rstd = self.core.rstd(self.running_var.data());
+            let mean = self.running_mean.data().to_vec();
+            return Ok(self.core.apply(axes, x, d, mean, rstd, false, mode));
+        }
+        let m = axes.count(d);
+        if m <= 1 {
+            return Err(Error::shape(
+                "BatchNorm2d",
+                "more than one value per channel in training (N·H·W > 1); use a larger batch or Mode::Eval",
+                x.shape(),
+            ));
+        }
+        let (mean, var) = NormCore::stats(axes, x, d, moments);
+        let mo = self.momentum;
+        let unbias = m as f32 / (m - 1) as f32;
+        for (r, &b) in self.running_mean.data_mut().iter_mut().zip(&mean) {
+            *r = (1.0 - mo) * *r + mo * b;
+        }
+        for (r, &v) in self.running_var.data_mut().iter_mut().zip(&var) {
+            *r = (1.0 - mo) * *r + mo * v * unbias;
+        }
+        self.num_batches_tracked.data_mut()[0] += 1.0;
+        let rstd = self.core.rstd(&var);
+        Ok(self.core.apply(axes, x, d, mean, rstd, true, mode))
+    }
+
     /// `C` channels, PyTorch defaults: eps 1e-5, momentum 0.1, γ = 1, β = 0.
     pub fn new(channels: usize) -> Result<Self> {
         Self::with_options(channels, 1e-5, 0.1)
@@ -256,33 +304,20 @@ impl Layer for BatchNorm2d {
     }
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let d = self.core.dims(x)?;
-        let axes = NormAxes::PerChannel;
-        if mode == Mode::Eval || self.freeze_stats {
-            let rstd = self.core.rstd(self.running_var.data());
-            let mean = self.running_mean.data().to_vec();
-            return Ok(self.core.apply(axes, x, d, mean, rstd, false, mode));
-        }
-        let m = axes.count(d);
-        if m <= 1 {
-            return Err(Error::shape(
-                "BatchNorm2d",
-                "more than one value per channel in training (N·H·W > 1); use a larger batch or Mode::Eval",
-                x.shape(),
-            ));
-        }
-        let (mean, var) = NormCore::stats(axes, x, d);
-        let mo = self.momentum;
-        let unbias = m as f32 / (m - 1) as f32;
-        for (r, &b) in self.running_mean.data_mut().iter_mut().zip(&mean) {
-            *r = (1.0 - mo) * *r + mo * b;
-        }
-        for (r, &v) in self.running_var.data_mut().iter_mut().zip(&var) {
-            *r = (1.0 - mo) * *r + mo * v * unbias;
-        }
-        self.num_batches_tracked.data_mut()[0] += 1.0;
-        let rstd = self.core.rstd(&var);
-        Ok(self.core.apply(axes, x, d, mean, rstd, true, mode))
+        self.forward_impl(x, mode, None)
+    }
+
+    fn takes_moments(&self, mode: Mode) -> bool {
+        mode == Mode::Train && !self.freeze_stats
+    }
+
+    fn forward_with_moments(
+        &mut self,
+        x: &Tensor,
+        mode: Mode,
+        moments: &[(f64, f64)],
+    ) -> Option<Result<Tensor>> {
+        Some(self.forward_impl(x, mode, Some(moments)))
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
@@ -345,10 +380,15 @@ impl SampleNorm {
         })
     }
 
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(
+        &mut self,
+        x: &Tensor,
+        mode: Mode,
+        moments: Option<&[(f64, f64)]>,
+    ) -> Result<Tensor> {
         let d = self.core.dims(x)?;
         let axes = NormAxes::PerSampleGroup(self.groups);
-        let (mean, var) = NormCore::stats(axes, x, d);
+        let (mean, var) = NormCore::stats(axes, x, d, moments);
         let rstd = self.core.rstd(&var);
         Ok(self.core.apply(axes, x, d, mean, rstd, true, mode))
     }
@@ -372,7 +412,18 @@ macro_rules! sample_norm_layer {
                 $kind
             }
             fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-                self.0.forward(x, mode)
+                self.0.forward(x, mode, None)
+            }
+            fn takes_moments(&self, _mode: Mode) -> bool {
+                true
+            }
+            fn forward_with_moments(
+                &mut self,
+                x: &Tensor,
+                mode: Mode,
+                moments: &[(f64, f64)],
+            ) -> Option<Result<Tensor>> {
+                Some(self.0.forward(x, mode, Some(moments)))
             }
             fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
                 self.0.backward(dy)
