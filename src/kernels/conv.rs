@@ -578,6 +578,49 @@ pub fn conv2d_backward(
     dbias: Option<&mut [f32]>,
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
+    backward(g, n, x, weight, dy, dx, dweight, dbias, false, ws)
+}
+
+/// [`conv2d_backward`] for an input that is a ReLU's output: `dx` is zero where `x` is
+/// not positive — the ReLU's backward, applied to each image's `dx` while it is still in
+/// cache (what `eltwise::relu_backward_from_output` would compute from `dx`, bit for
+/// bit), so the ReLU's own pass can be skipped.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_relu_input(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    backward(g, n, x, weight, dy, Some(dx), dweight, dbias, true, ws)
+}
+
+/// `dx[i] = 0` where `x[i]` is not positive (as a ReLU's backward from its output).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+fn relu_mask(dx: &mut [f32], x: &[f32]) {
+    for (d, &v) in dx.iter_mut().zip(x) {
+        *d = if v > 0.0 { *d } else { 0.0 };
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    mask_by_input: bool,
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * g.ohw());
     let w_len = g.c_out * g.kg();
     check_len("conv2d_backward", "x", x.len(), n * x_img)?;
@@ -714,48 +757,55 @@ pub fn conv2d_backward(
                         Par::Seq,
                     )?;
                 }
-                // dx as a direct convolution of dy with the flipped, transposed weights
-                if let (Some(dxc), Some(gt), Some(gd)) = (dx_chunk.as_deref_mut(), &dgeom, gdt) {
-                    let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
-                    if bf_dx {
-                        let q = grown(pairs, gd.len(&bf16::paired_geom(gt)));
-                        bf16::gather_pairs(gt, gd, dyi, conv_pairs, q);
-                        bf16::image(gt, gd, q, packed_bf_t, None, dxi);
-                        continue;
+                'dx: {
+                    // dx as a direct convolution of dy with the flipped, transposed weights
+                    if let (Some(dxc), Some(gt), Some(gd)) = (dx_chunk.as_deref_mut(), &dgeom, gdt)
+                    {
+                        let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                        if bf_dx {
+                            let q = grown(pairs, gd.len(&bf16::paired_geom(gt)));
+                            bf16::gather_pairs(gt, gd, dyi, conv_pairs, q);
+                            bf16::image(gt, gd, q, packed_bf_t, None, dxi);
+                            break 'dx;
+                        }
+                        if dpath == Path::Gathered {
+                            let q = &mut col[..gdt_len];
+                            gathered::gather_f32(gt, gd, dyi, conv_pairs, q);
+                            gathered::image(gt, gd, q, packed_t, None, dxi);
+                            break 'dx;
+                        }
+                        let pdt = Padded::of(gt);
+                        let p = padded(pad_dy, pad_dy_for, gt, pdt);
+                        direct::pad_image(gt, pdt, dyi, p);
+                        direct::image(gt, pdt, p, packed_t, None, dxi);
+                        break 'dx;
                     }
-                    if dpath == Path::Gathered {
-                        let q = &mut col[..gdt_len];
-                        gathered::gather_f32(gt, gd, dyi, conv_pairs, q);
-                        gathered::image(gt, gd, q, packed_t, None, dxi);
-                        continue;
+                    // dcol_g = w_gᵀ · dy_g, then dx = col2im(dcol)
+                    if let Some(dxc) = dx_chunk.as_deref_mut() {
+                        let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                        let dcol: &mut [f32] = if pointwise { dxi } else { &mut col[..col_len] };
+                        for grp in 0..g.groups {
+                            matmul(
+                                kg,
+                                ohw,
+                                cg_out,
+                                &weight[grp * cg_out * kg..(grp + 1) * cg_out * kg],
+                                Trans::Yes,
+                                &dyi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
+                                Trans::No,
+                                &mut dcol[grp * kg * ohw..(grp + 1) * kg * ohw],
+                                Accumulate::No,
+                                Par::Seq,
+                            )?;
+                        }
+                        if !pointwise {
+                            col2im(g, &col[..col_len], dxi);
+                        }
                     }
-                    let pdt = Padded::of(gt);
-                    let p = padded(pad_dy, pad_dy_for, gt, pdt);
-                    direct::pad_image(gt, pdt, dyi, p);
-                    direct::image(gt, pdt, p, packed_t, None, dxi);
-                    continue;
                 }
-                // dcol_g = w_gᵀ · dy_g, then dx = col2im(dcol)
-                if let Some(dxc) = dx_chunk.as_deref_mut() {
-                    let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
-                    let dcol: &mut [f32] = if pointwise { dxi } else { &mut col[..col_len] };
-                    for grp in 0..g.groups {
-                        matmul(
-                            kg,
-                            ohw,
-                            cg_out,
-                            &weight[grp * cg_out * kg..(grp + 1) * cg_out * kg],
-                            Trans::Yes,
-                            &dyi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
-                            Trans::No,
-                            &mut dcol[grp * kg * ohw..(grp + 1) * kg * ohw],
-                            Accumulate::No,
-                            Par::Seq,
-                        )?;
-                    }
-                    if !pointwise {
-                        col2im(g, &col[..col_len], dxi);
-                    }
+                // The ReLU before this layer, masked here while dx is in cache.
+                if let (true, Some(dxc)) = (mask_by_input, dx_chunk.as_deref_mut()) {
+                    relu_mask(&mut dxc[i * x_img..(i + 1) * x_img], xi);
                 }
             }
             Ok(())

@@ -9,7 +9,7 @@
 //! x > 0 but passes no gradient for x < 0; the smooth variants (GELU, SiLU, ELU) give a
 //! small gradient there, at a higher cost per element.
 
-use super::{check_dy, no_cache, Layer, Mode};
+use super::{check_dy, no_cache, Layer, Mode, ReluOutput};
 use crate::error::Result;
 use crate::kernels::eltwise::{act_backward, act_forward, Act};
 use crate::tensor::Tensor;
@@ -124,6 +124,26 @@ impl Layer for Activation {
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(input.to_vec())
+    }
+
+    fn relu_output(&self) -> ReluOutput {
+        match (self.act, self.fused) {
+            (Act::Relu, true) => ReluOutput::PassThrough,
+            (Act::Relu, false) => ReluOutput::Applies,
+            _ => ReluOutput::No,
+        }
+    }
+
+    fn backward_premasked(&mut self, dy: &Tensor) -> Option<Result<Tensor>> {
+        if self.act != Act::Relu || self.fused {
+            return None;
+        }
+        let run = || {
+            let cache = self.cache.as_ref().ok_or_else(|| no_cache("ReLU"))?;
+            check_dy("ReLU", dy, cache.x.shape())?;
+            Ok(dy.clone())
+        };
+        Some(run())
     }
 
     fn relu_fusion_flag(&mut self) -> Option<&mut bool> {

@@ -18,7 +18,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::kernels::conv::{
-    conv2d_backward, conv2d_forward, conv2d_forward_moments, ConvGeom, ConvWorkspace,
+    conv2d_backward, conv2d_backward_relu_input, conv2d_forward, conv2d_forward_moments, ConvGeom,
+    ConvWorkspace,
 };
 use crate::tensor::Tensor;
 use rand::Rng;
@@ -202,6 +203,17 @@ impl Conv2d {
 impl Conv2d {
     /// Parameter gradients, and the input gradient into `dx` when asked for.
     fn backward_into(&mut self, dy: &Tensor, dx: Option<&mut Tensor>) -> Result<()> {
+        self.backward_impl(dy, dx, false)
+    }
+
+    /// The backward; with `relu_input`, `dx` is masked where the input is not positive
+    /// ([`Layer::backward_relu_input`]).
+    fn backward_impl(
+        &mut self,
+        dy: &Tensor,
+        dx: Option<&mut Tensor>,
+        relu_input: bool,
+    ) -> Result<()> {
         let cache = self.cache.as_ref().ok_or_else(|| no_cache("Conv2d"))?;
         let g = cache.geom;
         let n = cache.x.shape()[0];
@@ -210,17 +222,17 @@ impl Conv2d {
             *d = Tensor::for_overwrite(cache.x.shape());
             d.data_mut()
         });
-        conv2d_backward(
-            &g,
-            n,
-            cache.x.data(),
-            self.weight.value.data(),
-            dy.data(),
-            dx,
+        let (x, w) = (cache.x.data(), self.weight.value.data());
+        let (dw, db) = (
             self.weight.grad.data_mut(),
             self.bias.as_mut().map(|b| b.grad.data_mut()),
-            &mut self.ws,
-        )
+        );
+        match dx {
+            Some(dx) if relu_input => {
+                conv2d_backward_relu_input(&g, n, x, w, dy.data(), dx, dw, db, &mut self.ws)
+            }
+            dx => conv2d_backward(&g, n, x, w, dy.data(), dx, dw, db, &mut self.ws),
+        }
     }
 }
 
@@ -326,6 +338,11 @@ impl Layer for Conv2d {
 
     fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
         self.backward_into(dy, None)
+    }
+
+    fn backward_relu_input(&mut self, dy: &Tensor) -> Option<Result<Tensor>> {
+        let mut dx = Tensor::zeros(&[]);
+        Some(self.backward_impl(dy, Some(&mut dx), true).map(|()| dx))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {

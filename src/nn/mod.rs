@@ -201,12 +201,46 @@ pub trait Layer: Send + std::fmt::Debug {
         None
     }
 
+    /// Whether this layer's training output is a ReLU's, and who applies its mask in
+    /// backward ([`ReluOutput`]). [`Sequential`] lets the layer after such a layer mask
+    /// its input gradient itself ([`Layer::backward_relu_input`]) and then skips the
+    /// mask ([`Layer::backward_premasked`]).
+    fn relu_output(&self) -> ReluOutput {
+        ReluOutput::No
+    }
+
+    /// Backward with the input known to be a ReLU's output: the input gradient is zero
+    /// where the input is not positive (the ReLU's backward, applied while the gradient
+    /// is in cache). `None` when the layer cannot (the caller runs [`Layer::backward`]).
+    fn backward_relu_input(&mut self, _dy: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
+
+    /// Backward of a layer whose output is a ReLU's ([`ReluOutput::Applies`]), with `dy`
+    /// already zero where the output is 0: the mask is skipped (the same numbers, one
+    /// pass fewer). `None` when the layer has no such path.
+    fn backward_premasked(&mut self, _dy: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
+
     /// Fuses ReLUs into the layers before them inside this container and its children;
     /// returns how many. The numbers are unchanged (same operations, same order per
     /// element); one pass over memory is saved each way.
     fn fuse(&mut self) -> usize {
         0
     }
+}
+
+/// Whether a layer's training output is a ReLU's ([`Layer::relu_output`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReluOutput {
+    /// Not a ReLU's output (or not known to be).
+    No,
+    /// A ReLU's output, and this layer's backward applies the ReLU's mask (a ReLU, a
+    /// normalization with a ReLU absorbed).
+    Applies,
+    /// A fused ReLU that passes its input through: the layer before applies the mask.
+    PassThrough,
 }
 
 /// Mean and M2 ([`crate::kernels::norm::seg_moments`]) of every `(image, channel)` plane

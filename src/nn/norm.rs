@@ -27,7 +27,7 @@
 //! Reference: Ioffe & Szegedy 2015 (BN), Ba et al. 2016 (LN), Ulyanov et al. 2016 (IN),
 //! Wu & He 2018 (GN).
 
-use super::{check_dy, join, no_cache, ChannelAffine, Layer, Mode, Param};
+use super::{check_dy, join, no_cache, ChannelAffine, Layer, Mode, Param, ReluOutput};
 use crate::error::{Error, Result};
 use crate::kernels::norm::{
     norm_apply, norm_backward, norm_stats, norm_stats_from, NormAxes, NormDims,
@@ -153,7 +153,18 @@ impl NormCore {
             .collect()
     }
 
-    fn backward(&mut self, axes: NormAxes, dy: &Tensor) -> Result<Tensor> {
+    /// [`ReluOutput::Applies`] with a ReLU absorbed.
+    fn relu_output(&self) -> ReluOutput {
+        if self.relu {
+            ReluOutput::Applies
+        } else {
+            ReluOutput::No
+        }
+    }
+
+    /// The backward; with `premasked`, `dy` is already zero where the fused ReLU's
+    /// output is 0 and its mask is skipped.
+    fn backward(&mut self, axes: NormAxes, dy: &Tensor, premasked: bool) -> Result<Tensor> {
         let c = self.cache.as_ref().ok_or_else(|| no_cache(self.layer))?;
         check_dy(self.layer, dy, c.x.shape())?;
         let mut dx = Tensor::for_overwrite(dy.shape());
@@ -169,7 +180,7 @@ impl NormCore {
             &c.mean,
             &c.rstd,
             gamma,
-            c.relu_out.as_ref().map(|y| y.data()),
+            c.relu_out.as_ref().filter(|_| !premasked).map(|y| y.data()),
             dy.data(),
             dx.data_mut(),
             dgamma,
@@ -321,7 +332,17 @@ impl Layer for BatchNorm2d {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        self.core.backward(NormAxes::PerChannel, dy)
+        self.core.backward(NormAxes::PerChannel, dy, false)
+    }
+
+    fn relu_output(&self) -> ReluOutput {
+        self.core.relu_output()
+    }
+
+    fn backward_premasked(&mut self, dy: &Tensor) -> Option<Result<Tensor>> {
+        self.core
+            .relu
+            .then(|| self.core.backward(NormAxes::PerChannel, dy, true))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -393,9 +414,9 @@ impl SampleNorm {
         Ok(self.core.apply(axes, x, d, mean, rstd, true, mode))
     }
 
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: &Tensor, premasked: bool) -> Result<Tensor> {
         self.core
-            .backward(NormAxes::PerSampleGroup(self.groups), dy)
+            .backward(NormAxes::PerSampleGroup(self.groups), dy, premasked)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -426,7 +447,13 @@ macro_rules! sample_norm_layer {
                 Some(self.0.forward(x, mode, Some(moments)))
             }
             fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-                self.0.backward(dy)
+                self.0.backward(dy, false)
+            }
+            fn relu_output(&self) -> ReluOutput {
+                self.0.core.relu_output()
+            }
+            fn backward_premasked(&mut self, dy: &Tensor) -> Option<Result<Tensor>> {
+                self.0.core.relu.then(|| self.0.backward(dy, true))
             }
             fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
                 self.0.output_shape(input)

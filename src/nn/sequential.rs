@@ -3,7 +3,7 @@
 //! Child names become state-dict path segments: a child `"conv1"` of a container at
 //! `"layer1.0"` has its weight at `layer1.0.conv1.weight`.
 
-use super::{join, Layer, Mode, Param};
+use super::{join, Layer, Mode, Param, ReluOutput};
 use crate::error::Result;
 use crate::profile::{self, Phase};
 use crate::tensor::Tensor;
@@ -63,6 +63,20 @@ pub fn set_frozen(layer: &mut dyn Layer, frozen: bool, pick: &dyn Fn(&str) -> bo
 }
 
 impl Sequential {
+    /// The layer that applies the ReLU mask of layer `i`'s input, when that input is a
+    /// ReLU's output: the layer before, or the one before a run of fused pass-through
+    /// ReLUs.
+    fn relu_mask_owner(&self, i: usize) -> Option<usize> {
+        let mut j = i.checked_sub(1)?;
+        loop {
+            match self.layers[j].1.relu_output() {
+                ReluOutput::Applies => return Some(j),
+                ReluOutput::PassThrough => j = j.checked_sub(1)?,
+                ReluOutput::No => return None,
+            }
+        }
+    }
+
     /// Eval-mode forward, folding each eval-mode normalization into the convolution
     /// before it ([`Layer::eval_affine`], [`Layer::forward_folded`]); the folded
     /// normalization is still listed in profiles, with no time of its own.
@@ -142,15 +156,40 @@ impl Layer for Sequential {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let mut iter = self.layers.iter_mut().rev();
-        let Some((name, last)) = iter.next() else {
-            return Ok(dy.clone());
-        };
-        let mut d = profile::layer(name, last.as_mut(), Phase::Backward, |l| l.backward(dy))?;
-        for (name, layer) in iter {
-            d = profile::layer(name, layer.as_mut(), Phase::Backward, |l| l.backward(&d))?;
+        // When a layer's input is a ReLU's output, the layer masks its input gradient
+        // itself while it is in cache ([`Layer::backward_relu_input`]), and the layer
+        // that would apply the mask skips it ([`Layer::backward_premasked`]): the same
+        // numbers, one pass fewer.
+        let mut d: Option<Tensor> = None;
+        // The index of the layer whose mask is already applied.
+        let mut premasked: Option<usize> = None;
+        for i in (0..self.layers.len()).rev() {
+            let owner = self.relu_mask_owner(i);
+            let g = d.as_ref().unwrap_or(dy);
+            let (name, layer) = &mut self.layers[i];
+            let mut took_mask = false;
+            let out = profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
+                if premasked == Some(i) {
+                    if let Some(r) = l.backward_premasked(g) {
+                        return r;
+                    }
+                }
+                if owner.is_some() {
+                    if let Some(r) = l.backward_relu_input(g) {
+                        took_mask = true;
+                        return r;
+                    }
+                }
+                l.backward(g)
+            })?;
+            if took_mask {
+                premasked = owner;
+            } else if premasked == Some(i) {
+                premasked = None;
+            }
+            d = Some(out);
         }
-        Ok(d)
+        Ok(d.unwrap_or_else(|| dy.clone()))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -328,6 +367,57 @@ mod tests {
                 i += 1;
             });
             assert_eq!(i, bufs.len());
+        }
+    }
+
+    /// A convolution whose input is a ReLU's output masks its input gradient itself and
+    /// the ReLU's owner skips the mask: gradients equal, bit for bit, the layers'
+    /// backward passes run one by one — with the ReLU fused into the BatchNorm (a
+    /// pass-through layer between) and on its own.
+    #[test]
+    fn backward_hands_the_relu_mask_to_the_next_convolution() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let x = Tensor::randn(&[3, 2, 8, 6], 0.0, 1.0, &mut rng);
+        for fuse in [true, false] {
+            let make = || {
+                let mut r = rand::rngs::StdRng::seed_from_u64(3);
+                let conv = |c_in, r: &mut rand::rngs::StdRng| {
+                    let mut cfg = Conv2dConfig::new(c_in, 4, 3);
+                    cfg.padding = [1, 1];
+                    Conv2d::new(cfg, r).unwrap()
+                };
+                let mut seq = Sequential::new()
+                    .push("conv1", conv(2, &mut r))
+                    .push("bn", BatchNorm2d::new(4).unwrap())
+                    .push("relu", Activation::new(Act::Relu))
+                    .push("conv2", conv(4, &mut r));
+                if fuse {
+                    assert_eq!(seq.fuse(), 1);
+                }
+                seq
+            };
+            let (mut handed, mut apart) = (make(), make());
+            assert_eq!(handed.relu_mask_owner(3), Some(if fuse { 1 } else { 2 }));
+            let y = handed.forward(&x, Mode::Train).unwrap();
+            let mut h = x.clone();
+            for (_, l) in apart.layers.iter_mut() {
+                h = l.forward(&h, Mode::Train).unwrap();
+            }
+            assert_eq!(y.data(), h.data());
+            assert!(apart.layers[3].1.children().is_empty());
+            let dy = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
+            let got = handed.backward(&dy).unwrap();
+            let mut d = dy.clone();
+            for (_, l) in apart.layers.iter_mut().rev() {
+                d = l.backward(&d).unwrap();
+            }
+            assert_eq!(got.data(), d.data(), "fused: {fuse}");
+            let grads = |s: &mut Sequential| {
+                let mut v = Vec::new();
+                s.visit_params("", &mut |_, p| v.extend_from_slice(p.grad.data()));
+                v
+            };
+            assert_eq!(grads(&mut handed), grads(&mut apart), "fused: {fuse}");
         }
     }
 
