@@ -379,10 +379,18 @@ fn image_scalar(
 
 /// Operand offsets ([`Gathered::tap`]) of every `(ci, ky, kx)`, in weight order.
 pub(crate) fn tap_offsets(g: &ConvGeom, gd: Gathered) -> Vec<usize> {
-    (0..g.c_in)
-        .flat_map(|ci| (0..g.kh).flat_map(move |ky| (0..g.kw).map(move |kx| (ci, ky, kx))))
-        .map(|(ci, ky, kx)| gd.tap(g, ci, ky, kx))
-        .collect()
+    // Plain loops: built for every image, and a chain of flat_map iterators cost 2.5%
+    // of a resnet20 step.
+    let mut taps = Vec::with_capacity(g.c_in * g.kh * g.kw);
+    for ci in 0..g.c_in {
+        for ky in 0..g.kh {
+            let row = gd.tap(g, ci, ky, 0);
+            for kx in 0..g.kw {
+                taps.push(row + kx * g.c_in * gd.block);
+            }
+        }
+    }
+    taps
 }
 
 /// Where one register tile sits: `((p, ohw), (co0, cob))`: positions from `p` of a
