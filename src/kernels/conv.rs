@@ -21,6 +21,7 @@ use super::direct::{self, Padded};
 use super::gathered::{self, Gathered};
 use super::gemm::{matmul, Accumulate, Par, Trans};
 use super::norm::seg_moments;
+use super::strided;
 use super::{chunk_count, split_ranges};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -189,6 +190,14 @@ struct ChunkBuf {
     dy_pairs: Vec<u32>,
     /// Scratch of the gathers (one converted, zero-bordered plane) and of `pair_dy`.
     conv_pairs: Vec<u32>,
+    /// One phase's output of a strided layer's input gradient ([`strided`]).
+    phase_out: Vec<f32>,
+}
+
+/// Weights packed for the f32 or the bf16 gathered kernel.
+enum Packed {
+    F32(Vec<f32>),
+    Bf16(Vec<u32>),
 }
 
 /// `buf[..len]`, grown (with zeros) when shorter.
@@ -645,9 +654,15 @@ fn backward(
     let mut dx = dx;
     // The input gradient as a direct convolution of dy, where the kernel takes it.
     let dgeom = dx.as_ref().and_then(|_| direct_input_grad(g));
+    // A strided layer's input gradient phase by phase on the gathered kernels
+    // ([`strided`]), where AVX-512 runs them.
+    let phases = match (&dx, &dgeom) {
+        (Some(_), None) if direct::has_avx512() => strided::phases(g, weight),
+        _ => None,
+    };
     if let Some(d) = dx.as_deref_mut() {
         check_len("conv2d_backward", "dx", d.len(), n * x_img)?;
-        if dgeom.is_none() {
+        if dgeom.is_none() && phases.is_none() {
             d.iter_mut().for_each(|v| *v = 0.0);
         }
     }
@@ -689,6 +704,28 @@ fn backward(
             direct::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
         }
     }
+    // Each phase's weights, packed for the bf16 kernel (enough channels of dy to pair)
+    // or the f32 one.
+    let phase_bf = |pg: &ConvGeom| {
+        bf16::precision() == bf16::Precision::Bf16 && pg.c_in >= 8 && bf16::available()
+    };
+    let phase_packs: Vec<Packed> = phases
+        .iter()
+        .flatten()
+        .map(|ph| match &ph.conv {
+            Some((pg, pw)) if phase_bf(pg) => {
+                let mut v = Vec::new();
+                bf16::pack_weights(pg, pw, &mut v);
+                Packed::Bf16(v)
+            }
+            Some((pg, pw)) => {
+                let mut v = Vec::new();
+                direct::pack_weights(pg, pw, &mut v);
+                Packed::F32(v)
+            }
+            None => Packed::F32(Vec::new()),
+        })
+        .collect();
     let (packed_t, packed_bf_t) = (&ws.packed_t, &ws.packed_bf_t);
     let mut jobs = Vec::with_capacity(chunks);
     let mut rest = dx;
@@ -716,6 +753,7 @@ fn backward(
                 plain,
                 dy_pairs,
                 conv_pairs,
+                phase_out,
             } = buf;
             dw[..dw_len].iter_mut().for_each(|v| *v = 0.0);
             for (i, img) in range.enumerate() {
@@ -758,6 +796,41 @@ fn backward(
                     )?;
                 }
                 'dx: {
+                    if let (Some(dxc), Some(phs)) = (dx_chunk.as_deref_mut(), &phases) {
+                        let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                        // The column phase whose gathered dy is in the buffer: the
+                        // phases of one `b` share it (same padding and kernel width).
+                        let mut have: Option<(usize, bool)> = None;
+                        for (ph, pack) in phs.iter().zip(&phase_packs) {
+                            let Some((pg, _)) = &ph.conv else {
+                                strided::scatter(g, ph, &[], dxi);
+                                continue;
+                            };
+                            let pgd = Gathered::of(pg);
+                            let out = grown(phase_out, pg.c_out * pg.ohw());
+                            let fresh = have != Some((ph.b, matches!(pack, Packed::Bf16(_))));
+                            match pack {
+                                Packed::Bf16(wp) => {
+                                    let q = grown(pairs, pgd.len(&bf16::paired_geom(pg)));
+                                    if fresh {
+                                        bf16::gather_pairs(pg, pgd, dyi, conv_pairs, q);
+                                    }
+                                    bf16::image(pg, pgd, q, wp, None, out);
+                                    have = Some((ph.b, true));
+                                }
+                                Packed::F32(wp) => {
+                                    let q = grown(col, pgd.len(pg));
+                                    if fresh {
+                                        gathered::gather_f32(pg, pgd, dyi, conv_pairs, q);
+                                    }
+                                    gathered::image(pg, pgd, q, wp, None, out);
+                                    have = Some((ph.b, false));
+                                }
+                            }
+                            strided::scatter(g, ph, out, dxi);
+                        }
+                        break 'dx;
+                    }
                     // dx as a direct convolution of dy with the flipped, transposed weights
                     if let (Some(dxc), Some(gt), Some(gd)) = (dx_chunk.as_deref_mut(), &dgeom, gdt)
                     {

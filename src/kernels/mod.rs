@@ -19,6 +19,7 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod softmax;
+pub(crate) mod strided;
 
 /// How many pieces to cut a parallel job of `items` independent items into.
 pub(crate) fn chunk_count(items: usize) -> usize {
