@@ -158,6 +158,17 @@ pub(crate) fn phases(g: &ConvGeom, w: &[f32]) -> Option<Vec<Phase>> {
 pub(crate) fn scatter(g: &ConvGeom, ph: &Phase, y: &[f32], dx: &mut [f32]) {
     let (sh, sw) = g.stride;
     let hw = g.h * g.w;
+    if let Some((pg, _)) = &ph.conv {
+        assert!(y.len() >= g.c_in * pg.ohw() && pg.c_out == g.c_in);
+    }
+    assert!(dx.len() >= g.c_in * hw);
+    #[cfg(target_arch = "x86_64")]
+    if sw <= 16 && super::direct::has_avx512() {
+        // SAFETY: AVX-512F is present; y and dx hold what the asserts above say, and
+        // the loops below stay inside the phase's rows and columns.
+        unsafe { scatter_avx512(g, ph, y, dx) };
+        return;
+    }
     for ci in 0..g.c_in {
         let plane = &mut dx[ci * hw..(ci + 1) * hw];
         for m in 0..ph.rows {
@@ -171,6 +182,46 @@ pub(crate) fn scatter(g: &ConvGeom, ph: &Phase, y: &[f32], dx: &mut [f32]) {
                         *d = s;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// [`scatter`] with vector expands: a row of the phase's columns is read 16/sw values
+/// at a time, spread to every `sw`-th lane from lane `b` (`vexpandps`) and stored
+/// under that lane mask, which leaves the other phases' columns as they are.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scatter_avx512(g: &ConvGeom, ph: &Phase, y: &[f32], dx: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (sh, sw) = g.stride;
+    let hw = g.h * g.w;
+    // Values per vector: the lanes b, b + sw, … below 16.
+    let per = (16 - ph.b).div_ceil(sw);
+    let spread =
+        |cnt: usize| -> __mmask16 { (0..cnt).fold(0u16, |m, j| m | (1 << (j * sw + ph.b))) };
+    let full = spread(per);
+    let (yp, dp) = (y.as_ptr(), dx.as_mut_ptr());
+    for ci in 0..g.c_in {
+        for m in 0..ph.rows {
+            let row = dp.add(ci * hw + (sh * m + ph.a) * g.w);
+            let src = ph
+                .conv
+                .as_ref()
+                .map(|(pg, _)| yp.add((ci * pg.oh + m + ph.delta.0) * pg.ow + ph.delta.1));
+            let mut n = 0;
+            while n < ph.cols {
+                let cnt = (ph.cols - n).min(per);
+                let mask = if cnt == per { full } else { spread(cnt) };
+                let v = match src {
+                    Some(s) => {
+                        let take = ((1u32 << cnt) - 1) as __mmask16;
+                        _mm512_maskz_expand_ps(mask, _mm512_maskz_loadu_ps(take, s.add(n)))
+                    }
+                    None => _mm512_setzero_ps(),
+                };
+                _mm512_mask_storeu_ps(row.add(n * sw), mask, v);
+                n += cnt;
             }
         }
     }
