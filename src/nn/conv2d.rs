@@ -278,6 +278,10 @@ impl Layer for Conv2d {
         self.forward_impl(x, mode, None)
     }
 
+    fn gives_moments(&self) -> bool {
+        true
+    }
+
     fn forward_moments(
         &mut self,
         x: &Tensor,

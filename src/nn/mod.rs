@@ -181,6 +181,12 @@ pub trait Layer: Send + std::fmt::Debug {
         None
     }
 
+    /// Whether [`Layer::forward_moments`] computes the moments (checked before calling
+    /// it, so that a layer is never run, or timed, twice in one step).
+    fn gives_moments(&self) -> bool {
+        false
+    }
+
     /// Whether this layer's forward in `mode` computes the moments of its input's
     /// planes (a normalization with batch statistics), so that the layer before may
     /// hand them over ([`Layer::forward_moments`]).

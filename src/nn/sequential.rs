@@ -130,7 +130,7 @@ impl Layer for Sequential {
                 .get(i + 1)
                 .is_some_and(|(_, l)| l.takes_moments(mode));
             let (name, layer) = &mut self.layers[i];
-            if next_takes {
+            if next_takes && layer.gives_moments() {
                 let out = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
                     l.forward_moments(input, mode)
                 });
