@@ -25,7 +25,7 @@
 use super::conv::ConvGeom;
 use super::direct::COB;
 #[cfg(target_arch = "x86_64")]
-use super::gathered::{for_each_tile, store_tile, tap_offsets, TileAt};
+use super::gathered::{for_each_tile, store_tile, with_taps, TileAt};
 use super::gathered::{Gathered, SLACK};
 use std::cell::Cell;
 
@@ -377,13 +377,14 @@ unsafe fn image_avx512(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    let taps = tap_offsets(gp, gd);
-    for_each_tile(gp, wp, |wb, at, nv| {
-        if nv == 2 {
-            tile::<2>(q, &taps, wb, at, bias, y);
-        } else {
-            tile::<1>(q, &taps, wb, at, bias, y);
-        }
+    with_taps(gp, gd, |taps| {
+        for_each_tile(gp, wp, |wb, at, nv| {
+            if nv == 2 {
+                tile::<2>(q, taps, wb, at, bias, y);
+            } else {
+                tile::<1>(q, taps, wb, at, bias, y);
+            }
+        })
     });
 }
 
@@ -541,7 +542,13 @@ const WT: usize = 8;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn weight_grad_avx512(g: &ConvGeom, gd: Gathered, q: &[u16], d: &[u32], acc: &mut [f32]) {
-    let taps = tap_offsets(g, gd);
+    with_taps(g, gd, |taps| weight_grad_taps(g, taps, q, d, acc));
+}
+
+/// [`weight_grad_avx512`] with the tap offsets given.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn weight_grad_taps(g: &ConvGeom, taps: &[usize], q: &[u16], d: &[u32], acc: &mut [f32]) {
     let col = co_lanes(g);
     let pairs = even_ohw(g) / 2;
     let mut t0 = 0;
