@@ -93,6 +93,7 @@ pub fn max_pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u3
     }
     let per = planes_per_task(hw);
     let inside = windows_inside(g);
+    let avx512 = super::direct::has_avx512();
     y.par_chunks_mut(ohw * per)
         .zip(argmax.par_chunks_mut(ohw * per))
         .zip(x.par_chunks(hw * per))
@@ -103,6 +104,13 @@ pub fn max_pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u3
                 .zip(xc.chunks(hw))
             {
                 if inside && g.kernel == (2, 2) && g.stride == (2, 2) && g.dilation == (1, 1) {
+                    #[cfg(target_arch = "x86_64")]
+                    if avx512 {
+                        // SAFETY: AVX-512F is present; the plane holds 2·oh rows of w
+                        // ≥ 2·ow, and y, argmax hold oh·ow (chunks of those sizes).
+                        unsafe { max_plane_2x2_avx512(g, xp, yp, ap) };
+                        continue;
+                    }
                     max_plane_2x2(g, xp, yp, ap);
                 } else if inside {
                     max_plane_inside(g, xp, yp, ap);
@@ -151,6 +159,81 @@ fn max_plane_2x2(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
             b = pick(b, p1[1], i + w as u32 + 1);
             *yv = b.0;
             *av = b.1;
+        }
+    }
+}
+
+/// [`max_plane_2x2`], 16 outputs at a time: each row pair's even and odd columns
+/// separated by permutes, the running maximum and its index kept with the same rule
+/// ([`beats`]: larger, or a NaN over a number; ties keep the first) as lane masks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_plane_2x2_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let w = g.w;
+    assert!(xp.len() >= 2 * g.oh * w && 2 * g.ow <= w && yp.len() >= g.oh * g.ow);
+    assert!(ap.len() >= g.oh * g.ow);
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let even = _mm512_slli_epi32::<1>(lanes);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    // (v, its index) replaces (best, bi) where `beats` says so.
+    let step = |best: __m512, bi: __m512i, v: __m512, vi: __m512i| {
+        let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
+        let nan =
+            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) & _mm512_cmp_ps_mask::<_CMP_ORD_Q>(best, best);
+        let m = gt | nan;
+        (
+            _mm512_mask_blend_ps(m, best, v),
+            _mm512_mask_blend_epi32(m, bi, vi),
+        )
+    };
+    let (xq, yq, aq) = (xp.as_ptr(), yp.as_mut_ptr(), ap.as_mut_ptr() as *mut i32);
+    for oy in 0..g.oh {
+        let top = 2 * oy * w;
+        let mut ox0 = 0;
+        while ox0 < g.ow {
+            let n = (g.ow - ox0).min(16);
+            // 2·n input columns from 2·ox0, as two vectors of 16.
+            let lo_n = (2 * n).min(16);
+            let hi_n = 2 * n - lo_n;
+            let (mlo, mhi) = (
+                ((1u32 << lo_n) - 1) as __mmask16,
+                ((1u32 << hi_n) - 1) as __mmask16,
+            );
+            let r0 = xq.add(top + 2 * ox0);
+            let r1 = r0.add(w);
+            let (a0, a1) = (
+                _mm512_maskz_loadu_ps(mlo, r0),
+                _mm512_maskz_loadu_ps(mhi, r0.add(16)),
+            );
+            let (b0, b1) = (
+                _mm512_maskz_loadu_ps(mlo, r1),
+                _mm512_maskz_loadu_ps(mhi, r1.add(16)),
+            );
+            let i0 = _mm512_add_epi32(even, _mm512_set1_epi32((top + 2 * ox0) as i32));
+            let one = _mm512_set1_epi32(1);
+            let wv = _mm512_set1_epi32(w as i32);
+            let mut best = _mm512_permutex2var_ps(a0, even, a1);
+            let mut bi = i0;
+            (best, bi) = step(
+                best,
+                bi,
+                _mm512_permutex2var_ps(a0, odd, a1),
+                _mm512_add_epi32(i0, one),
+            );
+            let i2 = _mm512_add_epi32(i0, wv);
+            (best, bi) = step(best, bi, _mm512_permutex2var_ps(b0, even, b1), i2);
+            (best, bi) = step(
+                best,
+                bi,
+                _mm512_permutex2var_ps(b0, odd, b1),
+                _mm512_add_epi32(i2, one),
+            );
+            let m = ((1u32 << n) - 1) as __mmask16;
+            let at = oy * g.ow + ox0;
+            _mm512_mask_storeu_ps(yq.add(at), m, best);
+            _mm512_mask_storeu_epi32(aq.add(at), m, bi);
+            ox0 += 16;
         }
     }
 }
@@ -389,6 +472,8 @@ mod tests {
             (8, 6, (2, 2), (2, 2), (1, 1)),
             (7, 9, (2, 2), (2, 2), (1, 1)),
             (6, 40, (2, 2), (2, 2), (1, 1)),
+            (14, 14, (2, 2), (2, 2), (1, 1)),
+            (4, 33, (2, 2), (2, 2), (1, 1)),
             (5, 65, (2, 2), (2, 2), (1, 1)),
             (9, 8, (3, 3), (2, 2), (1, 1)),
             (10, 10, (3, 2), (1, 3), (2, 1)),
