@@ -39,6 +39,24 @@ pub fn add_relu_into(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// `dst[i] = dst[i] + src[i]` where `x[i] > 0`, else 0: a gradient sum and the backward
+/// of the ReLU whose output is `x`, in one pass.
+pub fn add_where_positive(dst: &mut [f32], src: &[f32], x: &[f32]) {
+    #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+    fn run(d: &mut [f32], s: &[f32], x: &[f32]) {
+        for ((a, &b), &v) in d.iter_mut().zip(s).zip(x) {
+            *a = if v > 0.0 { *a + b } else { 0.0 };
+        }
+    }
+    if dst.len() >= PAR_MIN {
+        dst.par_chunks_mut(PAR_CHUNK)
+            .zip(src.par_chunks(PAR_CHUNK).zip(x.par_chunks(PAR_CHUNK)))
+            .for_each(|(d, (s, x))| run(d, s, x));
+    } else {
+        run(dst, src, x);
+    }
+}
+
 /// `dst[i] = max(0, dst[i])` in place.
 pub fn relu_inplace(dst: &mut [f32]) {
     #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]

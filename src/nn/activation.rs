@@ -134,16 +134,13 @@ impl Layer for Activation {
         }
     }
 
-    fn backward_premasked(&mut self, dy: &Tensor) -> Option<Result<Tensor>> {
-        if self.act != Act::Relu || self.fused {
-            return None;
+    fn backward_relu(&mut self, dy: &Tensor, premasked: bool, _mask_input: bool) -> Result<Tensor> {
+        if !premasked || self.act != Act::Relu || self.fused {
+            return self.backward(dy);
         }
-        let run = || {
-            let cache = self.cache.as_ref().ok_or_else(|| no_cache("ReLU"))?;
-            check_dy("ReLU", dy, cache.x.shape())?;
-            Ok(dy.clone())
-        };
-        Some(run())
+        let cache = self.cache.as_ref().ok_or_else(|| no_cache("ReLU"))?;
+        check_dy("ReLU", dy, cache.x.shape())?;
+        Ok(dy.clone())
     }
 
     fn relu_fusion_flag(&mut self) -> Option<&mut bool> {

@@ -207,7 +207,7 @@ impl Conv2d {
     }
 
     /// The backward; with `relu_input`, `dx` is masked where the input is not positive
-    /// ([`Layer::backward_relu_input`]).
+    /// ([`Layer::backward_relu`]).
     fn backward_impl(
         &mut self,
         dy: &Tensor,
@@ -344,9 +344,14 @@ impl Layer for Conv2d {
         self.backward_into(dy, None)
     }
 
-    fn backward_relu_input(&mut self, dy: &Tensor) -> Option<Result<Tensor>> {
+    fn masks_relu_input(&self) -> bool {
+        true
+    }
+
+    fn backward_relu(&mut self, dy: &Tensor, _premasked: bool, mask_input: bool) -> Result<Tensor> {
         let mut dx = Tensor::zeros(&[]);
-        Some(self.backward_impl(dy, Some(&mut dx), true).map(|()| dx))
+        self.backward_impl(dy, Some(&mut dx), mask_input)?;
+        Ok(dx)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {

@@ -209,24 +209,34 @@ pub trait Layer: Send + std::fmt::Debug {
 
     /// Whether this layer's training output is a ReLU's, and who applies its mask in
     /// backward ([`ReluOutput`]). [`Sequential`] lets the layer after such a layer mask
-    /// its input gradient itself ([`Layer::backward_relu_input`]) and then skips the
-    /// mask ([`Layer::backward_premasked`]).
+    /// its input gradient itself and the layer that owns the ReLU skip its mask
+    /// ([`Layer::backward_relu`]).
     fn relu_output(&self) -> ReluOutput {
         ReluOutput::No
     }
 
-    /// Backward with the input known to be a ReLU's output: the input gradient is zero
-    /// where the input is not positive (the ReLU's backward, applied while the gradient
-    /// is in cache). `None` when the layer cannot (the caller runs [`Layer::backward`]).
-    fn backward_relu_input(&mut self, _dy: &Tensor) -> Option<Result<Tensor>> {
-        None
+    /// Whether [`Layer::backward_relu`] can mask the input gradient (`mask_input`).
+    fn masks_relu_input(&self) -> bool {
+        false
     }
 
-    /// Backward of a layer whose output is a ReLU's ([`ReluOutput::Applies`]), with `dy`
-    /// already zero where the output is 0: the mask is skipped (the same numbers, one
-    /// pass fewer). `None` when the layer has no such path.
-    fn backward_premasked(&mut self, _dy: &Tensor) -> Option<Result<Tensor>> {
-        None
+    /// The backward with ReLU masks moved across layer boundaries, bit-identical to
+    /// [`Layer::backward`] followed by the ReLU backward they replace:
+    /// - `premasked` (asked only of a layer whose [`Layer::relu_output`] is
+    ///   [`ReluOutput::Applies`]): `dy` is already zero where the output is 0, so the
+    ///   layer skips its own mask;
+    /// - `mask_input` (asked only where [`Layer::masks_relu_input`]): the input is a
+    ///   ReLU's output, and the input gradient is returned zero where the input is not
+    ///   positive — the ReLU's backward, done here while the gradient is in cache.
+    ///
+    /// The default ignores `premasked` (masking again changes nothing).
+    fn backward_relu(
+        &mut self,
+        dy: &Tensor,
+        _premasked: bool,
+        _mask_input: bool,
+    ) -> Result<Tensor> {
+        self.backward(dy)
     }
 
     /// Fuses ReLUs into the layers before them inside this container and its children;

@@ -339,10 +339,9 @@ impl Layer for BatchNorm2d {
         self.core.relu_output()
     }
 
-    fn backward_premasked(&mut self, dy: &Tensor) -> Option<Result<Tensor>> {
-        self.core
-            .relu
-            .then(|| self.core.backward(NormAxes::PerChannel, dy, true))
+    fn backward_relu(&mut self, dy: &Tensor, premasked: bool, _mask_input: bool) -> Result<Tensor> {
+        let skip = premasked && self.core.relu;
+        self.core.backward(NormAxes::PerChannel, dy, skip)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -452,8 +451,14 @@ macro_rules! sample_norm_layer {
             fn relu_output(&self) -> ReluOutput {
                 self.0.core.relu_output()
             }
-            fn backward_premasked(&mut self, dy: &Tensor) -> Option<Result<Tensor>> {
-                self.0.core.relu.then(|| self.0.backward(dy, true))
+            fn backward_relu(
+                &mut self,
+                dy: &Tensor,
+                premasked: bool,
+                _mask_input: bool,
+            ) -> Result<Tensor> {
+                let skip = premasked && self.0.core.relu;
+                self.0.backward(dy, skip)
             }
             fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
                 self.0.output_shape(input)

@@ -11,9 +11,9 @@
 //! the projection under `downsample` (`layer1.0.downsample.0.weight`), as in
 //! torchvision.
 
-use super::{check_dy, join, no_cache, Activation, Layer, Mode, Param, Sequential};
+use super::{check_dy, join, no_cache, Activation, Layer, Mode, Param, ReluOutput, Sequential};
 use crate::error::{Error, Result};
-use crate::kernels::eltwise::{add_relu_into, relu_backward_from_output, Act};
+use crate::kernels::eltwise::{add_relu_into, add_where_positive, relu_backward_from_output, Act};
 use crate::profile::{self, Phase};
 use crate::tensor::Tensor;
 
@@ -36,6 +36,9 @@ pub struct Residual {
     post: Option<Activation>,
     /// The block's output, kept in training when `post` is a ReLU fused with the sum.
     relu_out: Option<Tensor>,
+    /// The training input (a shared handle), for masking the input gradient when the
+    /// input is a ReLU's output ([`Layer::backward_relu`]).
+    input: Option<Tensor>,
 }
 
 impl Residual {
@@ -56,6 +59,7 @@ impl Residual {
             skip,
             post,
             relu_out: None,
+            input: None,
         }
     }
 
@@ -75,6 +79,57 @@ impl Residual {
         }
     }
 
+    /// Whether the block ends in the fused sum + ReLU.
+    fn fused_relu(&self) -> bool {
+        !matches!(self.skip, Skip::None) && self.post_is_relu()
+    }
+
+    /// The backward; `premasked`: `dy` is already zero where the fused Add+ReLU's output
+    /// is 0; `mask_input`: the input gradient is masked where the input is not positive,
+    /// in the pass that adds the two branches' gradients ([`Layer::backward_relu`]).
+    fn backward_impl(&mut self, dy: &Tensor, premasked: bool, mask_input: bool) -> Result<Tensor> {
+        let fused = self.fused_relu();
+        let dsum = match self.post.as_mut() {
+            Some(_) if fused => {
+                let y = self.relu_out.as_ref().ok_or_else(|| no_cache("Residual"))?;
+                check_dy("Residual", dy, y.shape())?;
+                if premasked {
+                    dy.clone()
+                } else {
+                    let mut d = Tensor::for_overwrite(dy.shape());
+                    profile::op("add", "Add+ReLU", true, Phase::Backward, || {
+                        relu_backward_from_output(y.data(), dy.data(), d.data_mut())
+                    });
+                    d
+                }
+            }
+            Some(a) => profile::layer("post", a, Phase::Backward, |l| l.backward(dy))?,
+            None => dy.clone(),
+        };
+        let mut dx = self.body.backward(&dsum)?;
+        let skip = match &mut self.skip {
+            Skip::Projection(p) => Some(profile::layer("downsample", p, Phase::Backward, |l| {
+                l.backward(&dsum)
+            })?),
+            Skip::Identity => None,
+            Skip::None => return Ok(dx),
+        };
+        let s = skip.as_ref().unwrap_or(&dsum);
+        if mask_input {
+            // The sum and the backward of the ReLU that produced the input, one pass.
+            let x = self.input.as_ref().ok_or_else(|| no_cache("Residual"))?;
+            if s.shape() != dx.shape() || x.shape() != dx.shape() {
+                return Err(Self::mismatch(dx.shape(), s.shape()));
+            }
+            profile::op("add", "Add", true, Phase::Backward, || {
+                add_where_positive(dx.data_mut(), s.data(), x.data())
+            });
+            return Ok(dx);
+        }
+        profile::op("add", "Add", true, Phase::Backward, || dx.add_assign(s))?;
+        Ok(dx)
+    }
+
     fn mismatch(body: &[usize], skip: &[usize]) -> Error {
         Error::shape(
             "Residual",
@@ -90,6 +145,7 @@ impl Layer for Residual {
     }
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.input = (mode == Mode::Train).then(|| x.clone());
         let mut y = self.body.forward(x, mode)?;
         let s = match &mut self.skip {
             Skip::Projection(p) => Some(profile::layer("downsample", p, Phase::Forward, |l| {
@@ -115,31 +171,23 @@ impl Layer for Residual {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let fused = !matches!(self.skip, Skip::None) && self.post_is_relu();
-        let dsum = match self.post.as_mut() {
-            Some(_) if fused => {
-                let y = self.relu_out.as_ref().ok_or_else(|| no_cache("Residual"))?;
-                check_dy("Residual", dy, y.shape())?;
-                let mut d = Tensor::for_overwrite(dy.shape());
-                profile::op("add", "Add+ReLU", true, Phase::Backward, || {
-                    relu_backward_from_output(y.data(), dy.data(), d.data_mut())
-                });
-                d
-            }
-            Some(a) => profile::layer("post", a, Phase::Backward, |l| l.backward(dy))?,
-            None => dy.clone(),
-        };
-        let mut dx = self.body.backward(&dsum)?;
-        let skip = match &mut self.skip {
-            Skip::Projection(p) => Some(profile::layer("downsample", p, Phase::Backward, |l| {
-                l.backward(&dsum)
-            })?),
-            Skip::Identity => None,
-            Skip::None => return Ok(dx),
-        };
-        let s = skip.as_ref().unwrap_or(&dsum);
-        profile::op("add", "Add", true, Phase::Backward, || dx.add_assign(s))?;
-        Ok(dx)
+        self.backward_impl(dy, false, false)
+    }
+
+    fn relu_output(&self) -> ReluOutput {
+        if self.fused_relu() {
+            ReluOutput::Applies
+        } else {
+            ReluOutput::No
+        }
+    }
+
+    fn masks_relu_input(&self) -> bool {
+        !matches!(self.skip, Skip::None)
+    }
+
+    fn backward_relu(&mut self, dy: &Tensor, premasked: bool, mask_input: bool) -> Result<Tensor> {
+        self.backward_impl(dy, premasked, mask_input)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {

@@ -77,6 +77,46 @@ impl Sequential {
         }
     }
 
+    /// The backward; with `premasked_last`, `dy` is already masked for the last
+    /// layer's ReLU; with `mask_first`, the first layer masks its input gradient for the
+    /// ReLU before this container.
+    fn backward_with(
+        &mut self,
+        dy: &Tensor,
+        premasked_last: bool,
+        mask_first: bool,
+    ) -> Result<Tensor> {
+        // When a layer's input is a ReLU's output, the layer masks its input gradient
+        // itself while it is in cache, and the layer that would apply the mask skips it
+        // ([`Layer::backward_relu`]): the same numbers, one pass fewer.
+        let mut d: Option<Tensor> = None;
+        // The index of the layer whose mask is already applied.
+        let n = self.layers.len();
+        let mut premasked: Option<usize> = n.checked_sub(1).filter(|_| premasked_last);
+        for i in (0..self.layers.len()).rev() {
+            let owner = self.relu_mask_owner(i);
+            let mask_here =
+                (owner.is_some() || (i == 0 && mask_first)) && self.layers[i].1.masks_relu_input();
+            let g = d.as_ref().unwrap_or(dy);
+            let (name, layer) = &mut self.layers[i];
+            let pre = premasked == Some(i);
+            let out = profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
+                if pre || mask_here {
+                    l.backward_relu(g, pre, mask_here)
+                } else {
+                    l.backward(g)
+                }
+            })?;
+            if mask_here {
+                premasked = owner;
+            } else if pre {
+                premasked = None;
+            }
+            d = Some(out);
+        }
+        Ok(d.unwrap_or_else(|| dy.clone()))
+    }
+
     /// Eval-mode forward, folding each eval-mode normalization into the convolution
     /// before it ([`Layer::eval_affine`], [`Layer::forward_folded`]); the folded
     /// normalization is still listed in profiles, with no time of its own.
@@ -156,40 +196,26 @@ impl Layer for Sequential {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        // When a layer's input is a ReLU's output, the layer masks its input gradient
-        // itself while it is in cache ([`Layer::backward_relu_input`]), and the layer
-        // that would apply the mask skips it ([`Layer::backward_premasked`]): the same
-        // numbers, one pass fewer.
-        let mut d: Option<Tensor> = None;
-        // The index of the layer whose mask is already applied.
-        let mut premasked: Option<usize> = None;
-        for i in (0..self.layers.len()).rev() {
-            let owner = self.relu_mask_owner(i);
-            let g = d.as_ref().unwrap_or(dy);
-            let (name, layer) = &mut self.layers[i];
-            let mut took_mask = false;
-            let out = profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
-                if premasked == Some(i) {
-                    if let Some(r) = l.backward_premasked(g) {
-                        return r;
-                    }
-                }
-                if owner.is_some() {
-                    if let Some(r) = l.backward_relu_input(g) {
-                        took_mask = true;
-                        return r;
-                    }
-                }
-                l.backward(g)
-            })?;
-            if took_mask {
-                premasked = owner;
-            } else if premasked == Some(i) {
-                premasked = None;
-            }
-            d = Some(out);
+        self.backward_with(dy, false, false)
+    }
+
+    fn relu_output(&self) -> ReluOutput {
+        match self.layers.last().map(|(_, l)| l.relu_output()) {
+            Some(ReluOutput::Applies) => ReluOutput::Applies,
+            _ => ReluOutput::No,
         }
-        Ok(d.unwrap_or_else(|| dy.clone()))
+    }
+
+    fn masks_relu_input(&self) -> bool {
+        self.layers
+            .first()
+            .is_some_and(|(_, l)| l.masks_relu_input())
+    }
+
+    fn backward_relu(&mut self, dy: &Tensor, premasked: bool, mask_input: bool) -> Result<Tensor> {
+        let premasked = premasked && self.relu_output() == ReluOutput::Applies;
+        let mask_input = mask_input && self.masks_relu_input();
+        self.backward_with(dy, premasked, mask_input)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -268,7 +294,7 @@ impl Layer for Sequential {
 mod tests {
     use super::*;
     use crate::kernels::eltwise::Act;
-    use crate::nn::{Activation, BatchNorm2d, Conv2d, Conv2dConfig};
+    use crate::nn::{Activation, BatchNorm2d, Conv2d, Conv2dConfig, Skip};
     use rand::{Rng, SeedableRng};
 
     /// conv → BN (γ, β and running statistics away from their defaults) → ReLU, twice
@@ -419,6 +445,72 @@ mod tests {
             };
             assert_eq!(grads(&mut handed), grads(&mut apart), "fused: {fuse}");
         }
+    }
+
+    /// The same across residual blocks and nested containers: a block whose input is
+    /// the previous block's fused sum + ReLU masks its input gradient in the pass that
+    /// adds its two branches, and the previous block skips its mask; bit for bit the
+    /// gradients of the top-level layers' plain backward passes.
+    #[test]
+    fn residual_blocks_hand_the_relu_mask_across() {
+        use crate::nn::Residual;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let x = Tensor::randn(&[3, 4, 6, 6], 0.0, 1.0, &mut rng);
+        type Rng = rand::rngs::StdRng;
+        fn conv(r: &mut Rng) -> Conv2d {
+            let mut cfg = Conv2dConfig::new(4, 4, 3);
+            cfg.padding = [1, 1];
+            Conv2d::new(cfg, r).unwrap()
+        }
+        fn block(r: &mut Rng, proj: bool) -> Residual {
+            let body = Sequential::new()
+                .push("conv1", conv(r))
+                .push("bn1", BatchNorm2d::new(4).unwrap())
+                .push("relu1", Activation::new(Act::Relu))
+                .push("conv2", conv(r))
+                .push("bn2", BatchNorm2d::new(4).unwrap());
+            let skip = if proj {
+                Skip::Projection(Sequential::new().push("0", conv(r)))
+            } else {
+                Skip::Identity
+            };
+            Residual::new(body, skip, Some(Activation::new(Act::Relu)))
+        }
+        let make = || {
+            let mut r = Rng::seed_from_u64(6);
+            let stage = Sequential::new()
+                .push("0", block(&mut r, false))
+                .push("1", block(&mut r, true));
+            let mut seq = Sequential::new()
+                .push("conv", conv(&mut r))
+                .push("bn", BatchNorm2d::new(4).unwrap())
+                .push("relu", Activation::new(Act::Relu))
+                .push("stage", stage)
+                .push("last", block(&mut r, false));
+            seq.fuse();
+            seq
+        };
+        let (mut handed, mut apart) = (make(), make());
+        let y = handed.forward(&x, Mode::Train).unwrap();
+        let mut h = x.clone();
+        for (_, l) in apart.layers.iter_mut() {
+            h = l.forward(&h, Mode::Train).unwrap();
+        }
+        assert_eq!(y.data(), h.data());
+        assert!(y.data().contains(&0.0), "the last ReLU clips nothing");
+        let dy = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
+        let got = handed.backward(&dy).unwrap();
+        let mut d = dy.clone();
+        for (_, l) in apart.layers.iter_mut().rev() {
+            d = l.backward(&d).unwrap();
+        }
+        assert_eq!(got.data(), d.data());
+        let grads = |s: &mut Sequential| {
+            let mut v = Vec::new();
+            s.visit_params("", &mut |_, p| v.extend_from_slice(p.grad.data()));
+            v
+        };
+        assert_eq!(grads(&mut handed), grads(&mut apart));
     }
 
     #[test]
