@@ -454,9 +454,20 @@ pub fn wgrad_acc_len(g: &ConvGeom) -> usize {
 /// pairs of neighbouring positions (zeros past the plane and the channels). `tmp` holds
 /// `dy` converted to bf16 on the way.
 pub fn pair_dy(g: &ConvGeom, dy: &[f32], tmp: &mut Vec<u32>, out: &mut [u32]) {
+    assert!(out.len() >= wgrad_dy_len(g) && dy.len() >= g.c_out * g.ohw());
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: AVX-512F and BF16 are present; lengths checked above.
+        unsafe { pair_dy_avx512(g, dy, out) };
+        return;
+    }
+    pair_dy_scalar(g, dy, tmp, out);
+}
+
+/// [`pair_dy`] without SIMD: `dy` converted row by row into `tmp`, then transposed.
+fn pair_dy_scalar(g: &ConvGeom, dy: &[f32], tmp: &mut Vec<u32>, out: &mut [u32]) {
     let (ohw, col) = (g.ohw(), co_lanes(g));
     let pairs = even_ohw(g) / 2;
-    assert!(out.len() >= wgrad_dy_len(g) && dy.len() >= g.c_out * ohw);
     // dy in bf16, rows of `pairs` u32 (a zero after an odd row).
     if tmp.len() < g.c_out * pairs {
         tmp.resize(g.c_out * pairs, 0);
@@ -464,54 +475,77 @@ pub fn pair_dy(g: &ConvGeom, dy: &[f32], tmp: &mut Vec<u32>, out: &mut [u32]) {
     // SAFETY: any u32 buffer is a valid, suitably aligned u16 buffer twice as long.
     let (_, half, _) = unsafe { tmp[..g.c_out * pairs].align_to_mut::<u16>() };
     for (co, row) in half.chunks_exact_mut(2 * pairs).enumerate() {
-        to_plain(&dy[co * ohw..(co + 1) * ohw], row);
+        for (d, &v) in row.iter_mut().zip(&dy[co * ohw..(co + 1) * ohw]) {
+            *d = to_bf16(v);
+        }
         row[ohw..].fill(0);
     }
-    let rows = &tmp[..g.c_out * pairs];
-    #[cfg(target_arch = "x86_64")]
-    if available() {
-        // SAFETY: AVX-512F is present; gathered indices are `co·pairs + pp` for
-        // co < c_out (masked) and pp < pairs, inside `rows`; stores write whole
-        // vectors of `out`'s rows of `col` u32.
-        unsafe { transpose_avx512(g.c_out, pairs, col, rows, out) };
-        return;
-    }
     out[..wgrad_dy_len(g)].fill(0);
-    for (co, row) in rows.chunks_exact(pairs).enumerate() {
+    for (co, row) in tmp[..g.c_out * pairs].chunks_exact(pairs).enumerate() {
         for (pp, &v) in row.iter().enumerate() {
             out[pp * col + co] = v;
         }
     }
 }
 
-/// `out[pp][co] = rows[co][pp]` for `co < c_out`, zero up to `col`.
+/// [`pair_dy`] in one pass: for 16 channels and 16 position pairs at a time, each
+/// channel's 32 positions are converted into one vector of 16 pairs
+/// (`vcvtne2ps2bf16`), and the 16 × 16 block of pairs is transposed in registers
+/// (32-bit and 64-bit interleaves, then two rounds of 128-bit lane shuffles).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose_avx512(c_out: usize, pairs: usize, col: usize, rows: &[u32], out: &mut [u32]) {
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn pair_dy_avx512(g: &ConvGeom, dy: &[f32], out: &mut [u32]) {
     use std::arch::x86_64::*;
-    let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    let stride = _mm512_set1_epi32(pairs as i32);
+    let (ohw, col) = (g.ohw(), co_lanes(g));
+    let pairs = even_ohw(g) / 2;
+    let mask = |n: usize| ((1u32 << n) - 1) as __mmask16;
+    let (dp, op) = (dy.as_ptr(), out.as_mut_ptr());
     for c0 in (0..col).step_by(LANES) {
-        let n = (c_out.saturating_sub(c0)).min(LANES);
-        let mask: __mmask16 = if n == LANES {
-            0xFFFF
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        };
-        // Row starts of channels c0.. c0 + 15.
-        let base = _mm512_mullo_epi32(
-            _mm512_add_epi32(lanes, _mm512_set1_epi32(c0 as i32)),
-            stride,
-        );
-        for pp in 0..pairs {
-            let idx = _mm512_add_epi32(base, _mm512_set1_epi32(pp as i32));
-            let v = _mm512_mask_i32gather_epi32::<4>(
-                _mm512_setzero_si512(),
-                mask,
-                idx,
-                rows.as_ptr() as *const i32,
-            );
-            _mm512_storeu_si512(out.as_mut_ptr().add(pp * col + c0) as *mut _, v);
+        let mut pp0 = 0;
+        while pp0 < pairs {
+            // Positions 2·pp0 .. 2·pp0 + 32 of channels c0 .. c0 + 16, as pairs.
+            let avail = ohw - 2 * pp0;
+            let (n_lo, n_hi) = (avail.min(LANES), avail.saturating_sub(LANES).min(LANES));
+            let mut r = [_mm512_setzero_si512(); LANES];
+            for (j, rj) in r.iter_mut().enumerate() {
+                let co = c0 + j;
+                if co >= g.c_out {
+                    break;
+                }
+                let base = dp.add(co * ohw + 2 * pp0);
+                let lo = _mm512_maskz_loadu_ps(mask(n_lo), base);
+                let hi = _mm512_maskz_loadu_ps(mask(n_hi), base.add(LANES));
+                *rj = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+            }
+            // r[a][b] (channel a, pair b) → r[b][a].
+            let mut t = [_mm512_setzero_si512(); LANES];
+            for i in 0..LANES / 2 {
+                t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+            }
+            // u[4i + c], 128-bit lane L: pair 4L + c of channels 4i .. 4i + 3.
+            let mut u = [_mm512_setzero_si512(); LANES];
+            for i in 0..LANES / 4 {
+                u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+                u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+                u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+                u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+            }
+            for c in 0..4 {
+                let (a, b, cc, d) = (u[c], u[4 + c], u[8 + c], u[12 + c]);
+                let p = _mm512_shuffle_i32x4::<0x88>(a, b);
+                let q = _mm512_shuffle_i32x4::<0xDD>(a, b);
+                let rr = _mm512_shuffle_i32x4::<0x88>(cc, d);
+                let ss = _mm512_shuffle_i32x4::<0xDD>(cc, d);
+                r[c] = _mm512_shuffle_i32x4::<0x88>(p, rr);
+                r[8 + c] = _mm512_shuffle_i32x4::<0xDD>(p, rr);
+                r[4 + c] = _mm512_shuffle_i32x4::<0x88>(q, ss);
+                r[12 + c] = _mm512_shuffle_i32x4::<0xDD>(q, ss);
+            }
+            for (k, &row) in r.iter().enumerate().take((pairs - pp0).min(LANES)) {
+                _mm512_storeu_si512(op.add((pp0 + k) * col + c0) as *mut _, row);
+            }
+            pp0 += LANES;
         }
     }
 }
@@ -693,6 +727,35 @@ mod tests {
             let mut got_h = vec![7u16; gd.len(&g)];
             gather_plain(&g, gd, &x, &mut Vec::new(), &mut got_h);
             assert_eq!(got_h, want_h, "plain gather, {g:?}");
+        }
+    }
+
+    /// The one-pass pairing of `dy` (convert, transpose in registers) writes the bits of
+    /// the row-by-row one: channel counts below, at and across 16, odd planes, planes
+    /// shorter and longer than a block of 32 positions.
+    #[test]
+    fn pairing_dy_in_registers_equals_the_plain_transpose() {
+        if !available() {
+            return; // the plain path is the only one on this CPU
+        }
+        let mut seed = 0x9E37_79B9u32;
+        for (c_out, oh, ow) in [(5, 3, 3), (16, 8, 8), (20, 7, 7), (33, 5, 13), (64, 16, 16)] {
+            let g = ConvGeom::new(4, oh, ow, c_out, (1, 1), (1, 1), (0, 0), (1, 1), 1).unwrap();
+            let dy: Vec<f32> = (0..c_out * g.ohw())
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    (seed as f32 / u32::MAX as f32 - 0.5) * 3.0
+                })
+                .collect();
+            let mut want = vec![7u32; wgrad_dy_len(&g)];
+            pair_dy_scalar(&g, &dy, &mut Vec::new(), &mut want);
+            let mut got = vec![7u32; wgrad_dy_len(&g)];
+            // SAFETY: AVX-512F and BF16 are present (checked above); lengths as asserted
+            // by `pair_dy`.
+            unsafe { pair_dy_avx512(&g, &dy, &mut got) };
+            assert_eq!(got, want, "c_out {c_out}, {oh}x{ow}");
         }
     }
 
