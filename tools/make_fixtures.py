@@ -230,6 +230,9 @@ conv_case("conv2d_depthwise_k7_pad3_tiny_input", 2, 4, 5, 4, 4, 7, padding=3,
 conv_case("conv2d_1x1_nobias", 3, 3, 4, 5, 3, 1, bias=False)
 conv_case("conv2d_k1x3_s1x2_asym_pad", 2, 5, 9, 3, 2, [1, 3], stride=[1, 2],
           padding=[0, 2])
+# 3x3, stride 1, >= 16 channels each way: strata computes it (forward and input
+# gradient) with its Winograd F(2x2, 3x3) kernel on AVX-512 machines.
+conv_case("conv2d_3x3_c16_to_c17_pad1_9x11", 2, 9, 11, 16, 17, 3, padding=1)
 
 # --------------------------------------------------------------------------
 # linear

@@ -22,6 +22,7 @@ use super::gathered::{self, Gathered};
 use super::gemm::{matmul, Accumulate, Par, Trans};
 use super::norm::seg_moments;
 use super::strided;
+use super::winograd;
 use super::{chunk_count, split_ranges};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -180,9 +181,9 @@ struct ChunkBuf {
     /// Zero-padded image of the direct kernel, and the geometry its zero border is for;
     /// a second one for `dy` in the backward pass.
     pad: Vec<f32>,
-    pad_for: Option<ConvGeom>,
+    pad_for: Option<(ConvGeom, Path)>,
     pad_dy: Vec<f32>,
-    pad_dy_for: Option<ConvGeom>,
+    pad_dy_for: Option<(ConvGeom, Path)>,
     /// bf16 buffers: the paired gathered image (forward, input gradient), the plain one
     /// and the paired `dy` (weight gradient).
     pairs: Vec<u32>,
@@ -211,6 +212,8 @@ fn grown<T: Default + Clone>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
 /// Which kernel computes a convolution (forward, or the input gradient as one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Path {
+    /// [`winograd`]: F(2×2, 3×3) for stride-1 3×3 layers with enough channels.
+    Winograd,
     /// [`direct`]: stride 1, whole vectors of output columns.
     Direct,
     /// [`gathered`]: strided or narrow maps, output positions as one flat run.
@@ -221,7 +224,9 @@ pub(crate) enum Path {
 
 impl Path {
     pub(crate) fn of(g: &ConvGeom) -> Self {
-        if direct::applies(g) {
+        if winograd::applies(g) {
+            Path::Winograd
+        } else if direct::applies(g) {
             Path::Direct
         } else if gathered::applies(g) {
             Path::Gathered
@@ -231,19 +236,21 @@ impl Path {
     }
 }
 
-/// The padded buffer for `g`, its border zeroed when the geometry changed.
+/// The padded buffer of `len` elements for `g` in the layout of `path`, its border
+/// zeroed when the geometry or the layout changed.
 fn padded<'a>(
     pad: &'a mut Vec<f32>,
-    pad_for: &mut Option<ConvGeom>,
+    pad_for: &mut Option<(ConvGeom, Path)>,
     g: &ConvGeom,
-    pd: Padded,
+    path: Path,
+    len: usize,
 ) -> &'a mut [f32] {
-    if *pad_for != Some(*g) {
+    if *pad_for != Some((*g, path)) {
         pad.clear();
-        pad.resize(pd.len(g), 0.0);
-        *pad_for = Some(*g);
+        pad.resize(len, 0.0);
+        *pad_for = Some((*g, path));
     }
-    &mut pad[..pd.len(g)]
+    &mut pad[..len]
 }
 
 /// The geometry of the input gradient of a stride-1 convolution as a convolution of `dy`
@@ -473,7 +480,9 @@ fn forward(
     let chunks = chunk_count(n);
     let path = Path::of(g);
     let gd = Gathered::of(g);
+    let wplan = winograd::Plan::of(g);
     let col_len = match path {
+        Path::Winograd => wplan.work_len(g),
         Path::Direct => 0,
         Path::Gathered => gd.len(g),
         Path::Gemm if g.is_pointwise() => 0,
@@ -484,6 +493,8 @@ fn forward(
     let bf_len = gd.len(&bf16::paired_geom(g));
     if bf {
         bf16::pack_weights(g, weight, &mut ws.packed_bf);
+    } else if path == Path::Winograd {
+        winograd::pack_weights(g, weight, &mut ws.packed);
     } else if path != Path::Gemm {
         direct::pack_weights(g, weight, &mut ws.packed);
     }
@@ -521,8 +532,16 @@ fn forward(
                         break 'image;
                     }
                     match path {
+                        Path::Winograd => {
+                            let len = wplan.pad_len(g);
+                            let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, len);
+                            direct::pad_image(g, wplan.padded(), xi, p);
+                            let work = &mut buf.col[..col_len];
+                            winograd::image(g, &wplan, p, packed, bias, yi, work);
+                            break 'image;
+                        }
                         Path::Direct => {
-                            let p = padded(&mut buf.pad, &mut buf.pad_for, g, pd);
+                            let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, pd.len(g));
                             direct::pad_image(g, pd, xi, p);
                             direct::image(g, pd, p, packed, bias, yi);
                             break 'image;
@@ -677,6 +696,7 @@ fn backward(
     let gdt = dgeom.as_ref().map(Gathered::of);
     let gdt_len = match (&dgeom, gdt) {
         (Some(gt), Some(gd)) if dpath == Path::Gathered => gd.len(gt),
+        (Some(gt), _) if dpath == Path::Winograd => winograd::Plan::of(gt).work_len(gt),
         _ => 0,
     };
     // bf16 products: the weight gradient (transposed accumulator in `dw`), and the
@@ -700,6 +720,8 @@ fn backward(
     if let Some(gt) = &dgeom {
         if bf_dx {
             bf16::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_bf_t);
+        } else if dpath == Path::Winograd {
+            winograd::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
         } else {
             direct::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
         }
@@ -766,7 +788,7 @@ fn backward(
                     bf16::pair_dy(g, dyi, conv_pairs, d);
                     bf16::weight_grad(g, gd, q, d, &mut dw[..dw_len]);
                 } else if direct_dw {
-                    let p = padded(pad, pad_for, g, pd);
+                    let p = padded(pad, pad_for, g, Path::Direct, pd.len(g));
                     direct::pad_image(g, pd, xi, p);
                     direct::weight_grad(g, pd, p, dyi, &mut dw[..w_len]);
                 }
@@ -847,8 +869,16 @@ fn backward(
                             gathered::image(gt, gd, q, packed_t, None, dxi);
                             break 'dx;
                         }
+                        if dpath == Path::Winograd {
+                            let plan = winograd::Plan::of(gt);
+                            let p = padded(pad_dy, pad_dy_for, gt, dpath, plan.pad_len(gt));
+                            direct::pad_image(gt, plan.padded(), dyi, p);
+                            let work = &mut col[..gdt_len];
+                            winograd::image(gt, &plan, p, packed_t, None, dxi, work);
+                            break 'dx;
+                        }
                         let pdt = Padded::of(gt);
-                        let p = padded(pad_dy, pad_dy_for, gt, pdt);
+                        let p = padded(pad_dy, pad_dy_for, gt, dpath, pdt.len(gt));
                         direct::pad_image(gt, pdt, dyi, p);
                         direct::image(gt, pdt, p, packed_t, None, dxi);
                         break 'dx;
@@ -973,6 +1003,13 @@ mod tests {
         (2, 8, 10, 9, 6, (3, 2), (2, 1), (1, 0), (1, 1), 1),
         (2, 11, 12, 10, 4, (3, 3), (1, 1), (2, 2), (2, 2), 1),
         (1, 9, 6, 6, 3, (2, 2), (1, 1), (2, 2), (1, 1), 1),
+        // Shapes the Winograd kernel takes (3×3, stride 1, ≥ 16 channels each way),
+        // forward and input gradient: odd sizes, c_out not a multiple of 8, paddings 0
+        // and 2 (the input gradient's padding is 2 and 0), a map narrower than a vector.
+        (2, 16, 9, 11, 17, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (1, 24, 8, 8, 16, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+        (1, 16, 6, 5, 20, (3, 3), (1, 1), (2, 2), (1, 1), 1),
+        (3, 32, 14, 14, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         // Three row phases (stride 3), and dilation with stride 2.
         (1, 12, 17, 46, 3, (3, 3), (3, 3), (1, 1), (1, 1), 1),
         (1, 8, 20, 20, 4, (3, 3), (2, 2), (2, 2), (2, 2), 1),

@@ -20,6 +20,7 @@ pub mod optim;
 pub mod pool;
 pub mod softmax;
 pub(crate) mod strided;
+pub mod winograd;
 
 /// How many pieces to cut a parallel job of `items` independent items into.
 pub(crate) fn chunk_count(items: usize) -> usize {

@@ -1,0 +1,616 @@
+//! Winograd F(2×2, 3×3) for stride-1 3×3 convolutions on AVX-512.
+//!
+//! Each 2×2 block of output ("tile") is computed from the 4×4 block of padded input
+//! under it with 16 multiplications per input channel instead of 36 (Lavin & Gray,
+//! 2015):
+//!
+//! ```text
+//! Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A
+//!
+//! Bᵀ = | 1  0 -1  0 |     G = | 1    0    0  |     Aᵀ = | 1  1  1  0 |
+//!      | 0  1  1  0 |         | 1/2  1/2  1/2 |          | 0  1 -1 -1 |
+//!      | 0 -1  1  0 |         | 1/2 -1/2  1/2 |
+//!      | 0  1  0 -1 |         | 0    0    1  |
+//! ```
+//!
+//! The sum over input channels at each of the 16 positions `ξ` of the transformed tile
+//! is a product `M_ξ[c_out, tiles] = U_ξ[c_out, c_in] · V_ξ[c_in, tiles]`, so a layer
+//! becomes 16 products of 2.25× fewer multiply-adds than the direct convolution, plus
+//! the transforms (a few additions per input and per output value).
+//!
+//! Per image, the tiles (row-major over the output) are cut into bands of at most a few
+//! hundred so that a band's `V` and `M` stay in the core's L2 cache. For each band:
+//! the input transform (16 tiles of one tile row at a time in the lanes: even and odd
+//! columns of the padded rows separated with `vpermt2ps`), the 16 products in register
+//! tiles of 8 output channels × 48 tiles (24 accumulators; the weights broadcast), and
+//! the output transform (even and odd output columns interleaved back with
+//! `vpermt2ps`). Weights are transformed and packed once per call as
+//! `U[ξ][c_out/8][c_in][8]`, zero beyond `c_out`.
+//!
+//! F(2×2, 3×3) is the numerically mild member of the family (the transforms hold only
+//! 0, ±1 and ±1/2); results differ from the direct sum by a few units in the last place.
+//! Compared with the direct definition on awkward shapes in the tests.
+
+use super::conv::ConvGeom;
+use super::direct::{self, Padded};
+
+/// Tiles per vector.
+const LANES: usize = 16;
+/// Output channels per register tile.
+const KB: usize = 8;
+/// Vectors of tiles per register tile.
+const NT: usize = 3;
+/// Positions of a transformed 4×4 tile.
+const XI: usize = 16;
+/// The bands' `V` and `M` together stay under about this many floats (384 KiB).
+const BAND_FLOATS: usize = 96 * 1024;
+
+/// Whether the Winograd kernel computes this convolution on this CPU: 3×3, stride 1, no
+/// dilation, one group, and enough channels on both sides that the products outweigh
+/// the transforms.
+pub fn applies(g: &ConvGeom) -> bool {
+    g.kh == 3
+        && g.kw == 3
+        && g.stride == (1, 1)
+        && g.dilation == (1, 1)
+        && g.groups == 1
+        && g.c_in >= 16
+        && g.c_out >= 16
+        && direct::has_avx512()
+}
+
+/// Sizes of one layer's buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Tile columns (`⌈ow/2⌉`), and tiles in all (`⌈oh/2⌉·⌈ow/2⌉`).
+    tw: usize,
+    tiles: usize,
+    /// Tiles per band, and the band's stride in `V` and `M` (whole vectors).
+    band: usize,
+    bandp: usize,
+    /// Floats from one channel's 16 rows of `V` (or `M`) to the next: `16·bandp` and
+    /// one cache line more, so that the channels of a column of `V` do not all fall in
+    /// the same few L1 sets (`16·bandp` floats is a multiple of 4 KiB for some maps).
+    cs: usize,
+    /// Output channels rounded up to whole register tiles.
+    kp: usize,
+    /// The zero-padded image: rows per channel, row stride.
+    pd: Padded,
+}
+
+impl Plan {
+    /// The buffer sizes for `g`.
+    pub fn of(g: &ConvGeom) -> Self {
+        let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+        let tiles = th * tw;
+        let kp = g.c_out.div_ceil(KB) * KB;
+        // Bands of equal size, each at most what fits the cache budget.
+        let most = (BAND_FLOATS / (XI * (g.c_in + kp)) / LANES * LANES).max(LANES);
+        let bands = tiles.div_ceil(most).max(1);
+        let band = tiles.div_ceil(bands).max(1);
+        let bandp = band.div_ceil(LANES) * LANES;
+        // Rows up to 2·th + 1 and columns up to 2·tw + 1 are read (the loads are masked
+        // to the columns their tiles need).
+        let pd = Padded {
+            hp: (2 * th + 2).max(g.h + 2 * g.pad.0),
+            rs: (2 * tw + 2).max(g.w + 2 * g.pad.1),
+        };
+        Plan {
+            tw,
+            tiles,
+            band,
+            bandp,
+            cs: XI * bandp + LANES,
+            kp,
+            pd,
+        }
+    }
+
+    /// The padded image's geometry (for [`direct::pad_image`]).
+    pub fn padded(&self) -> Padded {
+        self.pd
+    }
+
+    /// Elements of the padded image buffer.
+    pub fn pad_len(&self, g: &ConvGeom) -> usize {
+        g.c_in * self.pd.hp * self.pd.rs
+    }
+
+    /// Elements of the work buffer: a band's `V`, its `M`, one vector of slack (the
+    /// output transform reads whole vectors) and one to align the start to 64 bytes.
+    pub fn work_len(&self, g: &ConvGeom) -> usize {
+        (g.c_in + self.kp) * self.cs + 2 * LANES
+    }
+
+    /// Elements of the packed, transformed weights.
+    pub fn packed_len(&self, g: &ConvGeom) -> usize {
+        XI * self.kp * g.c_in
+    }
+}
+
+/// Transforms `w[c_out, c_in, 3, 3]` to `U = G w Gᵀ` and packs it as
+/// `[ξ][c_out/8][c_in][8]` into `out`.
+pub fn pack_weights(g: &ConvGeom, w: &[f32], out: &mut Vec<f32>) {
+    let plan = Plan::of(g);
+    let blocks = plan.kp / KB;
+    out.clear();
+    out.resize(plan.packed_len(g), 0.0);
+    for k in 0..g.c_out {
+        for c in 0..g.c_in {
+            let f = &w[(k * g.c_in + c) * 9..(k * g.c_in + c) * 9 + 9];
+            // t = G f (4×3), then u = t Gᵀ (4×4).
+            let mut t = [[0.0f32; 3]; 4];
+            for s in 0..3 {
+                let (f0, f1, f2) = (f[s], f[3 + s], f[6 + s]);
+                t[0][s] = f0;
+                t[1][s] = 0.5 * (f0 + f1 + f2);
+                t[2][s] = 0.5 * (f0 - f1 + f2);
+                t[3][s] = f2;
+            }
+            for (i, ti) in t.iter().enumerate() {
+                let u = [
+                    ti[0],
+                    0.5 * (ti[0] + ti[1] + ti[2]),
+                    0.5 * (ti[0] - ti[1] + ti[2]),
+                    ti[2],
+                ];
+                for (j, &uij) in u.iter().enumerate() {
+                    let xi = 4 * i + j;
+                    out[((xi * blocks + k / KB) * g.c_in + c) * KB + k % KB] = uij;
+                }
+            }
+        }
+    }
+}
+
+/// One image: `y[c_out, oh, ow] = conv(P, w) + bias`, from the padded image `p`
+/// ([`direct::pad_image`] with [`Plan::padded`]) and the packed weights `u`; `work` holds
+/// [`Plan::work_len`] floats.
+#[allow(clippy::too_many_arguments)]
+pub fn image(
+    g: &ConvGeom,
+    plan: &Plan,
+    p: &[f32],
+    u: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    work: &mut [f32],
+) {
+    assert!(p.len() >= plan.pad_len(g) && u.len() >= plan.packed_len(g));
+    assert!(y.len() >= g.c_out * g.oh * g.ow && work.len() >= plan.work_len(g));
+    if let Some(b) = bias {
+        assert!(b.len() >= g.c_out);
+    }
+    // Whole vectors of V and M on cache-line boundaries: the products load them.
+    let skip = work.as_ptr().align_offset(64).min(LANES);
+    let (v, m) = work[skip..].split_at_mut(g.c_in * plan.cs);
+    let mut t0 = 0;
+    while t0 < plan.tiles {
+        let tb = plan.band.min(plan.tiles - t0);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if direct::has_avx512() {
+                // SAFETY: the CPU has AVX-512F (checked just above); the asserts and the
+                // plan's sizes keep every access in bounds (see the comments in each).
+                unsafe {
+                    input_avx512(g, plan, p, t0, tb, v);
+                    multiply_avx512(g, plan, u, v, m, tb);
+                    output_avx512(g, plan, m, t0, tb, bias, y);
+                }
+                t0 += tb;
+                continue;
+            }
+        }
+        band_scalar(g, plan, p, u, t0, tb, bias, y, v, m);
+        t0 += tb;
+    }
+}
+
+/// The pieces of tile rows that tiles `t0..t0 + tb` cover, at most 16 tiles each:
+/// `(tile row, first tile column, tiles, index of the first in the band)`.
+fn chunks(plan: &Plan, t0: usize, tb: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let tw = plan.tw;
+    let mut t = t0;
+    std::iter::from_fn(move || {
+        if t >= t0 + tb {
+            return None;
+        }
+        let (ty, tx) = (t / tw, t % tw);
+        let n = (tw - tx).min(t0 + tb - t).min(LANES);
+        let item = (ty, tx, n, t - t0);
+        t += n;
+        Some(item)
+    })
+}
+
+/// `Bᵀ d B` of one 4×4 block `d[r][c]`, as `out[4·i + j]`.
+fn input_tile(d: &[[f32; 4]; 4]) -> [f32; XI] {
+    let mut u = [[0.0f32; 4]; 4];
+    for (ur, dr) in u.iter_mut().zip(d) {
+        *ur = [dr[0] - dr[2], dr[1] + dr[2], dr[2] - dr[1], dr[1] - dr[3]];
+    }
+    let mut out = [0.0f32; XI];
+    for j in 0..4 {
+        out[j] = u[0][j] - u[2][j];
+        out[4 + j] = u[1][j] + u[2][j];
+        out[8 + j] = u[2][j] - u[1][j];
+        out[12 + j] = u[1][j] - u[3][j];
+    }
+    out
+}
+
+/// `Aᵀ m A` of one transformed tile `m[4·i + j]`: the 2×2 outputs `[y00, y01, y10, y11]`.
+fn output_tile(m: &[f32; XI]) -> [f32; 4] {
+    let mut s = [[0.0f32; 4]; 2];
+    for j in 0..4 {
+        s[0][j] = m[j] + m[4 + j] + m[8 + j];
+        s[1][j] = m[4 + j] - m[8 + j] - m[12 + j];
+    }
+    [
+        s[0][0] + s[0][1] + s[0][2],
+        s[0][1] - s[0][2] - s[0][3],
+        s[1][0] + s[1][1] + s[1][2],
+        s[1][1] - s[1][2] - s[1][3],
+    ]
+}
+
+/// One band without SIMD, for CPUs where [`applies`] is false anyway (and as the
+/// vector code's twin in the tests).
+#[allow(clippy::too_many_arguments)]
+fn band_scalar(
+    g: &ConvGeom,
+    plan: &Plan,
+    p: &[f32],
+    u: &[f32],
+    t0: usize,
+    tb: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    v: &mut [f32],
+    m: &mut [f32],
+) {
+    let (pd, bp, cs, blocks) = (plan.pd, plan.bandp, plan.cs, plan.kp / KB);
+    for c in 0..g.c_in {
+        for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
+            for k in 0..n {
+                let mut d = [[0.0f32; 4]; 4];
+                for (r, dr) in d.iter_mut().enumerate() {
+                    let row = (c * pd.hp + 2 * ty + r) * pd.rs + 2 * (tx0 + k);
+                    dr.copy_from_slice(&p[row..row + 4]);
+                }
+                for (xi, val) in input_tile(&d).into_iter().enumerate() {
+                    v[c * cs + xi * bp + l0 + k] = val;
+                }
+            }
+        }
+    }
+    for xi in 0..XI {
+        for k in 0..g.c_out {
+            for l in 0..tb {
+                let mut s = 0.0f32;
+                for c in 0..g.c_in {
+                    s += u[((xi * blocks + k / KB) * g.c_in + c) * KB + k % KB]
+                        * v[c * cs + xi * bp + l];
+                }
+                m[k * cs + xi * bp + l] = s;
+            }
+        }
+    }
+    for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
+        for k in 0..g.c_out {
+            let b = bias.map_or(0.0, |b| b[k]);
+            for t in 0..n {
+                let mut mt = [0.0f32; XI];
+                for (xi, mv) in mt.iter_mut().enumerate() {
+                    *mv = m[k * cs + xi * bp + l0 + t];
+                }
+                let out = output_tile(&mt);
+                for (q, &val) in out.iter().enumerate() {
+                    let (oy, ox) = (2 * ty + q / 2, 2 * (tx0 + t) + q % 2);
+                    if oy < g.oh && ox < g.ow {
+                        y[(k * g.oh + oy) * g.ow + ox] = val + b;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `(1 << n) − 1` as a lane mask, for `n ≤ 16`.
+#[cfg(target_arch = "x86_64")]
+fn lane_mask(n: usize) -> u16 {
+    if n >= LANES {
+        0xFFFF
+    } else {
+        ((1u32 << n) - 1) as u16
+    }
+}
+
+/// The input transform of one band into `v[ξ][c_in][bandp]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn input_avx512(g: &ConvGeom, plan: &Plan, p: &[f32], t0: usize, tb: usize, v: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let (pd, bp) = (plan.pd, plan.bandp);
+    let (pp, vp) = (p.as_ptr(), v.as_mut_ptr());
+    for c in 0..g.c_in {
+        for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
+            let mask = lane_mask(n);
+            // The n tiles need columns 2·tx0 .. 2·tx0 + 2n + 1 ≤ 2·tw + 1 < rs of rows
+            // 2·ty .. 2·ty + 3 ≤ 2·th + 1 < hp (Plan::of); the loads are masked to them.
+            let (ma, mb) = (
+                lane_mask(2 * n + 2),
+                lane_mask((2 * n + 2).saturating_sub(LANES)),
+            );
+            let (ma2, mb2) = (lane_mask(2 * n), lane_mask((2 * n).saturating_sub(LANES)));
+            let base = pp.add((c * pd.hp + 2 * ty) * pd.rs + 2 * tx0);
+            let mut u = [[_mm512_setzero_ps(); 4]; 4];
+            for (r, ur) in u.iter_mut().enumerate() {
+                let row = base.add(r * pd.rs);
+                let a = _mm512_maskz_loadu_ps(ma, row);
+                let b = _mm512_maskz_loadu_ps(mb, row.add(LANES));
+                let a2 = _mm512_maskz_loadu_ps(ma2, row.add(2));
+                let b2 = _mm512_maskz_loadu_ps(mb2, row.add(LANES + 2));
+                let d0 = _mm512_permutex2var_ps(a, even, b);
+                let d1 = _mm512_permutex2var_ps(a, odd, b);
+                let d2 = _mm512_permutex2var_ps(a2, even, b2);
+                let d3 = _mm512_permutex2var_ps(a2, odd, b2);
+                *ur = [
+                    _mm512_sub_ps(d0, d2),
+                    _mm512_add_ps(d1, d2),
+                    _mm512_sub_ps(d2, d1),
+                    _mm512_sub_ps(d1, d3),
+                ];
+            }
+            let [u0, u1, u2, u3] = u;
+            for j in 0..4 {
+                let vals = [
+                    _mm512_sub_ps(u0[j], u2[j]),
+                    _mm512_add_ps(u1[j], u2[j]),
+                    _mm512_sub_ps(u2[j], u1[j]),
+                    _mm512_sub_ps(u1[j], u3[j]),
+                ];
+                for (i, &val) in vals.iter().enumerate() {
+                    // Lanes l0 .. l0 + n ≤ tb ≤ bandp of row (ξ, c).
+                    let dst = vp.add(c * plan.cs + (4 * i + j) * bp + l0);
+                    _mm512_mask_storeu_ps(dst, mask, val);
+                }
+            }
+        }
+    }
+}
+
+/// The 16 products `M_ξ = U_ξ · V_ξ` of one band, into `m[ξ][kp][bandp]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn multiply_avx512(
+    g: &ConvGeom,
+    plan: &Plan,
+    u: &[f32],
+    v: &[f32],
+    m: &mut [f32],
+    tb: usize,
+) {
+    let (bp, blocks) = (plan.bandp, plan.kp / KB);
+    let vectors = tb.div_ceil(LANES);
+    for xi in 0..XI {
+        let vx = v.as_ptr().add(xi * bp);
+        let ux = u.as_ptr().add(xi * blocks * g.c_in * KB);
+        let mx = m.as_mut_ptr().add(xi * bp);
+        let mut j = 0;
+        while j < vectors {
+            let nt = (vectors - j).min(NT);
+            for kb in 0..blocks {
+                let w = ux.add(kb * g.c_in * KB);
+                let out = mx.add(kb * KB * plan.cs + j * LANES);
+                let col = vx.add(j * LANES);
+                match nt {
+                    3 => tile::<3>(g.c_in, w, col, plan.cs, out),
+                    2 => tile::<2>(g.c_in, w, col, plan.cs, out),
+                    _ => tile::<1>(g.c_in, w, col, plan.cs, out),
+                }
+            }
+            j += nt;
+        }
+    }
+}
+
+/// One register tile: `out[k][n·16 ..] = Σ_c w[c][k] · col[c][n·16 ..]` for 8 output
+/// channels and `N` vectors of tiles (rows of `col` and `out` are `stride` apart).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile<const N: usize>(
+    c_in: usize,
+    w: *const f32,
+    col: *const f32,
+    stride: usize,
+    out: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); N]; KB];
+    for c in 0..c_in {
+        let row = col.add(c * stride);
+        let mut xs = [_mm512_setzero_ps(); N];
+        for (n, x) in xs.iter_mut().enumerate() {
+            *x = _mm512_loadu_ps(row.add(n * LANES));
+        }
+        let wc = w.add(c * KB);
+        for (k, acc_k) in acc.iter_mut().enumerate() {
+            let wv = _mm512_set1_ps(*wc.add(k));
+            for (a, &x) in acc_k.iter_mut().zip(&xs) {
+                *a = _mm512_fmadd_ps(wv, x, *a);
+            }
+        }
+    }
+    for (k, acc_k) in acc.iter().enumerate() {
+        for (n, &a) in acc_k.iter().enumerate() {
+            _mm512_storeu_ps(out.add(k * stride + n * LANES), a);
+        }
+    }
+}
+
+/// The output transform of one band, plus the bias, into `y[c_out, oh, ow]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn output_avx512(
+    g: &ConvGeom,
+    plan: &Plan,
+    m: &[f32],
+    t0: usize,
+    tb: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let bp = plan.bandp;
+    let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
+    for k in 0..g.c_out {
+        for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
+            let cols = (2 * n).min(g.ow - 2 * tx0);
+            let (mask0, mask1) = (lane_mask(cols), lane_mask(cols.saturating_sub(LANES)));
+            let second_row = 2 * ty + 1 < g.oh;
+            // Row (k, ξ) from lane l0: 16 lanes may run past the band into the next
+            // row, or past the last row into the slack (Plan::work_len).
+            let mk = mp.add(k * plan.cs + l0);
+            let ld = |xi: usize| _mm512_loadu_ps(mk.add(xi * bp));
+            let mut s0 = [_mm512_setzero_ps(); 4];
+            let mut s1 = [_mm512_setzero_ps(); 4];
+            for j in 0..4 {
+                let (m0, m1, m2, m3) = (ld(j), ld(4 + j), ld(8 + j), ld(12 + j));
+                let t = _mm512_sub_ps(m1, m2);
+                s0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                s1[j] = _mm512_sub_ps(t, m3);
+            }
+            let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[k]));
+            let row = |s: &[__m512; 4]| {
+                let e = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], b));
+                let o = _mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), _mm512_sub_ps(s[3], b));
+                (
+                    _mm512_permutex2var_ps(e, lo, o),
+                    _mm512_permutex2var_ps(e, hi, o),
+                )
+            };
+            // Output row 2·ty (< oh), columns 2·tx0 .. 2·tx0 + cols ≤ ow.
+            let dst = yp.add((k * g.oh + 2 * ty) * g.ow + 2 * tx0);
+            let (r0, r1) = row(&s0);
+            _mm512_mask_storeu_ps(dst, mask0, r0);
+            _mm512_mask_storeu_ps(dst.add(LANES), mask1, r1);
+            if second_row {
+                let (r0, r1) = row(&s1);
+                let dst = dst.add(g.ow);
+                _mm512_mask_storeu_ps(dst, mask0, r0);
+                _mm512_mask_storeu_ps(dst.add(LANES), mask1, r1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::naive;
+    use rand::{Rng, SeedableRng};
+
+    fn run(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, simd: bool) -> Vec<f32> {
+        let plan = Plan::of(g);
+        let mut p = vec![0.0; plan.pad_len(g)];
+        direct::pad_image(g, plan.padded(), x, &mut p);
+        let mut u = vec![];
+        pack_weights(g, w, &mut u);
+        let mut work = vec![f32::NAN; plan.work_len(g)];
+        let mut y = vec![f32::NAN; g.c_out * g.oh * g.ow];
+        if simd {
+            image(g, &plan, &p, &u, bias, &mut y, &mut work);
+        } else {
+            let (v, m) = work.split_at_mut(g.c_in * plan.cs);
+            let mut t0 = 0;
+            while t0 < plan.tiles {
+                let tb = plan.band.min(plan.tiles - t0);
+                band_scalar(g, &plan, &p, &u, t0, tb, bias, &mut y, v, m);
+                t0 += tb;
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn winograd_equals_the_definition_on_awkward_shapes() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        // (c_in, c_out, h, w, pad): odd sizes (half tiles at the edges), widths that
+        // cut 16-tile chunks and bands mid-row, c_out not a multiple of 8, paddings 0–3,
+        // one band and several, maps smaller than a vector.
+        let cases = [
+            (16, 16, 8, 8, (1, 1)),
+            (17, 19, 9, 11, (1, 1)),
+            (16, 24, 28, 28, (1, 1)),
+            (32, 16, 13, 37, (0, 2)),
+            (20, 33, 5, 3, (2, 0)),
+            (64, 64, 14, 14, (1, 1)),
+            (16, 17, 34, 35, (3, 1)),
+            (24, 16, 3, 3, (0, 0)),
+        ];
+        for (ci, co, h, w, pad) in cases {
+            let g = ConvGeom::new(ci, h, w, co, (3, 3), (1, 1), pad, (1, 1), 1).unwrap();
+            let x: Vec<f32> = (0..ci * h * w)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let wt: Vec<f32> = (0..co * ci * 9)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let bias: Vec<f32> = (0..co).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let want = naive::conv2d_forward(&g, 1, &x, &wt, Some(&bias));
+            let scale = (ci * 9) as f32;
+            for simd in [true, false] {
+                if simd && !direct::has_avx512() {
+                    continue;
+                }
+                let got = run(&g, &x, &wt, Some(&bias), simd);
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(
+                        0.0f32,
+                        |e, d| if d.is_nan() { f32::INFINITY } else { e.max(d) },
+                    );
+                assert!(err < 2e-6 * scale, "{g:?} simd={simd}: {err}");
+            }
+            let none = run(&g, &x, &wt, None, direct::has_avx512());
+            let want0 = naive::conv2d_forward(&g, 1, &x, &wt, None);
+            let err = none
+                .iter()
+                .zip(&want0)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(err < 2e-6 * scale, "{g:?} no bias: {err}");
+        }
+    }
+
+    #[test]
+    fn several_bands_cover_every_tile() {
+        // 96 channels each way and a 40×40 map: 400 tiles in bands of at most 32.
+        let g = ConvGeom::new(96, 40, 40, 96, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+        let plan = Plan::of(&g);
+        assert!(plan.band < plan.tiles, "{plan:?}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let x: Vec<f32> = (0..96 * 1600)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let wt: Vec<f32> = (0..96 * 96 * 9)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let want = naive::conv2d_forward(&g, 1, &x, &wt, None);
+        let got = run(&g, &x, &wt, None, direct::has_avx512());
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 2e-6 * 96.0 * 9.0, "{err}");
+    }
+}
