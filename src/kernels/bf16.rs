@@ -144,7 +144,7 @@ pub fn round(x: f32) -> f32 {
     from_bf16(to_bf16(x))
 }
 
-fn pair(lo: f32, hi: f32) -> u32 {
+pub(crate) fn pair(lo: f32, hi: f32) -> u32 {
     to_bf16(lo) as u32 | ((to_bf16(hi) as u32) << 16)
 }
 

@@ -490,8 +490,12 @@ fn forward(
     };
     ws.prepare(chunks, col_len, 0);
     let bf = bf16::active_for(g);
+    // bf16 products of a layer the Winograd kernel takes: its bf16 form.
+    let wbf = bf && path == Path::Winograd && winograd::bf16_available();
     let bf_len = gd.len(&bf16::paired_geom(g));
-    if bf {
+    if wbf {
+        winograd::pack_weights_bf16(g, weight, &mut ws.packed_bf);
+    } else if bf {
         bf16::pack_weights(g, weight, &mut ws.packed_bf);
     } else if path == Path::Winograd {
         winograd::pack_weights(g, weight, &mut ws.packed);
@@ -525,6 +529,15 @@ fn forward(
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
                 'image: {
+                    if wbf {
+                        let len = wplan.pad_len(g);
+                        let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, len);
+                        direct::pad_image(g, wplan.padded(), xi, p);
+                        let q = grown(&mut buf.pairs, wplan.pairs_len(g));
+                        let work = &mut buf.col[..col_len];
+                        winograd::image_bf16(g, &wplan, p, packed_bf, bias, yi, q, work);
+                        break 'image;
+                    }
                     if bf {
                         let q = grown(&mut buf.pairs, bf_len);
                         bf16::gather_pairs(g, gd, xi, &mut buf.conv_pairs, q);
@@ -703,6 +716,7 @@ fn backward(
     // input gradient of a stride-1 layer.
     let bf_dw = bf16::weight_grad_active_for(g);
     let bf_dx = dgeom.as_ref().is_some_and(bf16::active_for);
+    let wbf_dx = bf_dx && dpath == Path::Winograd && winograd::bf16_available();
     let gd = Gathered::of(g);
     let dw_len = if bf_dw {
         w_len.max(bf16::wgrad_acc_len(g))
@@ -718,7 +732,9 @@ fn backward(
     let direct_dw = direct::applies(g) && g.c_in <= 16;
     let pd = Padded::of(g);
     if let Some(gt) = &dgeom {
-        if bf_dx {
+        if wbf_dx {
+            winograd::pack_weights_bf16(gt, &flip_transpose(g, weight), &mut ws.packed_bf_t);
+        } else if bf_dx {
             bf16::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_bf_t);
         } else if dpath == Path::Winograd {
             winograd::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
@@ -857,6 +873,15 @@ fn backward(
                     if let (Some(dxc), Some(gt), Some(gd)) = (dx_chunk.as_deref_mut(), &dgeom, gdt)
                     {
                         let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                        if wbf_dx {
+                            let plan = winograd::Plan::of(gt);
+                            let p = padded(pad_dy, pad_dy_for, gt, dpath, plan.pad_len(gt));
+                            direct::pad_image(gt, plan.padded(), dyi, p);
+                            let q = grown(pairs, plan.pairs_len(gt));
+                            let work = &mut col[..gdt_len];
+                            winograd::image_bf16(gt, &plan, p, packed_bf_t, None, dxi, q, work);
+                            break 'dx;
+                        }
                         if bf_dx {
                             let q = grown(pairs, gd.len(&bf16::paired_geom(gt)));
                             bf16::gather_pairs(gt, gd, dyi, conv_pairs, q);
@@ -1026,6 +1051,20 @@ mod tests {
         // it: stale buffers of another geometry must not leak into a result.
         let mut ws = ConvWorkspace::default();
         let mut bf_cases = 0;
+        // The bf16 Winograd kernel rounds the *transformed* operands (sums of up to four
+        // inputs, of up to nine weights) to bf16, not the operands themselves: its error
+        // is a few times that of bf16 products, checked here against the output's rms
+        // (its own test in `winograd` checks it against the same arithmetic, tightly).
+        let winograd_bf16 = |t: &ConvGeom| {
+            bf16::active_for(t) && winograd::applies(t) && winograd::bf16_available()
+        };
+        let check = |got: &[f32], want: &[f32], what: &str, g: &ConvGeom, wino: bool| {
+            if wino {
+                assert_close_rms(got, want, what, g, 0.03);
+            } else {
+                assert_close(got, want, what, g, tol);
+            }
+        };
         for &(n, c_in, h, w, c_out, k, s, p, d, grp) in CASES {
             let g = ConvGeom::new(c_in, h, w, c_out, k, s, p, d, grp).unwrap();
             bf_cases += usize::from(bf16::active_for(&g));
@@ -1035,7 +1074,7 @@ mod tests {
             let mut y = vec![0.0; n * c_out * g.ohw()];
             conv2d_forward(&g, n, &x, &wt, Some(&b), &mut y, &mut ws).unwrap();
             let want = naive::conv2d_forward(&g, n, &x, &wt, Some(&b));
-            assert_close(&y, &want, "y", &g, tol);
+            check(&y, &want, "y", &g, winograd_bf16(&g));
 
             let dy = vec(y.len());
             let mut dx = vec![9.0; x.len()];
@@ -1054,7 +1093,8 @@ mod tests {
             )
             .unwrap();
             let (wdx, wdw, wdb) = naive::conv2d_backward(&g, n, &x, &wt, &dy);
-            assert_close(&dx, &wdx, "dx", &g, tol);
+            let dx_wino = direct_input_grad(&g).is_some_and(|t| winograd_bf16(&t));
+            check(&dx, &wdx, "dx", &g, dx_wino);
             let wdw: Vec<f32> = wdw.iter().map(|v| v + 0.5).collect();
             let wdb: Vec<f32> = wdb.iter().map(|v| v + 0.25).collect();
             assert_close(&dw, &wdw, "dw", &g, tol);
@@ -1074,7 +1114,8 @@ mod tests {
             return; // f32 everywhere on this CPU: the test above covers it
         }
         // Operands already in bf16: their products are exact in f32 and only the order
-        // of the f32 sums differs from the twin.
+        // of the f32 sums differs from the twin (except on the bf16 Winograd kernel,
+        // which rounds transformed operands: see `compare_cases`).
         bf16::set_precision(bf16::Precision::Bf16);
         let taken = compare_cases(bf16::round, 1e-4);
         bf16::set_precision(bf16::Precision::F32);
@@ -1091,6 +1132,17 @@ mod tests {
         bf16::set_precision(bf16::Precision::Bf16);
         compare_cases(|v| v, 5e-2);
         bf16::set_precision(bf16::Precision::F32);
+    }
+
+    fn assert_close_rms(got: &[f32], want: &[f32], what: &str, g: &ConvGeom, frac: f32) {
+        assert_eq!(got.len(), want.len(), "{what} length for {g:?}");
+        let rms = (want.iter().map(|v| v * v).sum::<f32>() / want.len().max(1) as f32).sqrt();
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a - b).abs() <= frac * rms,
+                "{what}[{i}] {a} vs {b} (rms {rms}) for {g:?}"
+            );
+        }
     }
 
     fn assert_close(got: &[f32], want: &[f32], what: &str, g: &ConvGeom, tol: f32) {

@@ -31,6 +31,7 @@
 //! 0, ±1 and ±1/2); results differ from the direct sum by a few units in the last place.
 //! Compared with the direct definition on awkward shapes in the tests.
 
+use super::bf16;
 use super::conv::ConvGeom;
 use super::direct::{self, Padded};
 
@@ -126,6 +127,43 @@ impl Plan {
     pub fn packed_len(&self, g: &ConvGeom) -> usize {
         XI * self.kp * g.c_in
     }
+
+    /// Elements (u32) of a band's `V` in bf16 channel pairs ([`image_bf16`]), with one
+    /// vector to align its start to 64 bytes.
+    pub fn pairs_len(&self, g: &ConvGeom) -> usize {
+        g.c_in.div_ceil(2) * self.cs + LANES
+    }
+}
+
+/// `U = G f Gᵀ` of one 3×3 filter `f` (row-major), as `u[4·i + j]`.
+fn filter_tile(f: &[f32]) -> [f32; XI] {
+    // t = G f (4×3), then u = t Gᵀ (4×4).
+    let mut t = [[0.0f32; 3]; 4];
+    for s in 0..3 {
+        let (f0, f1, f2) = (f[s], f[3 + s], f[6 + s]);
+        t[0][s] = f0;
+        t[1][s] = 0.5 * (f0 + f1 + f2);
+        t[2][s] = 0.5 * (f0 - f1 + f2);
+        t[3][s] = f2;
+    }
+    let mut u = [0.0f32; XI];
+    for (i, ti) in t.iter().enumerate() {
+        u[4 * i] = ti[0];
+        u[4 * i + 1] = 0.5 * (ti[0] + ti[1] + ti[2]);
+        u[4 * i + 2] = 0.5 * (ti[0] - ti[1] + ti[2]);
+        u[4 * i + 3] = ti[2];
+    }
+    u
+}
+
+/// The transformed filter of output channel `k` and input channel `c` (zero past
+/// `c_in`).
+fn filter_of(g: &ConvGeom, w: &[f32], k: usize, c: usize) -> [f32; XI] {
+    if c < g.c_in {
+        filter_tile(&w[(k * g.c_in + c) * 9..(k * g.c_in + c) * 9 + 9])
+    } else {
+        [0.0; XI]
+    }
 }
 
 /// Transforms `w[c_out, c_in, 3, 3]` to `U = G w Gᵀ` and packs it as
@@ -137,27 +175,25 @@ pub fn pack_weights(g: &ConvGeom, w: &[f32], out: &mut Vec<f32>) {
     out.resize(plan.packed_len(g), 0.0);
     for k in 0..g.c_out {
         for c in 0..g.c_in {
-            let f = &w[(k * g.c_in + c) * 9..(k * g.c_in + c) * 9 + 9];
-            // t = G f (4×3), then u = t Gᵀ (4×4).
-            let mut t = [[0.0f32; 3]; 4];
-            for s in 0..3 {
-                let (f0, f1, f2) = (f[s], f[3 + s], f[6 + s]);
-                t[0][s] = f0;
-                t[1][s] = 0.5 * (f0 + f1 + f2);
-                t[2][s] = 0.5 * (f0 - f1 + f2);
-                t[3][s] = f2;
+            for (xi, &uv) in filter_of(g, w, k, c).iter().enumerate() {
+                out[((xi * blocks + k / KB) * g.c_in + c) * KB + k % KB] = uv;
             }
-            for (i, ti) in t.iter().enumerate() {
-                let u = [
-                    ti[0],
-                    0.5 * (ti[0] + ti[1] + ti[2]),
-                    0.5 * (ti[0] - ti[1] + ti[2]),
-                    ti[2],
-                ];
-                for (j, &uij) in u.iter().enumerate() {
-                    let xi = 4 * i + j;
-                    out[((xi * blocks + k / KB) * g.c_in + c) * KB + k % KB] = uij;
-                }
+        }
+    }
+}
+
+/// [`pack_weights`] for [`image_bf16`]: `U` rounded to bf16, input channels in pairs
+/// (`2c` in the low half), as `[ξ][c_out/8][c_in/2][8]`.
+pub fn pack_weights_bf16(g: &ConvGeom, w: &[f32], out: &mut Vec<u32>) {
+    let plan = Plan::of(g);
+    let (blocks, cp) = (plan.kp / KB, g.c_in.div_ceil(2));
+    out.clear();
+    out.resize(XI * plan.kp * cp, 0);
+    for k in 0..g.c_out {
+        for q in 0..cp {
+            let (lo, hi) = (filter_of(g, w, k, 2 * q), filter_of(g, w, k, 2 * q + 1));
+            for xi in 0..XI {
+                out[((xi * blocks + k / KB) * cp + q) * KB + k % KB] = bf16::pair(lo[xi], hi[xi]);
             }
         }
     }
@@ -203,6 +239,61 @@ pub fn image(
         }
         band_scalar(g, plan, p, u, t0, tb, bias, y, v, m);
         t0 += tb;
+    }
+}
+
+/// [`image`] with bf16 products: the transformed input `V` and weights `U`
+/// ([`pack_weights_bf16`]) rounded to bf16 in channel pairs and multiplied with
+/// `vdpbf16ps` (f32 sums); the transforms and `M` stay f32. `pairs` holds
+/// [`Plan::pairs_len`] elements, `work` [`Plan::work_len`]. Needs [`bf16::available`]
+/// and AVX-512 BW (every CPU with AVX-512 BF16 has it).
+#[allow(clippy::too_many_arguments)]
+pub fn image_bf16(
+    g: &ConvGeom,
+    plan: &Plan,
+    p: &[f32],
+    u: &[u32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    pairs: &mut [u32],
+    work: &mut [f32],
+) {
+    let cp = g.c_in.div_ceil(2);
+    assert!(p.len() >= plan.pad_len(g) && u.len() >= XI * plan.kp * cp);
+    assert!(y.len() >= g.c_out * g.oh * g.ow && work.len() >= plan.work_len(g));
+    assert!(pairs.len() >= plan.pairs_len(g));
+    assert!(bf16_available(), "image_bf16 needs AVX-512 BF16 and BW");
+    if let Some(b) = bias {
+        assert!(b.len() >= g.c_out);
+    }
+    let skip = work.as_ptr().align_offset(64).min(LANES);
+    let m = &mut work[skip..];
+    let skip = pairs.as_ptr().align_offset(64).min(LANES);
+    let v = &mut pairs[skip..];
+    let mut t0 = 0;
+    while t0 < plan.tiles {
+        let tb = plan.band.min(plan.tiles - t0);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F, BW and BF16 (asserted above); the asserts and
+        // the plan's sizes keep every access in bounds (see the comments in each).
+        unsafe {
+            input_bf16(g, plan, p, t0, tb, v);
+            multiply_bf16(g, plan, u, v, m, tb);
+            output_avx512(g, plan, m, t0, tb, bias, y);
+        }
+        t0 += tb;
+    }
+}
+
+/// Whether [`image_bf16`] runs on this CPU.
+pub fn bf16_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        bf16::available() && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -326,57 +417,102 @@ fn lane_mask(n: usize) -> u16 {
     }
 }
 
-/// The input transform of one band into `v[ξ][c_in][bandp]`.
+/// `Bᵀ d B` of the `n ≤ 16` tiles of one chunk of one channel, tile `i` in lane `i`,
+/// as 16 vectors (`ξ = 4·i + j`); `base` is the padded plane at the chunk's first row
+/// and column.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn input_chunk(base: *const f32, rs: usize, n: usize) -> [std::arch::x86_64::__m512; XI] {
+    use std::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    // The n tiles need columns 0 .. 2n + 1 of the 4 rows from `base`; the loads are
+    // masked to them.
+    let (ma, mb) = (
+        lane_mask(2 * n + 2),
+        lane_mask((2 * n + 2).saturating_sub(LANES)),
+    );
+    let (ma2, mb2) = (lane_mask(2 * n), lane_mask((2 * n).saturating_sub(LANES)));
+    let mut u = [[_mm512_setzero_ps(); 4]; 4];
+    for (r, ur) in u.iter_mut().enumerate() {
+        let row = base.add(r * rs);
+        let a = _mm512_maskz_loadu_ps(ma, row);
+        let b = _mm512_maskz_loadu_ps(mb, row.add(LANES));
+        let a2 = _mm512_maskz_loadu_ps(ma2, row.add(2));
+        let b2 = _mm512_maskz_loadu_ps(mb2, row.add(LANES + 2));
+        let d0 = _mm512_permutex2var_ps(a, even, b);
+        let d1 = _mm512_permutex2var_ps(a, odd, b);
+        let d2 = _mm512_permutex2var_ps(a2, even, b2);
+        let d3 = _mm512_permutex2var_ps(a2, odd, b2);
+        *ur = [
+            _mm512_sub_ps(d0, d2),
+            _mm512_add_ps(d1, d2),
+            _mm512_sub_ps(d2, d1),
+            _mm512_sub_ps(d1, d3),
+        ];
+    }
+    let [u0, u1, u2, u3] = u;
+    let mut out = [_mm512_setzero_ps(); XI];
+    for j in 0..4 {
+        out[j] = _mm512_sub_ps(u0[j], u2[j]);
+        out[4 + j] = _mm512_add_ps(u1[j], u2[j]);
+        out[8 + j] = _mm512_sub_ps(u2[j], u1[j]);
+        out[12 + j] = _mm512_sub_ps(u1[j], u3[j]);
+    }
+    out
+}
+
+/// The input transform of one band into `v[c_in][ξ][bandp]` (channels `cs` apart).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn input_avx512(g: &ConvGeom, plan: &Plan, p: &[f32], t0: usize, tb: usize, v: &mut [f32]) {
     use std::arch::x86_64::*;
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let (pd, bp) = (plan.pd, plan.bandp);
     let (pp, vp) = (p.as_ptr(), v.as_mut_ptr());
     for c in 0..g.c_in {
         for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
-            let mask = lane_mask(n);
-            // The n tiles need columns 2·tx0 .. 2·tx0 + 2n + 1 ≤ 2·tw + 1 < rs of rows
-            // 2·ty .. 2·ty + 3 ≤ 2·th + 1 < hp (Plan::of); the loads are masked to them.
-            let (ma, mb) = (
-                lane_mask(2 * n + 2),
-                lane_mask((2 * n + 2).saturating_sub(LANES)),
-            );
-            let (ma2, mb2) = (lane_mask(2 * n), lane_mask((2 * n).saturating_sub(LANES)));
+            // Rows 2·ty .. 2·ty + 3 ≤ 2·th + 1 < hp, columns up to 2·tw + 1 < rs
+            // (Plan::of).
             let base = pp.add((c * pd.hp + 2 * ty) * pd.rs + 2 * tx0);
-            let mut u = [[_mm512_setzero_ps(); 4]; 4];
-            for (r, ur) in u.iter_mut().enumerate() {
-                let row = base.add(r * pd.rs);
-                let a = _mm512_maskz_loadu_ps(ma, row);
-                let b = _mm512_maskz_loadu_ps(mb, row.add(LANES));
-                let a2 = _mm512_maskz_loadu_ps(ma2, row.add(2));
-                let b2 = _mm512_maskz_loadu_ps(mb2, row.add(LANES + 2));
-                let d0 = _mm512_permutex2var_ps(a, even, b);
-                let d1 = _mm512_permutex2var_ps(a, odd, b);
-                let d2 = _mm512_permutex2var_ps(a2, even, b2);
-                let d3 = _mm512_permutex2var_ps(a2, odd, b2);
-                *ur = [
-                    _mm512_sub_ps(d0, d2),
-                    _mm512_add_ps(d1, d2),
-                    _mm512_sub_ps(d2, d1),
-                    _mm512_sub_ps(d1, d3),
-                ];
+            let vals = input_chunk(base, pd.rs, n);
+            let mask = lane_mask(n);
+            for (xi, &val) in vals.iter().enumerate() {
+                // Lanes l0 .. l0 + n ≤ tb ≤ bandp of row (c, ξ).
+                _mm512_mask_storeu_ps(vp.add(c * plan.cs + xi * bp + l0), mask, val);
             }
-            let [u0, u1, u2, u3] = u;
-            for j in 0..4 {
-                let vals = [
-                    _mm512_sub_ps(u0[j], u2[j]),
-                    _mm512_add_ps(u1[j], u2[j]),
-                    _mm512_sub_ps(u2[j], u1[j]),
-                    _mm512_sub_ps(u1[j], u3[j]),
-                ];
-                for (i, &val) in vals.iter().enumerate() {
-                    // Lanes l0 .. l0 + n ≤ tb ≤ bandp of row (ξ, c).
-                    let dst = vp.add(c * plan.cs + (4 * i + j) * bp + l0);
-                    _mm512_mask_storeu_ps(dst, mask, val);
-                }
+        }
+    }
+}
+
+/// The input transform of one band in bf16 channel pairs: `v[c_in/2][ξ][bandp]`, each
+/// element channel `2c` (low half) and `2c + 1` (high half), zero past `c_in`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn input_bf16(g: &ConvGeom, plan: &Plan, p: &[f32], t0: usize, tb: usize, v: &mut [u32]) {
+    use std::arch::x86_64::*;
+    // 16-bit lanes: channel 2c's tile i (lane i) then 2c + 1's (lane 16 + i) → pairs.
+    let interleave = _mm512_set_epi16(
+        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+        19, 3, 18, 2, 17, 1, 16, 0,
+    );
+    let (pd, bp) = (plan.pd, plan.bandp);
+    let (pp, vp) = (p.as_ptr(), v.as_mut_ptr());
+    for q in 0..g.c_in.div_ceil(2) {
+        for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
+            let at = |c: usize| pp.add((c * pd.hp + 2 * ty) * pd.rs + 2 * tx0);
+            let lo = input_chunk(at(2 * q), pd.rs, n);
+            let hi = if 2 * q + 1 < g.c_in {
+                input_chunk(at(2 * q + 1), pd.rs, n)
+            } else {
+                [_mm512_setzero_ps(); XI]
+            };
+            let mask = lane_mask(n);
+            for xi in 0..XI {
+                let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi[xi], lo[xi]));
+                let pairs = _mm512_permutexvar_epi16(interleave, packed);
+                let dst = vp.add(q * plan.cs + xi * bp + l0);
+                _mm512_mask_storeu_epi32(dst as *mut i32, mask, pairs);
             }
         }
     }
@@ -442,6 +578,68 @@ unsafe fn tile<const N: usize>(
             let wv = _mm512_set1_ps(*wc.add(k));
             for (a, &x) in acc_k.iter_mut().zip(&xs) {
                 *a = _mm512_fmadd_ps(wv, x, *a);
+            }
+        }
+    }
+    for (k, acc_k) in acc.iter().enumerate() {
+        for (n, &a) in acc_k.iter().enumerate() {
+            _mm512_storeu_ps(out.add(k * stride + n * LANES), a);
+        }
+    }
+}
+
+/// [`multiply_avx512`] on bf16 channel pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn multiply_bf16(g: &ConvGeom, plan: &Plan, u: &[u32], v: &[u32], m: &mut [f32], tb: usize) {
+    let (bp, blocks, cp) = (plan.bandp, plan.kp / KB, g.c_in.div_ceil(2));
+    let vectors = tb.div_ceil(LANES);
+    for xi in 0..XI {
+        let vx = v.as_ptr().add(xi * bp);
+        let ux = u.as_ptr().add(xi * blocks * cp * KB);
+        let mx = m.as_mut_ptr().add(xi * bp);
+        let mut j = 0;
+        while j < vectors {
+            let nt = (vectors - j).min(NT);
+            for kb in 0..blocks {
+                let w = ux.add(kb * cp * KB);
+                let out = mx.add(kb * KB * plan.cs + j * LANES);
+                let col = vx.add(j * LANES);
+                match nt {
+                    3 => tile_bf16::<3>(cp, w, col, plan.cs, out),
+                    2 => tile_bf16::<2>(cp, w, col, plan.cs, out),
+                    _ => tile_bf16::<1>(cp, w, col, plan.cs, out),
+                }
+            }
+            j += nt;
+        }
+    }
+}
+
+/// [`tile`] on `pairs` channel pairs with `vdpbf16ps`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline]
+unsafe fn tile_bf16<const N: usize>(
+    pairs: usize,
+    w: *const u32,
+    col: *const u32,
+    stride: usize,
+    out: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); N]; KB];
+    for q in 0..pairs {
+        let row = col.add(q * stride);
+        let mut xs = [_mm512_setzero_si512(); N];
+        for (n, x) in xs.iter_mut().enumerate() {
+            *x = _mm512_loadu_si512(row.add(n * LANES) as *const _);
+        }
+        let wq = w.add(q * KB);
+        for (k, acc_k) in acc.iter_mut().enumerate() {
+            let wv: __m512bh = std::mem::transmute(_mm512_set1_epi32(*wq.add(k) as i32));
+            for (a, &x) in acc_k.iter_mut().zip(&xs) {
+                *a = _mm512_dpbf16_ps(*a, std::mem::transmute::<__m512i, __m512bh>(x), wv);
             }
         }
     }
@@ -588,6 +786,116 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             assert!(err < 2e-6 * scale, "{g:?} no bias: {err}");
+        }
+    }
+
+    /// The bf16 kernel's arithmetic without SIMD: `V` and `U` rounded to bf16, the
+    /// products summed exactly (f64).
+    fn bf16_twin(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+        let pad = |c: usize, r: isize, col: isize| -> f32 {
+            let (r, col) = (r - g.pad.0 as isize, col - g.pad.1 as isize);
+            if r < 0 || col < 0 || r >= g.h as isize || col >= g.w as isize {
+                0.0
+            } else {
+                x[(c * g.h + r as usize) * g.w + col as usize]
+            }
+        };
+        let mut y = vec![0.0; g.c_out * g.oh * g.ow];
+        for ty in 0..g.oh.div_ceil(2) {
+            for tx in 0..g.ow.div_ceil(2) {
+                let vs: Vec<[f32; XI]> = (0..g.c_in)
+                    .map(|c| {
+                        let mut d = [[0.0f32; 4]; 4];
+                        for (r, dr) in d.iter_mut().enumerate() {
+                            for (q, v) in dr.iter_mut().enumerate() {
+                                *v = pad(c, (2 * ty + r) as isize, (2 * tx + q) as isize);
+                            }
+                        }
+                        input_tile(&d).map(bf16::round)
+                    })
+                    .collect();
+                for k in 0..g.c_out {
+                    let mut m = [0.0f64; XI];
+                    for (c, v) in vs.iter().enumerate() {
+                        let u = filter_of(g, w, k, c).map(bf16::round);
+                        for xi in 0..XI {
+                            m[xi] += u[xi] as f64 * v[xi] as f64;
+                        }
+                    }
+                    let out = output_tile(&m.map(|v| v as f32));
+                    for (q, &val) in out.iter().enumerate() {
+                        let (oy, ox) = (2 * ty + q / 2, 2 * tx + q % 2);
+                        if oy < g.oh && ox < g.ow {
+                            y[(k * g.oh + oy) * g.ow + ox] = val + bias[k];
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn bf16_winograd_rounds_the_transformed_operands_and_sums_in_f32() {
+        if !bf16_available() {
+            return; // never chosen on this CPU
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        // Odd channel counts (a half-empty last pair), odd sizes, paddings 0–2, bands.
+        let cases = [
+            (16, 16, 8, 8, (1, 1)),
+            (17, 19, 9, 11, (1, 1)),
+            (33, 16, 13, 30, (0, 2)),
+            (64, 64, 14, 14, (1, 1)),
+            (96, 96, 20, 20, (1, 1)),
+        ];
+        for (ci, co, h, w, pad) in cases {
+            let g = ConvGeom::new(ci, h, w, co, (3, 3), (1, 1), pad, (1, 1), 1).unwrap();
+            let x: Vec<f32> = (0..ci * h * w)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let wt: Vec<f32> = (0..co * ci * 9)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let bias: Vec<f32> = (0..co).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let plan = Plan::of(&g);
+            let mut p = vec![0.0; plan.pad_len(&g)];
+            direct::pad_image(&g, plan.padded(), &x, &mut p);
+            let mut u = vec![];
+            pack_weights_bf16(&g, &wt, &mut u);
+            let mut pairs = vec![u32::MAX; plan.pairs_len(&g)];
+            let mut work = vec![f32::NAN; plan.work_len(&g)];
+            let mut y = vec![f32::NAN; co * g.oh * g.ow];
+            image_bf16(
+                &g,
+                &plan,
+                &p,
+                &u,
+                Some(&bias),
+                &mut y,
+                &mut pairs,
+                &mut work,
+            );
+            // Against the same arithmetic: only the order of the f32 sums differs.
+            let twin = bf16_twin(&g, &x, &wt, &bias);
+            for (i, (a, b)) in y.iter().zip(&twin).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{g:?} [{i}]: {a} vs {b}"
+                );
+            }
+            // Against the exact convolution: within bf16 rounding of the operands.
+            let want = naive::conv2d_forward(&g, 1, &x, &wt, Some(&bias));
+            let rms = (want.iter().map(|v| v * v).sum::<f32>() / want.len() as f32).sqrt();
+            let err = y
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(
+                    0.0f32,
+                    |e, d| if d.is_nan() { f32::INFINITY } else { e.max(d) },
+                );
+            assert!(err < 0.05 * rms, "{g:?}: {err} (rms {rms})");
         }
     }
 
