@@ -63,11 +63,15 @@ pub fn applies(g: &ConvGeom) -> bool {
 /// Sizes of one layer's buffers.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
-    /// Tile columns (`⌈ow/2⌉`), and tiles in all (`⌈oh/2⌉·⌈ow/2⌉`).
+    /// Tile rows and columns (`⌈oh/2⌉`, `⌈ow/2⌉`).
+    th: usize,
     tw: usize,
-    tiles: usize,
-    /// Tiles per band, and the band's stride in `V` and `M` (whole vectors).
-    band: usize,
+    /// Lanes per tile row: `tw` rounded up to a power of two below 16, to whole vectors
+    /// from 16, so that every chunk of a row starts on its own aligned piece of a
+    /// vector (its stores and loads touch whole lines, not two halves).
+    pitch: usize,
+    /// Tile rows per band, and the band's stride in `V` and `M` (whole vectors).
+    rows: usize,
     bandp: usize,
     /// Floats from one channel's 16 rows of `V` (or `M`) to the next: `16·bandp` and
     /// one cache line more, so that the channels of a column of `V` do not all fall in
@@ -83,13 +87,17 @@ impl Plan {
     /// The buffer sizes for `g`.
     pub fn of(g: &ConvGeom) -> Self {
         let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-        let tiles = th * tw;
+        let pitch = if tw < LANES {
+            tw.next_power_of_two()
+        } else {
+            tw.div_ceil(LANES) * LANES
+        };
         let kp = g.c_out.div_ceil(KB) * KB;
-        // Bands of equal size, each at most what fits the cache budget.
-        let most = (BAND_FLOATS / (XI * (g.c_in + kp)) / LANES * LANES).max(LANES);
-        let bands = tiles.div_ceil(most).max(1);
-        let band = tiles.div_ceil(bands).max(1);
-        let bandp = band.div_ceil(LANES) * LANES;
+        // Bands of equal height, each at most what fits the cache budget.
+        let most = (BAND_FLOATS / (XI * (g.c_in + kp)) / pitch).max(1);
+        let bands = th.div_ceil(most).max(1);
+        let rows = th.div_ceil(bands).max(1);
+        let bandp = (rows * pitch).div_ceil(LANES) * LANES;
         // Rows up to 2·th + 1 and columns up to 2·tw + 1 are read (the loads are masked
         // to the columns their tiles need).
         let pd = Padded {
@@ -97,9 +105,10 @@ impl Plan {
             rs: (2 * tw + 2).max(g.w + 2 * g.pad.1),
         };
         Plan {
+            th,
             tw,
-            tiles,
-            band,
+            pitch,
+            rows,
             bandp,
             cs: XI * bandp + LANES,
             kp,
@@ -220,25 +229,25 @@ pub fn image(
     // Whole vectors of V and M on cache-line boundaries: the products load them.
     let skip = work.as_ptr().align_offset(64).min(LANES);
     let (v, m) = work[skip..].split_at_mut(g.c_in * plan.cs);
-    let mut t0 = 0;
-    while t0 < plan.tiles {
-        let tb = plan.band.min(plan.tiles - t0);
+    let mut ty0 = 0;
+    while ty0 < plan.th {
+        let rb = plan.rows.min(plan.th - ty0);
         #[cfg(target_arch = "x86_64")]
         {
             if direct::has_avx512() {
                 // SAFETY: the CPU has AVX-512F (checked just above); the asserts and the
                 // plan's sizes keep every access in bounds (see the comments in each).
                 unsafe {
-                    input_avx512(g, plan, p, t0, tb, v);
-                    multiply_avx512(g, plan, u, v, m, tb);
-                    output_avx512(g, plan, m, t0, tb, bias, y);
+                    input_avx512(g, plan, p, ty0, rb, v);
+                    multiply_avx512(g, plan, u, v, m, rb);
+                    output_avx512(g, plan, m, ty0, rb, bias, y);
                 }
-                t0 += tb;
+                ty0 += rb;
                 continue;
             }
         }
-        band_scalar(g, plan, p, u, t0, tb, bias, y, v, m);
-        t0 += tb;
+        band_scalar(g, plan, p, u, ty0, rb, bias, y, v, m);
+        ty0 += rb;
     }
 }
 
@@ -270,18 +279,18 @@ pub fn image_bf16(
     let m = &mut work[skip..];
     let skip = pairs.as_ptr().align_offset(64).min(LANES);
     let v = &mut pairs[skip..];
-    let mut t0 = 0;
-    while t0 < plan.tiles {
-        let tb = plan.band.min(plan.tiles - t0);
+    let mut ty0 = 0;
+    while ty0 < plan.th {
+        let rb = plan.rows.min(plan.th - ty0);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512F, BW and BF16 (asserted above); the asserts and
         // the plan's sizes keep every access in bounds (see the comments in each).
         unsafe {
-            input_bf16(g, plan, p, t0, tb, v);
-            multiply_bf16(g, plan, u, v, m, tb);
-            output_avx512(g, plan, m, t0, tb, bias, y);
+            input_bf16(g, plan, p, ty0, rb, v);
+            multiply_bf16(g, plan, u, v, m, rb);
+            output_avx512(g, plan, m, ty0, rb, bias, y);
         }
-        t0 += tb;
+        ty0 += rb;
     }
 }
 
@@ -297,20 +306,18 @@ pub fn bf16_available() -> bool {
     }
 }
 
-/// The pieces of tile rows that tiles `t0..t0 + tb` cover, at most 16 tiles each:
-/// `(tile row, first tile column, tiles, index of the first in the band)`.
-fn chunks(plan: &Plan, t0: usize, tb: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
-    let tw = plan.tw;
-    let mut t = t0;
-    std::iter::from_fn(move || {
-        if t >= t0 + tb {
-            return None;
-        }
-        let (ty, tx) = (t / tw, t % tw);
-        let n = (tw - tx).min(t0 + tb - t).min(LANES);
-        let item = (ty, tx, n, t - t0);
-        t += n;
-        Some(item)
+/// The pieces of tile rows `ty0..ty0 + rows`, at most 16 tiles each: `(tile row, first
+/// tile column, tiles, lane of the first in the band)`.
+fn chunks(
+    plan: &Plan,
+    ty0: usize,
+    rows: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let (tw, pitch) = (plan.tw, plan.pitch);
+    (0..rows).flat_map(move |r| {
+        (0..tw)
+            .step_by(LANES)
+            .map(move |tx0| (ty0 + r, tx0, (tw - tx0).min(LANES), r * pitch + tx0))
     })
 }
 
@@ -353,8 +360,8 @@ fn band_scalar(
     plan: &Plan,
     p: &[f32],
     u: &[f32],
-    t0: usize,
-    tb: usize,
+    ty0: usize,
+    rb: usize,
     bias: Option<&[f32]>,
     y: &mut [f32],
     v: &mut [f32],
@@ -362,7 +369,7 @@ fn band_scalar(
 ) {
     let (pd, bp, cs, blocks) = (plan.pd, plan.bandp, plan.cs, plan.kp / KB);
     for c in 0..g.c_in {
-        for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
+        for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
             for k in 0..n {
                 let mut d = [[0.0f32; 4]; 4];
                 for (r, dr) in d.iter_mut().enumerate() {
@@ -377,7 +384,7 @@ fn band_scalar(
     }
     for xi in 0..XI {
         for k in 0..g.c_out {
-            for l in 0..tb {
+            for l in 0..rb * plan.pitch {
                 let mut s = 0.0f32;
                 for c in 0..g.c_in {
                     s += u[((xi * blocks + k / KB) * g.c_in + c) * KB + k % KB]
@@ -387,7 +394,7 @@ fn band_scalar(
             }
         }
     }
-    for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
+    for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
         for k in 0..g.c_out {
             let b = bias.map_or(0.0, |b| b[k]);
             for t in 0..n {
@@ -466,19 +473,19 @@ unsafe fn input_chunk(base: *const f32, rs: usize, n: usize) -> [std::arch::x86_
 /// The input transform of one band into `v[c_in][ξ][bandp]` (channels `cs` apart).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn input_avx512(g: &ConvGeom, plan: &Plan, p: &[f32], t0: usize, tb: usize, v: &mut [f32]) {
+unsafe fn input_avx512(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usize, v: &mut [f32]) {
     use std::arch::x86_64::*;
     let (pd, bp) = (plan.pd, plan.bandp);
     let (pp, vp) = (p.as_ptr(), v.as_mut_ptr());
     for c in 0..g.c_in {
-        for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
+        for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
             // Rows 2·ty .. 2·ty + 3 ≤ 2·th + 1 < hp, columns up to 2·tw + 1 < rs
             // (Plan::of).
             let base = pp.add((c * pd.hp + 2 * ty) * pd.rs + 2 * tx0);
             let vals = input_chunk(base, pd.rs, n);
             let mask = lane_mask(n);
             for (xi, &val) in vals.iter().enumerate() {
-                // Lanes l0 .. l0 + n ≤ tb ≤ bandp of row (c, ξ).
+                // Lanes l0 .. l0 + n ≤ bandp of row (c, ξ).
                 _mm512_mask_storeu_ps(vp.add(c * plan.cs + xi * bp + l0), mask, val);
             }
         }
@@ -489,7 +496,7 @@ unsafe fn input_avx512(g: &ConvGeom, plan: &Plan, p: &[f32], t0: usize, tb: usiz
 /// element channel `2c` (low half) and `2c + 1` (high half), zero past `c_in`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn input_bf16(g: &ConvGeom, plan: &Plan, p: &[f32], t0: usize, tb: usize, v: &mut [u32]) {
+unsafe fn input_bf16(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usize, v: &mut [u32]) {
     use std::arch::x86_64::*;
     // 16-bit lanes: channel 2c's tile i (lane i) then 2c + 1's (lane 16 + i) → pairs.
     let interleave = _mm512_set_epi16(
@@ -499,7 +506,7 @@ unsafe fn input_bf16(g: &ConvGeom, plan: &Plan, p: &[f32], t0: usize, tb: usize,
     let (pd, bp) = (plan.pd, plan.bandp);
     let (pp, vp) = (p.as_ptr(), v.as_mut_ptr());
     for q in 0..g.c_in.div_ceil(2) {
-        for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
+        for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
             let at = |c: usize| pp.add((c * pd.hp + 2 * ty) * pd.rs + 2 * tx0);
             let lo = input_chunk(at(2 * q), pd.rs, n);
             let hi = if 2 * q + 1 < g.c_in {
@@ -527,10 +534,10 @@ unsafe fn multiply_avx512(
     u: &[f32],
     v: &[f32],
     m: &mut [f32],
-    tb: usize,
+    rb: usize,
 ) {
     let (bp, blocks) = (plan.bandp, plan.kp / KB);
-    let vectors = tb.div_ceil(LANES);
+    let vectors = (rb * plan.pitch).div_ceil(LANES);
     for xi in 0..XI {
         let vx = v.as_ptr().add(xi * bp);
         let ux = u.as_ptr().add(xi * blocks * g.c_in * KB);
@@ -591,9 +598,9 @@ unsafe fn tile<const N: usize>(
 /// [`multiply_avx512`] on bf16 channel pairs.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn multiply_bf16(g: &ConvGeom, plan: &Plan, u: &[u32], v: &[u32], m: &mut [f32], tb: usize) {
+unsafe fn multiply_bf16(g: &ConvGeom, plan: &Plan, u: &[u32], v: &[u32], m: &mut [f32], rb: usize) {
     let (bp, blocks, cp) = (plan.bandp, plan.kp / KB, g.c_in.div_ceil(2));
-    let vectors = tb.div_ceil(LANES);
+    let vectors = (rb * plan.pitch).div_ceil(LANES);
     for xi in 0..XI {
         let vx = v.as_ptr().add(xi * bp);
         let ux = u.as_ptr().add(xi * blocks * cp * KB);
@@ -657,8 +664,8 @@ unsafe fn output_avx512(
     g: &ConvGeom,
     plan: &Plan,
     m: &[f32],
-    t0: usize,
-    tb: usize,
+    ty0: usize,
+    rb: usize,
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
@@ -668,7 +675,7 @@ unsafe fn output_avx512(
     let bp = plan.bandp;
     let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
     for k in 0..g.c_out {
-        for (ty, tx0, n, l0) in chunks(plan, t0, tb) {
+        for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
             let cols = (2 * n).min(g.ow - 2 * tx0);
             let (mask0, mask1) = (lane_mask(cols), lane_mask(cols.saturating_sub(LANES)));
             let second_row = 2 * ty + 1 < g.oh;
@@ -726,11 +733,11 @@ mod tests {
             image(g, &plan, &p, &u, bias, &mut y, &mut work);
         } else {
             let (v, m) = work.split_at_mut(g.c_in * plan.cs);
-            let mut t0 = 0;
-            while t0 < plan.tiles {
-                let tb = plan.band.min(plan.tiles - t0);
-                band_scalar(g, &plan, &p, &u, t0, tb, bias, &mut y, v, m);
-                t0 += tb;
+            let mut ty0 = 0;
+            while ty0 < plan.th {
+                let rb = plan.rows.min(plan.th - ty0);
+                band_scalar(g, &plan, &p, &u, ty0, rb, bias, &mut y, v, m);
+                ty0 += rb;
             }
         }
         y
@@ -904,7 +911,7 @@ mod tests {
         // 96 channels each way and a 40×40 map: 400 tiles in bands of at most 32.
         let g = ConvGeom::new(96, 40, 40, 96, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
         let plan = Plan::of(&g);
-        assert!(plan.band < plan.tiles, "{plan:?}");
+        assert!(plan.rows < plan.th, "{plan:?}");
         let mut rng = rand::rngs::StdRng::seed_from_u64(12);
         let x: Vec<f32> = (0..96 * 1600)
             .map(|_| rng.random_range(-1.0..1.0))
