@@ -434,7 +434,57 @@ pub fn conv2d_forward(
     y: &mut [f32],
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
-    forward(g, n, x, weight, bias, y, None, ws)
+    forward(g, n, x, weight, bias, y, None, (false, false), ws)
+}
+
+/// [`conv2d_forward`] followed by a ReLU, applied to each image's output while it is in
+/// cache (in the output transform of the Winograd kernel): the eval-mode path of a
+/// convolution with a folded BatchNorm + ReLU after it.
+pub fn conv2d_forward_relu(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    forward(g, n, x, weight, bias, y, None, (true, false), ws)
+}
+
+/// Whether [`conv2d_forward_pooled`] takes `g` now: layers the Winograd kernel computes
+/// (f32, or bf16 where the CPU runs its bf16 form), with at least a 2×2 output.
+pub fn pooled_applies(g: &ConvGeom) -> bool {
+    Path::of(g) == Path::Winograd
+        && g.oh >= 2
+        && g.ow >= 2
+        && (!bf16::active_for(g) || winograd::bf16_available())
+}
+
+/// [`conv2d_forward`], optionally a ReLU, then a 2×2 max pool with stride 2 (floor mode,
+/// NaN wins), in the Winograd kernel's output transform — each 2×2 output tile is one
+/// pooling window, so the full-size output is never written: the eval-mode path of
+/// convolution → BatchNorm → ReLU → MaxPool2d(2). `y` is `[n, c_out, oh/2, ow/2]`.
+/// An error unless [`pooled_applies`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_pooled(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    if !pooled_applies(g) {
+        return Err(Error::config(
+            "conv2d_forward_pooled",
+            "geometry",
+            format!("{g:?} is not one the Winograd kernel computes; run the convolution and the pool apart"),
+        ));
+    }
+    forward(g, n, x, weight, bias, y, None, (relu, true), ws)
 }
 
 /// [`conv2d_forward`], and the [`seg_moments`] (mean, M2) of every output plane `(n,
@@ -453,7 +503,7 @@ pub fn conv2d_forward_moments(
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
     check_len("conv2d_forward", "moments", moments.len(), n * g.c_out)?;
-    forward(g, n, x, weight, bias, y, Some(moments), ws)
+    forward(g, n, x, weight, bias, y, Some(moments), (false, false), ws)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -465,9 +515,15 @@ fn forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
     moments: Option<&mut [(f64, f64)]>,
+    (relu, pool): (bool, bool),
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
-    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * g.ohw());
+    let ep_len = winograd::Epilogue {
+        bias: None,
+        relu,
+        pool,
+    };
+    let (x_img, y_img) = (g.c_in * g.h * g.w, ep_len.out_len(g));
     check_len("conv2d_forward", "x", x.len(), n * x_img)?;
     check_len("conv2d_forward", "y", y.len(), n * y_img)?;
     check_len("conv2d_forward", "weight", weight.len(), g.c_out * g.kg())?;
@@ -528,6 +584,8 @@ fn forward(
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
+                // Whether the kernel applied the ReLU itself.
+                let mut relu_done = false;
                 'image: {
                     if wbf {
                         let len = wplan.pad_len(g);
@@ -535,7 +593,9 @@ fn forward(
                         direct::pad_image(g, wplan.padded(), xi, p);
                         let q = grown(&mut buf.pairs, wplan.pairs_len(g));
                         let work = &mut buf.col[..col_len];
-                        winograd::image_bf16(g, &wplan, p, packed_bf, bias, yi, q, work);
+                        let ep = winograd::Epilogue { bias, relu, pool };
+                        winograd::image_bf16(g, &wplan, p, packed_bf, ep, yi, q, work);
+                        relu_done = true;
                         break 'image;
                     }
                     if bf {
@@ -550,7 +610,9 @@ fn forward(
                             let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, len);
                             direct::pad_image(g, wplan.padded(), xi, p);
                             let work = &mut buf.col[..col_len];
-                            winograd::image(g, &wplan, p, packed, bias, yi, work);
+                            let ep = winograd::Epilogue { bias, relu, pool };
+                            winograd::image(g, &wplan, p, packed, ep, yi, work);
+                            relu_done = true;
                             break 'image;
                         }
                         Path::Direct => {
@@ -592,6 +654,9 @@ fn forward(
                             plane.iter_mut().for_each(|v| *v += bc);
                         }
                     }
+                }
+                if relu && !relu_done {
+                    super::eltwise::relu_inplace(yi);
                 }
                 // The moments of this image's planes, while they are in cache.
                 if let Some(m) = m_chunk.as_deref_mut() {
@@ -879,7 +944,8 @@ fn backward(
                             direct::pad_image(gt, plan.padded(), dyi, p);
                             let q = grown(pairs, plan.pairs_len(gt));
                             let work = &mut col[..gdt_len];
-                            winograd::image_bf16(gt, &plan, p, packed_bf_t, None, dxi, q, work);
+                            let ep = winograd::Epilogue::default();
+                            winograd::image_bf16(gt, &plan, p, packed_bf_t, ep, dxi, q, work);
                             break 'dx;
                         }
                         if bf_dx {
@@ -899,7 +965,8 @@ fn backward(
                             let p = padded(pad_dy, pad_dy_for, gt, dpath, plan.pad_len(gt));
                             direct::pad_image(gt, plan.padded(), dyi, p);
                             let work = &mut col[..gdt_len];
-                            winograd::image(gt, &plan, p, packed_t, None, dxi, work);
+                            let ep = winograd::Epilogue::default();
+                            winograd::image(gt, &plan, p, packed_t, ep, dxi, work);
                             break 'dx;
                         }
                         let pdt = Padded::of(gt);

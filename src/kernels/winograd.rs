@@ -208,7 +208,30 @@ pub fn pack_weights_bf16(g: &ConvGeom, w: &[f32], out: &mut Vec<u32>) {
     }
 }
 
-/// One image: `y[c_out, oh, ow] = conv(P, w) + bias`, from the padded image `p`
+/// What the output transform applies before storing: a per-channel bias, then a ReLU.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Added to every output of a channel.
+    pub bias: Option<&'a [f32]>,
+    /// `max(0, ·)` after the bias (NaN stays NaN).
+    pub relu: bool,
+    /// A 2×2 max pool with stride 2 (floor mode; NaN wins) after that, which is one
+    /// tile's maximum: `y` is then `[c_out, oh/2, ow/2]`.
+    pub pool: bool,
+}
+
+impl Epilogue<'_> {
+    /// Elements of one image's output for `g`.
+    pub fn out_len(&self, g: &ConvGeom) -> usize {
+        if self.pool {
+            g.c_out * (g.oh / 2) * (g.ow / 2)
+        } else {
+            g.c_out * g.oh * g.ow
+        }
+    }
+}
+
+/// One image: `y[c_out, oh, ow] = conv(P, w) + bias` (and a ReLU, as `ep` says), from the padded image `p`
 /// ([`direct::pad_image`] with [`Plan::padded`]) and the packed weights `u`; `work` holds
 /// [`Plan::work_len`] floats.
 #[allow(clippy::too_many_arguments)]
@@ -217,13 +240,13 @@ pub fn image(
     plan: &Plan,
     p: &[f32],
     u: &[f32],
-    bias: Option<&[f32]>,
+    ep: Epilogue,
     y: &mut [f32],
     work: &mut [f32],
 ) {
     assert!(p.len() >= plan.pad_len(g) && u.len() >= plan.packed_len(g));
-    assert!(y.len() >= g.c_out * g.oh * g.ow && work.len() >= plan.work_len(g));
-    if let Some(b) = bias {
+    assert!(y.len() >= ep.out_len(g) && work.len() >= plan.work_len(g));
+    if let Some(b) = ep.bias {
         assert!(b.len() >= g.c_out);
     }
     // Whole vectors of V and M on cache-line boundaries: the products load them.
@@ -240,13 +263,13 @@ pub fn image(
                 unsafe {
                     input_avx512(g, plan, p, ty0, rb, v);
                     multiply_avx512(g, plan, u, v, m, rb);
-                    output_avx512(g, plan, m, ty0, rb, bias, y);
+                    output_avx512(g, plan, m, ty0, rb, ep, y);
                 }
                 ty0 += rb;
                 continue;
             }
         }
-        band_scalar(g, plan, p, u, ty0, rb, bias, y, v, m);
+        band_scalar(g, plan, p, u, ty0, rb, ep, y, v, m);
         ty0 += rb;
     }
 }
@@ -262,17 +285,17 @@ pub fn image_bf16(
     plan: &Plan,
     p: &[f32],
     u: &[u32],
-    bias: Option<&[f32]>,
+    ep: Epilogue,
     y: &mut [f32],
     pairs: &mut [u32],
     work: &mut [f32],
 ) {
     let cp = g.c_in.div_ceil(2);
     assert!(p.len() >= plan.pad_len(g) && u.len() >= XI * plan.kp * cp);
-    assert!(y.len() >= g.c_out * g.oh * g.ow && work.len() >= plan.work_len(g));
+    assert!(y.len() >= ep.out_len(g) && work.len() >= plan.work_len(g));
     assert!(pairs.len() >= plan.pairs_len(g));
     assert!(bf16_available(), "image_bf16 needs AVX-512 BF16 and BW");
-    if let Some(b) = bias {
+    if let Some(b) = ep.bias {
         assert!(b.len() >= g.c_out);
     }
     let skip = work.as_ptr().align_offset(64).min(LANES);
@@ -288,7 +311,7 @@ pub fn image_bf16(
         unsafe {
             input_bf16(g, plan, p, ty0, rb, v);
             multiply_bf16(g, plan, u, v, m, rb);
-            output_avx512(g, plan, m, ty0, rb, bias, y);
+            output_avx512(g, plan, m, ty0, rb, ep, y);
         }
         ty0 += rb;
     }
@@ -362,7 +385,7 @@ fn band_scalar(
     u: &[f32],
     ty0: usize,
     rb: usize,
-    bias: Option<&[f32]>,
+    ep: Epilogue,
     y: &mut [f32],
     v: &mut [f32],
     m: &mut [f32],
@@ -396,17 +419,39 @@ fn band_scalar(
     }
     for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
         for k in 0..g.c_out {
-            let b = bias.map_or(0.0, |b| b[k]);
+            let b = ep.bias.map_or(0.0, |b| b[k]);
             for t in 0..n {
                 let mut mt = [0.0f32; XI];
                 for (xi, mv) in mt.iter_mut().enumerate() {
                     *mv = m[k * cs + xi * bp + l0 + t];
                 }
-                let out = output_tile(&mt);
+                let out = output_tile(&mt).map(|v| {
+                    let v = v + b;
+                    if ep.relu && v < 0.0 {
+                        0.0
+                    } else {
+                        v
+                    }
+                });
+                let tx = tx0 + t;
+                if ep.pool {
+                    let (ph, pw) = (g.oh / 2, g.ow / 2);
+                    if ty < ph && tx < pw {
+                        let most = out.iter().fold(f32::NEG_INFINITY, |a, &v| {
+                            if a.is_nan() || v.is_nan() {
+                                f32::NAN
+                            } else {
+                                a.max(v)
+                            }
+                        });
+                        y[(k * ph + ty) * pw + tx] = most;
+                    }
+                    continue;
+                }
                 for (q, &val) in out.iter().enumerate() {
-                    let (oy, ox) = (2 * ty + q / 2, 2 * (tx0 + t) + q % 2);
+                    let (oy, ox) = (2 * ty + q / 2, 2 * tx + q % 2);
                     if oy < g.oh && ox < g.ow {
-                        y[(k * g.oh + oy) * g.ow + ox] = val + b;
+                        y[(k * g.oh + oy) * g.ow + ox] = val;
                     }
                 }
             }
@@ -657,7 +702,7 @@ unsafe fn tile_bf16<const N: usize>(
     }
 }
 
-/// The output transform of one band, plus the bias, into `y[c_out, oh, ow]`.
+/// The output transform of one band, plus the epilogue, into `y[c_out, oh, ow]`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn output_avx512(
@@ -666,13 +711,14 @@ unsafe fn output_avx512(
     m: &[f32],
     ty0: usize,
     rb: usize,
-    bias: Option<&[f32]>,
+    ep: Epilogue,
     y: &mut [f32],
 ) {
     use std::arch::x86_64::*;
     let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     let bp = plan.bandp;
+    let zero = _mm512_setzero_ps();
     let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
     for k in 0..g.c_out {
         for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
@@ -691,10 +737,37 @@ unsafe fn output_avx512(
                 s0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
                 s1[j] = _mm512_sub_ps(t, m3);
             }
-            let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[k]));
-            let row = |s: &[__m512; 4]| {
+            let b = _mm512_set1_ps(ep.bias.map_or(0.0, |b| b[k]));
+            // The even and odd columns of one output row of the 16 tiles, with the bias
+            // and the ReLU (`max(0, v)` returns v when it is NaN).
+            let columns = |s: &[__m512; 4]| {
                 let e = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], b));
                 let o = _mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), _mm512_sub_ps(s[3], b));
+                if ep.relu {
+                    (_mm512_max_ps(zero, e), _mm512_max_ps(zero, o))
+                } else {
+                    (e, o)
+                }
+            };
+            if ep.pool {
+                // Pooled row ty < oh/2, columns tx0 .. tx0 + n clipped to ow/2 (floor
+                // mode drops a last half tile).
+                let (ph, pw) = (g.oh / 2, g.ow / 2);
+                let count = n.min(pw.saturating_sub(tx0));
+                if ty >= ph || count == 0 {
+                    continue;
+                }
+                let ((e0, o0), (e1, o1)) = (columns(&s0), columns(&s1));
+                let most = _mm512_max_ps(_mm512_max_ps(e0, o0), _mm512_max_ps(e1, o1));
+                let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(e0, o0)
+                    | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(e1, o1);
+                let most = _mm512_mask_mov_ps(most, nan, _mm512_set1_ps(f32::NAN));
+                let dst = yp.add((k * ph + ty) * pw + tx0);
+                _mm512_mask_storeu_ps(dst, lane_mask(count), most);
+                continue;
+            }
+            let row = |s: &[__m512; 4]| {
+                let (e, o) = columns(s);
                 (
                     _mm512_permutex2var_ps(e, lo, o),
                     _mm512_permutex2var_ps(e, hi, o),
@@ -721,22 +794,42 @@ mod tests {
     use crate::kernels::naive;
     use rand::{Rng, SeedableRng};
 
-    fn run(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, simd: bool) -> Vec<f32> {
+    fn run(
+        g: &ConvGeom,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        simd: bool,
+    ) -> Vec<f32> {
+        run_ep(g, x, w, bias, relu, false, simd)
+    }
+
+    fn run_ep(
+        g: &ConvGeom,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        pool: bool,
+        simd: bool,
+    ) -> Vec<f32> {
         let plan = Plan::of(g);
         let mut p = vec![0.0; plan.pad_len(g)];
         direct::pad_image(g, plan.padded(), x, &mut p);
         let mut u = vec![];
         pack_weights(g, w, &mut u);
         let mut work = vec![f32::NAN; plan.work_len(g)];
-        let mut y = vec![f32::NAN; g.c_out * g.oh * g.ow];
+        let ep = Epilogue { bias, relu, pool };
+        let mut y = vec![f32::NAN; ep.out_len(g)];
         if simd {
-            image(g, &plan, &p, &u, bias, &mut y, &mut work);
+            image(g, &plan, &p, &u, ep, &mut y, &mut work);
         } else {
             let (v, m) = work.split_at_mut(g.c_in * plan.cs);
             let mut ty0 = 0;
             while ty0 < plan.th {
                 let rb = plan.rows.min(plan.th - ty0);
-                band_scalar(g, &plan, &p, &u, ty0, rb, bias, &mut y, v, m);
+                band_scalar(g, &plan, &p, &u, ty0, rb, ep, &mut y, v, m);
                 ty0 += rb;
             }
         }
@@ -774,7 +867,7 @@ mod tests {
                 if simd && !direct::has_avx512() {
                     continue;
                 }
-                let got = run(&g, &x, &wt, Some(&bias), simd);
+                let got = run(&g, &x, &wt, Some(&bias), false, simd);
                 let err = got
                     .iter()
                     .zip(&want)
@@ -785,7 +878,7 @@ mod tests {
                     );
                 assert!(err < 2e-6 * scale, "{g:?} simd={simd}: {err}");
             }
-            let none = run(&g, &x, &wt, None, direct::has_avx512());
+            let none = run(&g, &x, &wt, None, false, direct::has_avx512());
             let want0 = naive::conv2d_forward(&g, 1, &x, &wt, None);
             let err = none
                 .iter()
@@ -793,6 +886,21 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             assert!(err < 2e-6 * scale, "{g:?} no bias: {err}");
+            for simd in [true, false] {
+                if simd && !direct::has_avx512() {
+                    continue;
+                }
+                let got = run(&g, &x, &wt, Some(&bias), true, simd);
+                let mut negatives = 0;
+                for (a, b) in got.iter().zip(&want) {
+                    negatives += usize::from(*b < -1e-3);
+                    assert!(
+                        (a - b.max(0.0)).abs() < 2e-6 * scale,
+                        "{g:?} relu: {a} vs {b}"
+                    );
+                }
+                assert!(negatives > 0, "{g:?}: the ReLU had nothing to do");
+            }
         }
     }
 
@@ -878,7 +986,10 @@ mod tests {
                 &plan,
                 &p,
                 &u,
-                Some(&bias),
+                Epilogue {
+                    bias: Some(&bias),
+                    ..Epilogue::default()
+                },
                 &mut y,
                 &mut pairs,
                 &mut work,
@@ -907,6 +1018,67 @@ mod tests {
     }
 
     #[test]
+    fn pooled_epilogue_is_the_max_of_each_tile_and_nan_wins() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        // Even and odd output sizes (floor mode drops the last half window), chunks cut
+        // mid-row (40 columns: 20 tiles), several bands.
+        for (ci, co, h, w) in [(16, 16, 8, 8), (17, 24, 9, 11), (16, 16, 14, 40)] {
+            let g = ConvGeom::new(ci, h, w, co, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+            let mut x: Vec<f32> = (0..ci * h * w)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let wt: Vec<f32> = (0..co * ci * 9)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let bias: Vec<f32> = (0..co).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let (ph, pw) = (g.oh / 2, g.ow / 2);
+            let pool_of = |y: &[f32], relu: bool| -> Vec<f32> {
+                let mut out = vec![0.0; co * ph * pw];
+                for k in 0..co {
+                    for (py, px) in (0..ph).flat_map(|a| (0..pw).map(move |b| (a, b))) {
+                        let v = (0..4)
+                            .map(|q| y[(k * g.oh + 2 * py + q / 2) * g.ow + 2 * px + q % 2])
+                            .fold(f32::NEG_INFINITY, f32::max);
+                        out[(k * ph + py) * pw + px] = if relu { v.max(0.0) } else { v };
+                    }
+                }
+                out
+            };
+            let want_y = naive::conv2d_forward(&g, 1, &x, &wt, Some(&bias));
+            for (simd, relu) in [(true, true), (true, false), (false, true), (false, false)] {
+                if simd && !direct::has_avx512() {
+                    continue;
+                }
+                let got = run_ep(&g, &x, &wt, Some(&bias), relu, true, simd);
+                let want = pool_of(&want_y, relu);
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() < 2e-6 * (ci * 9) as f32,
+                        "{g:?} {relu}: {a} vs {b}"
+                    );
+                }
+            }
+            // A NaN input: every pooled window whose tile reads it is NaN, the rest not.
+            x[(ci / 2 * h + 3) * w + 4] = f32::NAN;
+            for simd in [true, false] {
+                if simd && !direct::has_avx512() {
+                    continue;
+                }
+                let got = run_ep(&g, &x, &wt, Some(&bias), true, true, simd);
+                for k in 0..co {
+                    for (py, px) in (0..ph).flat_map(|a| (0..pw).map(move |b| (a, b))) {
+                        // Tile (py, px) reads input rows 2py − 1 ..= 2py + 2 (padding 1).
+                        let reads = (2 * py..=2 * py + 3).contains(&4)
+                            && (2 * px..=2 * px + 3).contains(&5);
+                        let v = got[(k * ph + py) * pw + px];
+                        assert_eq!(v.is_nan(), reads, "{g:?} simd={simd} ({k}, {py}, {px})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn several_bands_cover_every_tile() {
         // 96 channels each way and a 40×40 map: 400 tiles in bands of at most 32.
         let g = ConvGeom::new(96, 40, 40, 96, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
@@ -920,7 +1092,7 @@ mod tests {
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
         let want = naive::conv2d_forward(&g, 1, &x, &wt, None);
-        let got = run(&g, &x, &wt, None, direct::has_avx512());
+        let got = run(&g, &x, &wt, None, false, direct::has_avx512());
         let err = got
             .iter()
             .zip(&want)

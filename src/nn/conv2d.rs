@@ -18,8 +18,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::kernels::conv::{
-    conv2d_backward, conv2d_backward_relu_input, conv2d_forward, conv2d_forward_moments, ConvGeom,
-    ConvWorkspace,
+    conv2d_backward, conv2d_backward_relu_input, conv2d_forward, conv2d_forward_moments,
+    conv2d_forward_pooled, conv2d_forward_relu, pooled_applies, ConvGeom, ConvWorkspace,
 };
 use crate::tensor::Tensor;
 use rand::Rng;
@@ -198,6 +198,26 @@ impl Conv2d {
         let [n, _, h, w] = expect_nchw("Conv2d", x, self.config.c_in)?;
         Ok((n, self.config.geom(h, w)?))
     }
+
+    /// The weights and bias with the per-channel map `a` folded in: `W·scale` per
+    /// output channel, `b·scale + shift`.
+    fn folded(&self, a: &ChannelAffine) -> (Vec<f32>, Vec<f32>) {
+        let w = self.weight.value.data();
+        let c_out = a.scale.len();
+        let per = w.len() / c_out.max(1);
+        let folded: Vec<f32> = w
+            .chunks_exact(per)
+            .zip(&a.scale)
+            .flat_map(|(row, &s)| row.iter().map(move |v| v * s))
+            .collect();
+        let bias: Vec<f32> = (0..c_out)
+            .map(|c| {
+                let b = self.bias.as_ref().map_or(0.0, |b| b.value.data()[c]);
+                b * a.scale[c] + a.shift[c]
+            })
+            .collect();
+        (folded, bias)
+    }
 }
 
 impl Conv2d {
@@ -301,21 +321,16 @@ impl Layer for Conv2d {
         }
         let mut run = || -> Result<Tensor> {
             let (n, g) = self.geom_for(x.shape())?;
-            let w = self.weight.value.data();
-            let per = w.len() / c_out;
-            let folded: Vec<f32> = w
-                .chunks_exact(per)
-                .zip(&a.scale)
-                .flat_map(|(row, &s)| row.iter().map(move |v| v * s))
-                .collect();
-            let bias: Vec<f32> = (0..c_out)
-                .map(|c| {
-                    let b = self.bias.as_ref().map_or(0.0, |b| b.value.data()[c]);
-                    b * a.scale[c] + a.shift[c]
-                })
-                .collect();
+            let (folded, bias) = self.folded(a);
             let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh, g.ow]);
-            conv2d_forward(
+            // The ReLU of a folded BatchNorm + ReLU on each image while it is in cache
+            // (in the Winograd kernel's output transform).
+            let conv = if a.relu {
+                conv2d_forward_relu
+            } else {
+                conv2d_forward
+            };
+            conv(
                 &g,
                 n,
                 x.data(),
@@ -324,14 +339,39 @@ impl Layer for Conv2d {
                 y.data_mut(),
                 &mut self.ws,
             )?;
-            if a.relu {
-                crate::kernels::eltwise::relu_inplace(y.data_mut());
-            }
             Ok(y)
         };
         let y = run();
         self.cache = None;
         Some(y)
+    }
+
+    fn forward_folded_pooled(&mut self, x: &Tensor, a: &ChannelAffine) -> Option<Result<Tensor>> {
+        let c_out = self.weight.value.shape()[0];
+        if a.scale.len() != c_out || a.shift.len() != c_out {
+            return None;
+        }
+        let (n, g) = match self.geom_for(x.shape()) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(e)),
+        };
+        if !pooled_applies(&g) {
+            return None;
+        }
+        let (folded, bias) = self.folded(a);
+        let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh / 2, g.ow / 2]);
+        let r = conv2d_forward_pooled(
+            &g,
+            n,
+            x.data(),
+            &folded,
+            Some(&bias),
+            a.relu,
+            y.data_mut(),
+            &mut self.ws,
+        );
+        self.cache = None;
+        Some(r.map(|()| y))
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {

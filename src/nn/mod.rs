@@ -169,6 +169,20 @@ pub trait Layer: Send + std::fmt::Debug {
         None
     }
 
+    /// In eval mode, whether this layer is a 2×2 max pool with stride 2 (no padding or
+    /// dilation, floor mode), which a convolution before it can apply in its epilogue
+    /// ([`Layer::forward_folded_pooled`]).
+    fn eval_max_pool_2x2(&self) -> bool {
+        false
+    }
+
+    /// [`Layer::forward_folded`] with the map `a` (and its ReLU), then a 2×2 max pool
+    /// with stride 2, in one pass. `None` when the layer cannot (the caller then runs
+    /// the layers apart).
+    fn forward_folded_pooled(&mut self, _x: &Tensor, _a: &ChannelAffine) -> Option<Result<Tensor>> {
+        None
+    }
+
     /// The training forward, and the moments (mean, M2: [`crate::kernels::norm::seg_moments`])
     /// of every `(image, channel)` plane of the output, computed while each image's
     /// output is still in cache. `None` when the layer does not compute them. For a

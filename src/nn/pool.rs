@@ -182,6 +182,15 @@ impl Layer for MaxPool2d {
         self.config.receptive()
     }
 
+    fn eval_max_pool_2x2(&self) -> bool {
+        let c = &self.config;
+        c.kernel == [2, 2]
+            && c.stride.unwrap_or(c.kernel) == [2, 2]
+            && c.padding == [0, 0]
+            && c.dilation == [1, 1]
+            && !c.ceil_mode
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let [n, c, h, w] = rank4("MaxPool2d", input)?;
         let g = self.config.geom("MaxPool2d", h, w)?;

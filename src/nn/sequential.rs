@@ -3,7 +3,7 @@
 //! Child names become state-dict path segments: a child `"conv1"` of a container at
 //! `"layer1.0"` has its weight at `layer1.0.conv1.weight`.
 
-use super::{join, Layer, Mode, Param, ReluOutput};
+use super::{join, ChannelAffine, Layer, Mode, Param, ReluOutput};
 use crate::error::Result;
 use crate::profile::{self, Phase};
 use crate::tensor::Tensor;
@@ -126,6 +126,39 @@ impl Sequential {
         while i < self.layers.len() {
             let input = h.as_ref().unwrap_or(x);
             let affine = self.layers.get(i + 1).and_then(|(_, l)| l.eval_affine());
+            // conv → norm (→ ReLU) → 2×2 max pool: the pool in the convolution's epilogue
+            // too, when it can. A fused ReLU passes through; a plain one is absorbed.
+            if let Some(a) = &affine {
+                let mut relu = a.relu;
+                let mut j = i + 2;
+                while let Some((_, l)) = self.layers.get(j) {
+                    match l.relu_output() {
+                        ReluOutput::PassThrough => {}
+                        ReluOutput::Applies if l.kind() == "ReLU" => relu = true,
+                        _ => break,
+                    }
+                    j += 1;
+                }
+                if self
+                    .layers
+                    .get(j)
+                    .is_some_and(|(_, l)| l.eval_max_pool_2x2())
+                {
+                    let a = ChannelAffine { relu, ..a.clone() };
+                    let (name, layer) = &mut self.layers[i];
+                    let pooled = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
+                        l.forward_folded_pooled(input, &a)
+                    });
+                    if let Some(y) = pooled {
+                        for (name, l) in &mut self.layers[i + 1..=j] {
+                            profile::layer(name, l.as_mut(), Phase::Forward, |_| ());
+                        }
+                        h = Some(y?);
+                        i = j + 1;
+                        continue;
+                    }
+                }
+            }
             let (name, layer) = &mut self.layers[i];
             if let Some(a) = affine {
                 let folded = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
@@ -301,12 +334,22 @@ mod tests {
     /// from one seed; BN statistics frozen in the second so that a training-mode
     /// forward (never folded) computes the eval-mode numbers layer by layer.
     fn block(seed: u64, bias: bool, stride: usize, freeze: bool) -> Sequential {
+        block_ch(seed, (3, 5), bias, stride, freeze)
+    }
+
+    fn block_ch(
+        seed: u64,
+        (c_in, c_out): (usize, usize),
+        bias: bool,
+        stride: usize,
+        freeze: bool,
+    ) -> Sequential {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut cfg = Conv2dConfig::new(3, 5, 3).stride(stride);
+        let mut cfg = Conv2dConfig::new(c_in, c_out, 3).stride(stride);
         cfg.padding = [1, 1];
         cfg.bias = bias;
         let conv = Conv2d::new(cfg, &mut rng).unwrap();
-        let mut bn = BatchNorm2d::new(5).unwrap();
+        let mut bn = BatchNorm2d::new(c_out).unwrap();
         bn.freeze_stats(freeze);
         let mut seq = Sequential::new()
             .push("conv", conv)
@@ -511,6 +554,58 @@ mod tests {
             v
         };
         assert_eq!(grads(&mut handed), grads(&mut apart));
+    }
+
+    /// conv → BatchNorm → ReLU → MaxPool2d(2) in eval mode: the pool in the
+    /// convolution's epilogue (where the Winograd kernel takes the layer) gives the
+    /// layers' outputs, with the ReLU fused into the norm or standing alone, even and
+    /// odd sizes.
+    #[test]
+    fn eval_applies_a_following_max_pool_in_the_convolution() {
+        use crate::kernels::conv::pooled_applies;
+        use crate::nn::{MaxPool2d, PoolConfig};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        for (h, w, bias, fuse) in [
+            (8, 8, false, true),
+            (9, 11, true, false),
+            (7, 6, true, true),
+        ] {
+            let x = Tensor::randn(&[3, 16, h, w], 0.0, 1.0, &mut rng);
+            let pool = || {
+                let cfg: PoolConfig = serde_json::from_str(r#"{"kernel": [2, 2]}"#).unwrap();
+                MaxPool2d::new(cfg).unwrap()
+            };
+            let mut fused = block_ch(2, (16, 24), bias, 1, false).push("pool", pool());
+            let mut plain = block_ch(2, (16, 24), bias, 1, true).push("pool", pool());
+            if fuse {
+                assert_eq!(fused.fuse(), 1);
+            }
+            assert!(fused.layers[3].1.eval_max_pool_2x2());
+            let got = fused.forward(&x, Mode::Eval).unwrap();
+            let want = plain.forward(&x, Mode::Train).unwrap();
+            assert_eq!(got.shape(), want.shape());
+            assert_eq!(got.shape(), &[3, 24, h / 2, w / 2]);
+            assert!(want.data().contains(&0.0), "the ReLU clips nothing");
+            for (a, b) in got.data().iter().zip(want.data()) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+            // The fused path was the one taken, where the kernel allows it.
+            let g = crate::kernels::conv::ConvGeom::new(
+                16,
+                h,
+                w,
+                24,
+                (3, 3),
+                (1, 1),
+                (1, 1),
+                (1, 1),
+                1,
+            )
+            .unwrap();
+            let a = fused.layers[1].1.eval_affine().unwrap();
+            let direct = fused.layers[0].1.forward_folded_pooled(&x, &a);
+            assert_eq!(direct.is_some(), pooled_applies(&g));
+        }
     }
 
     #[test]
