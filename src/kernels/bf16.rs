@@ -518,30 +518,7 @@ unsafe fn pair_dy_avx512(g: &ConvGeom, dy: &[f32], out: &mut [u32]) {
                 *rj = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
             }
             // r[a][b] (channel a, pair b) → r[b][a].
-            let mut t = [_mm512_setzero_si512(); LANES];
-            for i in 0..LANES / 2 {
-                t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-                t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-            }
-            // u[4i + c], 128-bit lane L: pair 4L + c of channels 4i .. 4i + 3.
-            let mut u = [_mm512_setzero_si512(); LANES];
-            for i in 0..LANES / 4 {
-                u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-                u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-                u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-                u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-            }
-            for c in 0..4 {
-                let (a, b, cc, d) = (u[c], u[4 + c], u[8 + c], u[12 + c]);
-                let p = _mm512_shuffle_i32x4::<0x88>(a, b);
-                let q = _mm512_shuffle_i32x4::<0xDD>(a, b);
-                let rr = _mm512_shuffle_i32x4::<0x88>(cc, d);
-                let ss = _mm512_shuffle_i32x4::<0xDD>(cc, d);
-                r[c] = _mm512_shuffle_i32x4::<0x88>(p, rr);
-                r[8 + c] = _mm512_shuffle_i32x4::<0xDD>(p, rr);
-                r[4 + c] = _mm512_shuffle_i32x4::<0x88>(q, ss);
-                r[12 + c] = _mm512_shuffle_i32x4::<0xDD>(q, ss);
-            }
+            super::simd::transpose_16x16(&mut r);
             for (k, &row) in r.iter().enumerate().take((pairs - pp0).min(LANES)) {
                 _mm512_storeu_si512(op.add((pp0 + k) * col + c0) as *mut _, row);
             }

@@ -184,6 +184,10 @@ struct ChunkBuf {
     pad_for: Option<(ConvGeom, Path)>,
     pad_dy: Vec<f32>,
     pad_dy_for: Option<(ConvGeom, Path)>,
+    /// The channels-last padded image of the Winograd weight gradient, and the
+    /// geometry its zero border is for.
+    pad_cl: Vec<f32>,
+    pad_cl_for: Option<ConvGeom>,
     /// bf16 buffers: the paired gathered image (forward, input gradient), the plain one
     /// and the paired `dy` (weight gradient).
     pairs: Vec<u32>,
@@ -783,18 +787,27 @@ fn backward(
     let bf_dx = dgeom.as_ref().is_some_and(bf16::active_for);
     let wbf_dx = bf_dx && dpath == Path::Winograd && winograd::bf16_available();
     let gd = Gathered::of(g);
+    // The weight gradient from the padded input, where the direct kernel takes it and
+    // is the faster (thin inputs: measured 1.2–1.8× on c_in ≤ 16, 0.4–0.6× on 32–64
+    // channels); by Winograd on wider 3×3 layers; im2col + GEMM otherwise. The direct
+    // one accumulates in the natural layout; Winograd's `dU` follows it in `dw`.
+    let direct_dw = direct::applies(g) && g.c_in <= 16;
+    let wino_dw = !bf_dw && !direct_dw && winograd::weight_grad_applies(g);
     let dw_len = if bf_dw {
         w_len.max(bf16::wgrad_acc_len(g))
+    } else if wino_dw {
+        w_len + winograd::wgrad_acc_len(g)
     } else {
         w_len
     };
-    ws.prepare(chunks, col_len.max(gdt_len), dw_len);
+    let wino_work = if wino_dw {
+        winograd::wgrad_work_len(g)
+    } else {
+        0
+    };
+    ws.prepare(chunks, col_len.max(gdt_len).max(wino_work), dw_len);
     let ranges = split_ranges(n, chunks);
     let pointwise = g.is_pointwise();
-    // The weight gradient from the padded input, where the direct kernel takes it and
-    // is the faster (thin inputs: measured 1.2–1.8× on c_in ≤ 16, 0.4–0.6× on 32–64
-    // channels, where im2col + GEMM stays); it accumulates in the natural layout.
-    let direct_dw = direct::applies(g) && g.c_in <= 16;
     let pd = Padded::of(g);
     if let Some(gt) = &dgeom {
         if wbf_dx {
@@ -852,6 +865,8 @@ fn backward(
                 pad_for,
                 pad_dy,
                 pad_dy_for,
+                pad_cl,
+                pad_cl_for,
                 pairs,
                 plain,
                 dy_pairs,
@@ -872,19 +887,29 @@ fn backward(
                     let p = padded(pad, pad_for, g, Path::Direct, pd.len(g));
                     direct::pad_image(g, pd, xi, p);
                     direct::weight_grad(g, pd, p, dyi, &mut dw[..w_len]);
+                } else if wino_dw {
+                    let len = winograd::wgrad_pad_len(g);
+                    if *pad_cl_for != Some(*g) {
+                        pad_cl.clear();
+                        pad_cl.resize(len, 0.0);
+                        *pad_cl_for = Some(*g);
+                    }
+                    let acc = &mut dw[w_len..dw_len];
+                    let work = &mut col[..wino_work];
+                    winograd::weight_grad_image(g, xi, dyi, acc, &mut pad_cl[..len], work);
                 }
                 // dw_gᵀ[kg, cg_out] += col_g · dy_gᵀ. The transposed product keeps the
                 // long dimension (kg) in the GEMM's rows: 2–6× faster than dy_g · col_gᵀ
                 // when cg_out is small (docs/conv.md).
                 let col_ref: &[f32] = if pointwise {
                     xi
-                } else if direct_dw || bf_dw {
+                } else if direct_dw || bf_dw || wino_dw {
                     &[]
                 } else {
                     im2col(g, xi, &mut col[..col_len]);
                     &col[..col_len]
                 };
-                for grp in (0..g.groups).filter(|_| !direct_dw && !bf_dw) {
+                for grp in (0..g.groups).filter(|_| !direct_dw && !bf_dw && !wino_dw) {
                     matmul(
                         kg,
                         cg_out,
@@ -1003,6 +1028,10 @@ fn backward(
                     relu_mask(&mut dxc[i * x_img..(i + 1) * x_img], xi);
                 }
             }
+            if wino_dw {
+                let (d, acc) = dw[..dw_len].split_at_mut(w_len);
+                winograd::weight_grad_finish(g, acc, d);
+            }
             Ok(())
         })?;
     // Combine the per-chunk weight gradients in chunk order (reproducible).
@@ -1011,7 +1040,7 @@ fn backward(
             bf16::add_transposed(g, &buf.dw[..dw_len], dweight);
             continue;
         }
-        if direct_dw {
+        if direct_dw || wino_dw {
             dweight
                 .iter_mut()
                 .zip(&buf.dw[..w_len])
@@ -1102,6 +1131,11 @@ mod tests {
         (1, 24, 8, 8, 16, (3, 3), (1, 1), (0, 0), (1, 1), 1),
         (1, 16, 6, 5, 20, (3, 3), (1, 1), (2, 2), (1, 1), 1),
         (3, 32, 14, 14, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        // ... and its weight gradient (≥ 32 output channels, more than 16 input ones):
+        // three vectors of output channels, odd sizes, paddings 0 and 2.
+        (2, 20, 9, 7, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (1, 17, 5, 6, 33, (3, 3), (1, 1), (0, 2), (1, 1), 1),
+        (2, 40, 6, 6, 64, (3, 3), (1, 1), (2, 0), (1, 1), 1),
         // Three row phases (stride 3), and dilation with stride 2.
         (1, 12, 17, 46, 3, (3, 3), (3, 3), (1, 1), (1, 1), 1),
         (1, 8, 20, 20, 4, (3, 3), (2, 2), (2, 2), (2, 2), 1),

@@ -18,6 +18,7 @@ pub mod naive;
 pub mod norm;
 pub mod optim;
 pub mod pool;
+pub(crate) mod simd;
 pub mod softmax;
 pub(crate) mod strided;
 pub mod winograd;
