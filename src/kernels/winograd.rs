@@ -833,7 +833,7 @@ pub fn wgrad_pad_len(g: &ConvGeom) -> usize {
 /// `DY`, and a vector to align them.
 pub fn wgrad_work_len(g: &ConvGeom) -> usize {
     let band = wgrad_band(g);
-    g.ohw() * ch16(g.c_out) + XI * band * (ch16(g.c_in) + ch16(g.c_out)) + LANES
+    g.ohw() * ch16(g.c_out) + XI * (band + 1) * (ch16(g.c_in) + ch16(g.c_out)) + LANES
 }
 
 /// Adds one image's `dU` into `acc` ([`wgrad_acc_len`]), from the image `x[c_in, h, w]`
@@ -937,6 +937,9 @@ unsafe fn wgrad_avx512(
     let (pd, tw) = (plan.pd, plan.tw);
     let (c16, k16) = (ch16(g.c_in), ch16(g.c_out));
     let band = wgrad_band(g);
+    // Rows per transformed position in V and DY: one more than the band, so that the
+    // 16 positions' rows (written side by side) do not fall into the same L1 sets.
+    let bs = band + 1;
     let tiles = g.oh.div_ceil(2) * tw;
     // The image channels-last inside its zero border (rows pad.0 .., columns pad.1 ..,
     // all inside hp × rs), and dy channels-last.
@@ -945,7 +948,7 @@ unsafe fn wgrad_avx512(
     let skip = work.as_ptr().align_offset(64).min(LANES);
     let work = &mut work[skip..];
     let (dyt, rest) = work.split_at_mut(g.ohw() * k16);
-    let (vt, dyb) = rest.split_at_mut(XI * band * c16);
+    let (vt, dyb) = rest.split_at_mut(XI * bs * c16);
     to_channels_last(dy.as_ptr(), g.c_out, g.oh, g.ow, dyt.as_mut_ptr(), (0, 0, g.ow), k16);
     let (xp, dp, vp, bp) = (xp as *const f32, dyt.as_ptr(), vt.as_mut_ptr(), dyb.as_mut_ptr());
     let mut t0 = 0;
@@ -976,7 +979,7 @@ unsafe fn wgrad_avx512(
                         _mm512_sub_ps(u1[j], u3[j]),
                     ];
                     for (i, &val) in vals.iter().enumerate() {
-                        _mm512_storeu_ps(vp.add(((4 * i + j) * band + l) * c16 + cv), val);
+                        _mm512_storeu_ps(vp.add(((4 * i + j) * bs + l) * c16 + cv), val);
                     }
                 }
             }
@@ -1004,7 +1007,7 @@ unsafe fn wgrad_avx512(
                         _mm512_sub_ps(z, x1),
                     ];
                     for (j, &val) in vals.iter().enumerate() {
-                        _mm512_storeu_ps(bp.add(((4 * i + j) * band + l) * k16 + kv), val);
+                        _mm512_storeu_ps(bp.add(((4 * i + j) * bs + l) * k16 + kv), val);
                     }
                 }
             }
@@ -1012,8 +1015,8 @@ unsafe fn wgrad_avx512(
         // dU_ξ[c][k] += Σ_l V_ξ[l][c] · DY_ξ[l][k]: 8 input channels × up to 3 vectors
         // of output channels per register tile.
         for xi in 0..XI {
-            let vx = vp.add(xi * band * c16) as *const f32;
-            let dx = bp.add(xi * band * k16) as *const f32;
+            let vx = vp.add(xi * bs * c16) as *const f32;
+            let dx = bp.add(xi * bs * k16) as *const f32;
             let ax = acc.as_mut_ptr().add(xi * c16 * k16);
             let mut kv = 0;
             while kv < k16 {
