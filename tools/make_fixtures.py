@@ -233,6 +233,8 @@ conv_case("conv2d_k1x3_s1x2_asym_pad", 2, 5, 9, 3, 2, [1, 3], stride=[1, 2],
 # 3x3, stride 1, >= 16 channels each way: strata computes it (forward and input
 # gradient) with its Winograd F(2x2, 3x3) kernel on AVX-512 machines.
 conv_case("conv2d_3x3_c16_to_c17_pad1_9x11", 2, 9, 11, 16, 17, 3, padding=1)
+# ... and its weight gradient (more than 16 input, at least 32 output channels).
+conv_case("conv2d_3x3_c20_to_c32_pad1_7x9", 2, 7, 9, 20, 32, 3, padding=1)
 
 # --------------------------------------------------------------------------
 # linear
