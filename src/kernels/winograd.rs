@@ -851,7 +851,10 @@ pub fn weight_grad_image(
     assert!(x.len() >= g.c_in * g.h * g.w && dy.len() >= g.c_out * g.ohw());
     assert!(acc.len() >= wgrad_acc_len(g) && xt.len() >= wgrad_pad_len(g));
     assert!(work.len() >= wgrad_work_len(g));
-    assert!(direct::has_avx512(), "the Winograd weight gradient needs AVX-512F");
+    assert!(
+        direct::has_avx512(),
+        "the Winograd weight gradient needs AVX-512F"
+    );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F is present (asserted); the asserts and the sizes above keep
     // every access in bounds (see the comments in each function).
@@ -944,13 +947,34 @@ unsafe fn wgrad_avx512(
     // The image channels-last inside its zero border (rows pad.0 .., columns pad.1 ..,
     // all inside hp × rs), and dy channels-last.
     let xp = xt.as_mut_ptr();
-    to_channels_last(x.as_ptr(), g.c_in, g.h, g.w, xp, (g.pad.0, g.pad.1, pd.rs), c16);
+    to_channels_last(
+        x.as_ptr(),
+        g.c_in,
+        g.h,
+        g.w,
+        xp,
+        (g.pad.0, g.pad.1, pd.rs),
+        c16,
+    );
     let skip = work.as_ptr().align_offset(64).min(LANES);
     let work = &mut work[skip..];
     let (dyt, rest) = work.split_at_mut(g.ohw() * k16);
     let (vt, dyb) = rest.split_at_mut(XI * bs * c16);
-    to_channels_last(dy.as_ptr(), g.c_out, g.oh, g.ow, dyt.as_mut_ptr(), (0, 0, g.ow), k16);
-    let (xp, dp, vp, bp) = (xp as *const f32, dyt.as_ptr(), vt.as_mut_ptr(), dyb.as_mut_ptr());
+    to_channels_last(
+        dy.as_ptr(),
+        g.c_out,
+        g.oh,
+        g.ow,
+        dyt.as_mut_ptr(),
+        (0, 0, g.ow),
+        k16,
+    );
+    let (xp, dp, vp, bp) = (
+        xp as *const f32,
+        dyt.as_ptr(),
+        vt.as_mut_ptr(),
+        dyb.as_mut_ptr(),
+    );
     let mut t0 = 0;
     while t0 < tiles {
         let nt = band.min(tiles - t0);
@@ -992,7 +1016,11 @@ unsafe fn wgrad_avx512(
                 let a = at(oy, ox);
                 let b = if has_c { at(oy, ox + 1) } else { z };
                 let c = if has_r { at(oy + 1, ox) } else { z };
-                let d = if has_r && has_c { at(oy + 1, ox + 1) } else { z };
+                let d = if has_r && has_c {
+                    at(oy + 1, ox + 1)
+                } else {
+                    z
+                };
                 let rows = [
                     (a, b),
                     (_mm512_add_ps(a, c), _mm512_add_ps(b, d)),

@@ -13,6 +13,7 @@
 
 use super::{check_dy, no_cache, Layer, Mode, Receptive};
 use crate::error::{Error, Result};
+use crate::kernels::eltwise::relu_backward_from_output;
 use crate::kernels::pool::{self, PoolGeom};
 use crate::tensor::Tensor;
 
@@ -130,6 +131,9 @@ struct MaxPoolCache {
     x_shape: Vec<usize>,
     geom: PoolGeom,
     argmax: Vec<u32>,
+    /// The output (a shared handle, no copy): where it is not positive, a ReLU before
+    /// the pool passes no gradient ([`Layer::backward_relu`]).
+    y: Tensor,
 }
 
 /// 2-D max pooling.
@@ -165,6 +169,7 @@ impl Layer for MaxPool2d {
             x_shape: x.shape().to_vec(),
             geom: g,
             argmax,
+            y: y.clone(),
         });
         Ok(y)
     }
@@ -180,6 +185,28 @@ impl Layer for MaxPool2d {
 
     fn receptive(&self) -> Receptive {
         self.config.receptive()
+    }
+
+    fn masks_relu_input(&self) -> bool {
+        true
+    }
+
+    /// With `mask_input` (the input is a ReLU's output), the gradient reaches each
+    /// window's maximum only where that maximum — the output — is positive: exactly
+    /// where the ReLU's mask would let it through, so the ReLU's full-size mask pass is
+    /// replaced by one over the pooled gradient.
+    fn backward_relu(&mut self, dy: &Tensor, _premasked: bool, mask_input: bool) -> Result<Tensor> {
+        if !mask_input {
+            return self.backward(dy);
+        }
+        let cache = self.cache.as_ref().ok_or_else(|| no_cache("MaxPool2d"))?;
+        let s = &cache.x_shape;
+        check_dy("MaxPool2d", dy, &[s[0], s[1], cache.geom.oh, cache.geom.ow])?;
+        let mut masked = Tensor::for_overwrite(dy.shape());
+        relu_backward_from_output(cache.y.data(), dy.data(), masked.data_mut());
+        let mut dx = Tensor::for_overwrite(s);
+        pool::max_pool_backward(&cache.geom, masked.data(), &cache.argmax, dx.data_mut());
+        Ok(dx)
     }
 
     fn eval_max_pool_2x2(&self) -> bool {

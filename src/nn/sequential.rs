@@ -490,6 +490,60 @@ mod tests {
         }
     }
 
+    /// A 2×2 max pool after a ReLU routes the gradient only to windows whose maximum is
+    /// positive, and the ReLU's owner skips its mask: bit for bit the layers' plain
+    /// backward passes (fused BatchNorm + ReLU and a standalone ReLU; ties and zeros in
+    /// the windows from the ReLU).
+    #[test]
+    fn a_max_pool_after_a_relu_applies_its_mask() {
+        use crate::nn::{MaxPool2d, PoolConfig};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        let x = Tensor::randn(&[3, 2, 8, 6], 0.0, 1.0, &mut rng);
+        for fuse in [true, false] {
+            let make = || {
+                let mut r = rand::rngs::StdRng::seed_from_u64(4);
+                let conv = |c_in, r: &mut rand::rngs::StdRng| {
+                    let mut cfg = Conv2dConfig::new(c_in, 4, 3);
+                    cfg.padding = [1, 1];
+                    Conv2d::new(cfg, r).unwrap()
+                };
+                let cfg: PoolConfig = serde_json::from_str(r#"{"kernel": [2, 2]}"#).unwrap();
+                let mut seq = Sequential::new()
+                    .push("conv1", conv(2, &mut r))
+                    .push("bn", BatchNorm2d::new(4).unwrap())
+                    .push("relu", Activation::new(Act::Relu))
+                    .push("pool", MaxPool2d::new(cfg).unwrap())
+                    .push("conv2", conv(4, &mut r));
+                if fuse {
+                    assert_eq!(seq.fuse(), 1);
+                }
+                seq
+            };
+            let (mut handed, mut apart) = (make(), make());
+            assert_eq!(handed.relu_mask_owner(3), Some(if fuse { 1 } else { 2 }));
+            assert!(handed.layers[3].1.masks_relu_input());
+            let y = handed.forward(&x, Mode::Train).unwrap();
+            let mut h = x.clone();
+            for (_, l) in apart.layers.iter_mut() {
+                h = l.forward(&h, Mode::Train).unwrap();
+            }
+            assert_eq!(y.data(), h.data());
+            let dy = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
+            let got = handed.backward(&dy).unwrap();
+            let mut d = dy.clone();
+            for (_, l) in apart.layers.iter_mut().rev() {
+                d = l.backward(&d).unwrap();
+            }
+            assert_eq!(got.data(), d.data(), "fused: {fuse}");
+            let grads = |s: &mut Sequential| {
+                let mut v = Vec::new();
+                s.visit_params("", &mut |_, p| v.extend_from_slice(p.grad.data()));
+                v
+            };
+            assert_eq!(grads(&mut handed), grads(&mut apart), "fused: {fuse}");
+        }
+    }
+
     /// The same across residual blocks and nested containers: a block whose input is
     /// the previous block's fused sum + ReLU masks its input gradient in the pass that
     /// adds its two branches, and the previous block skips its mask; bit for bit the
