@@ -1134,7 +1134,7 @@ mod tests {
         // ... and its weight gradient (≥ 32 output channels, more than 16 input ones):
         // three vectors of output channels, odd sizes, paddings 0 and 2.
         (2, 20, 9, 7, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1),
-        (1, 17, 5, 6, 33, (3, 3), (1, 1), (0, 2), (1, 1), 1),
+        (1, 17, 9, 6, 33, (3, 3), (1, 1), (0, 2), (1, 1), 1),
         (2, 40, 6, 6, 64, (3, 3), (1, 1), (2, 0), (1, 1), 1),
         // Three row phases (stride 3), and dilation with stride 2.
         (1, 12, 17, 46, 3, (3, 3), (3, 3), (1, 1), (1, 1), 1),
