@@ -265,7 +265,7 @@ pub fn image(
                 // plan's sizes keep every access in bounds (see the comments in each).
                 unsafe {
                     input_avx512(g, plan, p, ty0, rb, v);
-                    multiply_avx512(g, plan, u, v, m, rb);
+                    multiply(plan, g.c_in, u, v, m, rb, [tile::<1>, tile::<2>, tile::<3>]);
                     output_avx512(g, plan, m, ty0, rb, ep, y);
                 }
                 ty0 += rb;
@@ -313,7 +313,8 @@ pub fn image_bf16(
         // the plan's sizes keep every access in bounds (see the comments in each).
         unsafe {
             input_bf16(g, plan, p, ty0, rb, v);
-            multiply_bf16(g, plan, u, v, m, rb);
+            let tiles = [tile_bf16::<1>, tile_bf16::<2>, tile_bf16::<3>];
+            multiply(plan, g.c_in.div_ceil(2), u, v, m, rb, tiles);
             output_avx512(g, plan, m, ty0, rb, ep, y);
         }
         ty0 += rb;
@@ -573,35 +574,40 @@ unsafe fn input_bf16(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usize
     }
 }
 
-/// The 16 products `M_ξ = U_ξ · V_ξ` of one band, into `m[ξ][kp][bandp]`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn multiply_avx512(
-    g: &ConvGeom,
+/// A register tile of the products ([`tile`], [`tile_bf16`]): `(reduction length,
+/// weights, first column of V, row stride, first element of M)`.
+type TileFn<T> = unsafe fn(usize, *const T, *const T, usize, *mut f32);
+
+/// The 16 products `M_ξ = U_ξ · V_ξ` of one band, into `m[k][ξ][bandp]` (rows `cs`
+/// apart), in register tiles of 8 output channels × up to 3 vectors of tiles:
+/// `tiles[n − 1]` takes `n` vectors; `reduce` is the length of the sum (input channels,
+/// or their pairs).
+///
+/// # Safety
+/// `u`, `v` and `m` must hold the plan's band for `reduce` and `g.c_out`, and the CPU
+/// must run `tiles`.
+unsafe fn multiply<T>(
     plan: &Plan,
-    u: &[f32],
-    v: &[f32],
+    reduce: usize,
+    u: &[T],
+    v: &[T],
     m: &mut [f32],
     rb: usize,
+    tiles: [TileFn<T>; 3],
 ) {
     let (bp, blocks) = (plan.bandp, plan.kp / KB);
     let vectors = (rb * plan.pitch).div_ceil(LANES);
     for xi in 0..XI {
         let vx = v.as_ptr().add(xi * bp);
-        let ux = u.as_ptr().add(xi * blocks * g.c_in * KB);
+        let ux = u.as_ptr().add(xi * blocks * reduce * KB);
         let mx = m.as_mut_ptr().add(xi * bp);
         let mut j = 0;
         while j < vectors {
             let nt = (vectors - j).min(NT);
             for kb in 0..blocks {
-                let w = ux.add(kb * g.c_in * KB);
+                let w = ux.add(kb * reduce * KB);
                 let out = mx.add(kb * KB * plan.cs + j * LANES);
-                let col = vx.add(j * LANES);
-                match nt {
-                    3 => tile::<3>(g.c_in, w, col, plan.cs, out),
-                    2 => tile::<2>(g.c_in, w, col, plan.cs, out),
-                    _ => tile::<1>(g.c_in, w, col, plan.cs, out),
-                }
+                tiles[nt - 1](reduce, w, vx.add(j * LANES), plan.cs, out);
             }
             j += nt;
         }
@@ -639,34 +645,6 @@ unsafe fn tile<const N: usize>(
     for (k, acc_k) in acc.iter().enumerate() {
         for (n, &a) in acc_k.iter().enumerate() {
             _mm512_storeu_ps(out.add(k * stride + n * LANES), a);
-        }
-    }
-}
-
-/// [`multiply_avx512`] on bf16 channel pairs.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn multiply_bf16(g: &ConvGeom, plan: &Plan, u: &[u32], v: &[u32], m: &mut [f32], rb: usize) {
-    let (bp, blocks, cp) = (plan.bandp, plan.kp / KB, g.c_in.div_ceil(2));
-    let vectors = (rb * plan.pitch).div_ceil(LANES);
-    for xi in 0..XI {
-        let vx = v.as_ptr().add(xi * bp);
-        let ux = u.as_ptr().add(xi * blocks * cp * KB);
-        let mx = m.as_mut_ptr().add(xi * bp);
-        let mut j = 0;
-        while j < vectors {
-            let nt = (vectors - j).min(NT);
-            for kb in 0..blocks {
-                let w = ux.add(kb * cp * KB);
-                let out = mx.add(kb * KB * plan.cs + j * LANES);
-                let col = vx.add(j * LANES);
-                match nt {
-                    3 => tile_bf16::<3>(cp, w, col, plan.cs, out),
-                    2 => tile_bf16::<2>(cp, w, col, plan.cs, out),
-                    _ => tile_bf16::<1>(cp, w, col, plan.cs, out),
-                }
-            }
-            j += nt;
         }
     }
 }
