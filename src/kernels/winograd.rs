@@ -1133,6 +1133,15 @@ mod tests {
         y
     }
 
+    /// A random image, weights and bias for `g`, uniform in [-1, 1).
+    fn operands(rng: &mut impl Rng, g: &ConvGeom) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut v =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let x = v(g.c_in * g.h * g.w);
+        let w = v(g.c_out * g.c_in * 9);
+        (x, w, v(g.c_out))
+    }
+
     #[test]
     fn winograd_equals_the_definition_on_awkward_shapes() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -1151,13 +1160,7 @@ mod tests {
         ];
         for (ci, co, h, w, pad) in cases {
             let g = ConvGeom::new(ci, h, w, co, (3, 3), (1, 1), pad, (1, 1), 1).unwrap();
-            let x: Vec<f32> = (0..ci * h * w)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let wt: Vec<f32> = (0..co * ci * 9)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let bias: Vec<f32> = (0..co).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let (x, wt, bias) = operands(&mut rng, &g);
             let want = naive::conv2d_forward(&g, 1, &x, &wt, Some(&bias));
             let scale = (ci * 9) as f32;
             for simd in [true, false] {
@@ -1263,13 +1266,7 @@ mod tests {
         ];
         for (ci, co, h, w, pad) in cases {
             let g = ConvGeom::new(ci, h, w, co, (3, 3), (1, 1), pad, (1, 1), 1).unwrap();
-            let x: Vec<f32> = (0..ci * h * w)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let wt: Vec<f32> = (0..co * ci * 9)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let bias: Vec<f32> = (0..co).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let (x, wt, bias) = operands(&mut rng, &g);
             let plan = Plan::of(&g);
             let mut p = vec![0.0; plan.pad_len(&g)];
             direct::pad_image(&g, plan.padded(), &x, &mut p);
@@ -1321,13 +1318,7 @@ mod tests {
         // mid-row (40 columns: 20 tiles), several bands.
         for (ci, co, h, w) in [(16, 16, 8, 8), (17, 24, 9, 11), (16, 16, 14, 40)] {
             let g = ConvGeom::new(ci, h, w, co, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
-            let mut x: Vec<f32> = (0..ci * h * w)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let wt: Vec<f32> = (0..co * ci * 9)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let bias: Vec<f32> = (0..co).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let (mut x, wt, bias) = operands(&mut rng, &g);
             let (ph, pw) = (g.oh / 2, g.ow / 2);
             let pool_of = |y: &[f32], relu: bool| -> Vec<f32> {
                 let mut out = vec![0.0; co * ph * pw];
