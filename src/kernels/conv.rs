@@ -197,6 +197,8 @@ struct ChunkBuf {
     conv_pairs: Vec<u32>,
     /// One phase's output of a strided layer's input gradient ([`strided`]).
     phase_out: Vec<f32>,
+    /// Several images' columns and `dy` for one GEMM of a small plane's weight gradient.
+    batch: Vec<f32>,
 }
 
 /// Weights packed for the f32 or the bf16 gathered kernel.
@@ -294,6 +296,32 @@ fn flip_transpose(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
         }
     }
     out
+}
+
+/// Images per GEMM for a layer on im2col + GEMM whose output plane is small: enough
+/// columns (`images · oh·ow ≥ 128`) for the GEMM to run at speed — one image of a 2×2
+/// plane is a product only 4 columns wide. 1 for grouped layers and large planes.
+fn gemm_images(g: &ConvGeom) -> usize {
+    if g.groups == 1 && g.ohw() > 0 && g.ohw() < 64 {
+        (128 / g.ohw()).max(2)
+    } else {
+        1
+    }
+}
+
+/// Copies the rows of one image's `[rows][ohw]` block into columns `b·ohw ..` of the
+/// batched `[rows][cols]` matrix.
+fn put_block(src: &[f32], ohw: usize, b: usize, cols: usize, dst: &mut [f32]) {
+    for (r, row) in src.chunks_exact(ohw).enumerate() {
+        dst[r * cols + b * ohw..r * cols + (b + 1) * ohw].copy_from_slice(row);
+    }
+}
+
+/// The reverse of [`put_block`].
+fn take_block(src: &[f32], ohw: usize, b: usize, cols: usize, dst: &mut [f32]) {
+    for (r, row) in dst.chunks_exact_mut(ohw).enumerate() {
+        row.copy_from_slice(&src[r * cols + b * ohw..r * cols + (b + 1) * ohw]);
+    }
 }
 
 impl ConvWorkspace {
@@ -548,6 +576,18 @@ fn forward(
         Path::Gemm if g.is_pointwise() => 0,
         Path::Gemm => g.kg() * g.groups * g.ohw(),
     };
+    // Small planes on GEMM: several images per product (one image's columns, then the
+    // batch's input columns and outputs).
+    let gb = if path == Path::Gemm {
+        gemm_images(g)
+    } else {
+        1
+    };
+    let col_len = if gb > 1 {
+        g.kg() * g.ohw() + (g.kg() + g.c_out) * gb * g.ohw()
+    } else {
+        col_len
+    };
     ws.prepare(chunks, col_len, 0);
     let bf = bf16::active_for(g);
     // bf16 products of a layer the Winograd kernel takes: its bf16 form.
@@ -585,6 +625,59 @@ fn forward(
     }
     jobs.into_par_iter()
         .try_for_each(|(range, y_chunk, mut m_chunk, buf)| -> Result<()> {
+            if gb > 1 {
+                // y_b[c_out, images·ohw] = w · col_b, then each image's planes out.
+                let (one, rest) = buf.col[..col_len].split_at_mut(kg * ohw);
+                let (colb, yb) = rest.split_at_mut(kg * gb * ohw);
+                let mut i0 = 0;
+                while i0 < range.len() {
+                    let bn = gb.min(range.len() - i0);
+                    let cols = bn * ohw;
+                    for b in 0..bn {
+                        let img = range.start + i0 + b;
+                        let xi = &x[img * x_img..(img + 1) * x_img];
+                        if g.is_pointwise() {
+                            put_block(xi, ohw, b, cols, colb);
+                        } else {
+                            im2col(g, xi, one);
+                            put_block(one, ohw, b, cols, colb);
+                        }
+                    }
+                    let yb = &mut yb[..g.c_out * cols];
+                    matmul(
+                        g.c_out,
+                        cols,
+                        kg,
+                        weight,
+                        Trans::No,
+                        &colb[..kg * cols],
+                        Trans::No,
+                        yb,
+                        Accumulate::No,
+                        Par::Seq,
+                    )?;
+                    for b in 0..bn {
+                        let yi = &mut y_chunk[(i0 + b) * y_img..(i0 + b + 1) * y_img];
+                        take_block(yb, ohw, b, cols, yi);
+                        if let Some(bv) = bias {
+                            for (plane, &bc) in yi.chunks_exact_mut(ohw).zip(bv) {
+                                plane.iter_mut().for_each(|v| *v += bc);
+                            }
+                        }
+                        if relu {
+                            super::eltwise::relu_inplace(yi);
+                        }
+                        if let Some(m) = m_chunk.as_deref_mut() {
+                            let mi = &mut m[(i0 + b) * g.c_out..(i0 + b + 1) * g.c_out];
+                            for (mc, plane) in mi.iter_mut().zip(yi.chunks_exact(ohw)) {
+                                *mc = seg_moments(plane);
+                            }
+                        }
+                    }
+                    i0 += bn;
+                }
+                return Ok(());
+            }
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
@@ -805,6 +898,18 @@ fn backward(
     } else {
         0
     };
+    // A GEMM weight gradient of a small plane: several images per product (their
+    // columns and dy side by side, after the per-image buffers in `col`).
+    let gemm_dw = !direct_dw && !bf_dw && !wino_dw;
+    let gbw = if gemm_dw { gemm_images(g) } else { 1 };
+    // ... and its input gradient too, when that is GEMM + col2im (`dcol` of the block
+    // after the columns and dy).
+    let batch_dx = gbw > 1 && dx.is_some() && dgeom.is_none() && phases.is_none();
+    let batch_len = if gbw > 1 {
+        (kg + g.c_out + if batch_dx { kg } else { 0 }) * gbw * ohw
+    } else {
+        0
+    };
     ws.prepare(chunks, col_len.max(gdt_len).max(wino_work), dw_len);
     let ranges = split_ranges(n, chunks);
     let pointwise = g.is_pointwise();
@@ -872,8 +977,10 @@ fn backward(
                 dy_pairs,
                 conv_pairs,
                 phase_out,
+                batch,
             } = buf;
             dw[..dw_len].iter_mut().for_each(|v| *v = 0.0);
+            let (images, first) = (range.len(), range.start);
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let dyi = &dy[img * y_img..(img + 1) * y_img];
@@ -901,7 +1008,71 @@ fn backward(
                 // dw_gᵀ[kg, cg_out] += col_g · dy_gᵀ. The transposed product keeps the
                 // long dimension (kg) in the GEMM's rows: 2–6× faster than dy_g · col_gᵀ
                 // when cg_out is small (docs/conv.md).
-                let col_ref: &[f32] = if pointwise {
+                if gbw > 1 {
+                    // Image i's columns and dy into slot b of its block; the block's
+                    // product when it is full.
+                    let i0 = i / gbw * gbw;
+                    let (bn, b) = (gbw.min(images - i0), i - i0);
+                    let cols = bn * ohw;
+                    let batch = grown(batch, batch_len);
+                    let (colb, rest) = batch.split_at_mut(kg * gbw * ohw);
+                    let (dyb, dcolb) = rest.split_at_mut(g.c_out * gbw * ohw);
+                    if pointwise {
+                        put_block(xi, ohw, b, cols, colb);
+                    } else {
+                        im2col(g, xi, &mut col[..col_len]);
+                        put_block(&col[..col_len], ohw, b, cols, colb);
+                    }
+                    put_block(dyi, ohw, b, cols, dyb);
+                    if b + 1 == bn {
+                        matmul(
+                            kg,
+                            g.c_out,
+                            cols,
+                            &colb[..kg * cols],
+                            Trans::No,
+                            &dyb[..g.c_out * cols],
+                            Trans::Yes,
+                            &mut dw[..w_len],
+                            Accumulate::Yes,
+                            Par::Seq,
+                        )?;
+                    }
+                    // dcol_b = wᵀ · dy_b, then each image's dx = col2im(its columns),
+                    // masked for a ReLU before this layer.
+                    if let (true, true, Some(dxc)) =
+                        (batch_dx, b + 1 == bn, dx_chunk.as_deref_mut())
+                    {
+                        let dcolb = &mut dcolb[..kg * cols];
+                        matmul(
+                            kg,
+                            cols,
+                            g.c_out,
+                            weight,
+                            Trans::Yes,
+                            &dyb[..g.c_out * cols],
+                            Trans::No,
+                            dcolb,
+                            Accumulate::No,
+                            Par::Seq,
+                        )?;
+                        for bb in 0..bn {
+                            let j = i0 + bb;
+                            let dxj = &mut dxc[j * x_img..(j + 1) * x_img];
+                            if pointwise {
+                                take_block(dcolb, ohw, bb, cols, dxj);
+                            } else {
+                                take_block(dcolb, ohw, bb, cols, &mut col[..col_len]);
+                                col2im(g, &col[..col_len], dxj);
+                            }
+                            if mask_by_input {
+                                let xj = &x[(first + j) * x_img..(first + j + 1) * x_img];
+                                relu_mask(dxj, xj);
+                            }
+                        }
+                    }
+                }
+                let col_ref: &[f32] = if pointwise || gbw > 1 {
                     xi
                 } else if direct_dw || bf_dw || wino_dw {
                     &[]
@@ -909,7 +1080,7 @@ fn backward(
                     im2col(g, xi, &mut col[..col_len]);
                     &col[..col_len]
                 };
-                for grp in (0..g.groups).filter(|_| !direct_dw && !bf_dw && !wino_dw) {
+                for grp in (0..g.groups).filter(|_| gemm_dw && gbw == 1) {
                     matmul(
                         kg,
                         cg_out,
@@ -1001,6 +1172,9 @@ fn backward(
                         break 'dx;
                     }
                     // dcol_g = w_gᵀ · dy_g, then dx = col2im(dcol)
+                    if batch_dx {
+                        break 'dx; // at the end of the image's block, above
+                    }
                     if let Some(dxc) = dx_chunk.as_deref_mut() {
                         let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
                         let dcol: &mut [f32] = if pointwise { dxi } else { &mut col[..col_len] };
@@ -1024,7 +1198,8 @@ fn backward(
                     }
                 }
                 // The ReLU before this layer, masked here while dx is in cache.
-                if let (true, Some(dxc)) = (mask_by_input, dx_chunk.as_deref_mut()) {
+                if let (true, false, Some(dxc)) = (mask_by_input, batch_dx, dx_chunk.as_deref_mut())
+                {
                     relu_mask(&mut dxc[i * x_img..(i + 1) * x_img], xi);
                 }
             }
@@ -1136,6 +1311,11 @@ mod tests {
         (2, 20, 9, 7, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         (1, 17, 9, 6, 33, (3, 3), (1, 1), (0, 2), (1, 1), 1),
         (2, 40, 6, 6, 64, (3, 3), (1, 1), (2, 0), (1, 1), 1),
+        // Small planes on GEMM, several images per product (blocks cut by the chunks):
+        // 2×2, a pointwise 3×3, a strided 3×3 (input gradient by phases).
+        (5, 6, 2, 2, 7, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (4, 3, 3, 3, 5, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        (3, 4, 5, 5, 6, (3, 3), (2, 2), (1, 1), (1, 1), 1),
         // Three row phases (stride 3), and dilation with stride 2.
         (1, 12, 17, 46, 3, (3, 3), (3, 3), (1, 1), (1, 1), 1),
         (1, 8, 20, 20, 4, (3, 3), (2, 2), (2, 2), (2, 2), 1),
@@ -1253,6 +1433,36 @@ mod tests {
                 (a - b).abs() <= tol * (1.0 + b.abs()),
                 "{what}[{i}] {a} vs {b} for {g:?}"
             );
+        }
+    }
+
+    /// The input gradient masked for a ReLU before the layer equals the plain one with
+    /// the mask applied after, bit for bit, on every kernel path: direct, gathered,
+    /// Winograd, and GEMM with several images per product (2×2 and pointwise planes).
+    #[test]
+    fn relu_masked_input_gradient_equals_masking_after() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let cases = [
+            (5, 6, 2, 2, 7, 3, 1),
+            (4, 3, 3, 3, 5, 1, 0),
+            (3, 16, 10, 10, 16, 3, 1),
+            (3, 4, 16, 16, 5, 3, 1),
+            (2, 3, 8, 8, 4, 3, 1),
+        ];
+        for (n, ci, h, w, co, k, p) in cases {
+            let g = ConvGeom::new(ci, h, w, co, (k, k), (1, 1), (p, p), (1, 1), 1).unwrap();
+            let x: Vec<f32> = rand_vec(n * ci * h * w, &mut rng);
+            let wt = rand_vec(co * g.kg(), &mut rng);
+            let dy = rand_vec(n * co * g.ohw(), &mut rng);
+            let mut ws = ConvWorkspace::default();
+            let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
+            conv2d_backward(&g, n, &x, &wt, &dy, Some(&mut dx), &mut dw, None, &mut ws).unwrap();
+            relu_mask(&mut dx, &x);
+            let (mut dx2, mut dw2) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
+            conv2d_backward_relu_input(&g, n, &x, &wt, &dy, &mut dx2, &mut dw2, None, &mut ws)
+                .unwrap();
+            assert_eq!(dx, dx2, "{g:?}");
+            assert_eq!(dw, dw2, "{g:?}");
         }
     }
 
