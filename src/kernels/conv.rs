@@ -309,6 +309,31 @@ fn gemm_images(g: &ConvGeom) -> usize {
     }
 }
 
+/// The end of one image's forward while its output is in cache: the bias (when the
+/// kernel did not add it), the ReLU (when it did not apply it), and the moments of its
+/// planes for a normalization after the layer.
+fn finish_image(
+    yi: &mut [f32],
+    ohw: usize,
+    bias: Option<&[f32]>,
+    relu: bool,
+    moments: Option<&mut [(f64, f64)]>,
+) {
+    if let Some(b) = bias {
+        for (plane, &bc) in yi.chunks_exact_mut(ohw).zip(b) {
+            plane.iter_mut().for_each(|v| *v += bc);
+        }
+    }
+    if relu {
+        super::eltwise::relu_inplace(yi);
+    }
+    if let Some(m) = moments {
+        for (mc, plane) in m.iter_mut().zip(yi.chunks_exact(ohw)) {
+            *mc = seg_moments(plane);
+        }
+    }
+}
+
 /// Copies the rows of one image's `[rows][ohw]` block into columns `b·ohw ..` of the
 /// batched `[rows][cols]` matrix.
 fn put_block(src: &[f32], ohw: usize, b: usize, cols: usize, dst: &mut [f32]) {
@@ -657,22 +682,13 @@ fn forward(
                         Par::Seq,
                     )?;
                     for b in 0..bn {
-                        let yi = &mut y_chunk[(i0 + b) * y_img..(i0 + b + 1) * y_img];
+                        let j = i0 + b;
+                        let yi = &mut y_chunk[j * y_img..(j + 1) * y_img];
                         take_block(yb, ohw, b, cols, yi);
-                        if let Some(bv) = bias {
-                            for (plane, &bc) in yi.chunks_exact_mut(ohw).zip(bv) {
-                                plane.iter_mut().for_each(|v| *v += bc);
-                            }
-                        }
-                        if relu {
-                            super::eltwise::relu_inplace(yi);
-                        }
-                        if let Some(m) = m_chunk.as_deref_mut() {
-                            let mi = &mut m[(i0 + b) * g.c_out..(i0 + b + 1) * g.c_out];
-                            for (mc, plane) in mi.iter_mut().zip(yi.chunks_exact(ohw)) {
-                                *mc = seg_moments(plane);
-                            }
-                        }
+                        let mj = m_chunk
+                            .as_deref_mut()
+                            .map(|m| &mut m[j * g.c_out..(j + 1) * g.c_out]);
+                        finish_image(yi, ohw, bias, relu, mj);
                     }
                     i0 += bn;
                 }
@@ -681,8 +697,9 @@ fn forward(
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
                 let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
-                // Whether the kernel applied the ReLU itself.
+                // Whether the kernel applied the ReLU itself; the bias left to add (GEMM).
                 let mut relu_done = false;
+                let mut gemm_bias = None;
                 'image: {
                     if wbf {
                         let len = wplan.pad_len(g);
@@ -746,22 +763,12 @@ fn forward(
                             Par::Seq,
                         )?;
                     }
-                    if let Some(b) = bias {
-                        for (plane, &bc) in yi.chunks_exact_mut(ohw).zip(b) {
-                            plane.iter_mut().for_each(|v| *v += bc);
-                        }
-                    }
+                    gemm_bias = bias;
                 }
-                if relu && !relu_done {
-                    super::eltwise::relu_inplace(yi);
-                }
-                // The moments of this image's planes, while they are in cache.
-                if let Some(m) = m_chunk.as_deref_mut() {
-                    let mi = &mut m[i * g.c_out..(i + 1) * g.c_out];
-                    for (mc, plane) in mi.iter_mut().zip(yi.chunks_exact(ohw)) {
-                        *mc = seg_moments(plane);
-                    }
-                }
+                let mi = m_chunk
+                    .as_deref_mut()
+                    .map(|m| &mut m[i * g.c_out..(i + 1) * g.c_out]);
+                finish_image(yi, ohw, gemm_bias, relu && !relu_done, mi);
             }
             Ok(())
         })
