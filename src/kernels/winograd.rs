@@ -792,10 +792,9 @@ fn ch16(c: usize) -> usize {
     c.div_ceil(LANES) * LANES
 }
 
-/// Whether the weight gradient of `g` runs here: layers [`applies`] takes, with at
-/// least 32 output channels (two vectors of them per register tile).
+/// Whether the weight gradient of `g` runs here: the layers [`applies`] takes.
 pub fn weight_grad_applies(g: &ConvGeom) -> bool {
-    applies(g) && g.c_out >= 32
+    applies(g)
 }
 
 /// Elements of the weight gradient's accumulator `dU[ξ][c_in/16·16][c_out/16·16]`.
