@@ -18,14 +18,20 @@
 //! becomes 16 products of 2.25× fewer multiply-adds than the direct convolution, plus
 //! the transforms (a few additions per input and per output value).
 //!
-//! Per image, the tiles (row-major over the output) are cut into bands of at most a few
-//! hundred so that a band's `V` and `M` stay in the core's L2 cache. For each band:
-//! the input transform (16 tiles of one tile row at a time in the lanes: even and odd
-//! columns of the padded rows separated with `vpermt2ps`), the 16 products in register
-//! tiles of 8 output channels × 48 tiles (24 accumulators; the weights broadcast), and
-//! the output transform (even and odd output columns interleaved back with
-//! `vpermt2ps`). Weights are transformed and packed once per call as
-//! `U[ξ][c_out/8][c_in][8]`, zero beyond `c_out`.
+//! Per image, the tile rows are cut into bands so that a band's `V` and `M` stay in the
+//! core's L2 cache; each tile row has its own aligned piece of lanes (its width rounded
+//! up to a power of two below 16, to whole vectors above). For each band: the input
+//! transform (up to 16 tiles of one tile row in the lanes: even and odd columns of the
+//! padded rows separated with `vpermt2ps`), the 16 products in register tiles of 8
+//! output channels × 48 tiles (24 accumulators; the weights broadcast; f32, or bf16
+//! channel pairs with `vdpbf16ps` in [`image_bf16`]), and the output transform (even and
+//! odd output columns interleaved back with `vpermt2ps`), which also applies the
+//! [`Epilogue`]: bias, ReLU, and a following 2×2 max pool (a tile is one window).
+//! Weights are transformed and packed once per call as `U[ξ][c_out/8][c_in][8]`, zero
+//! beyond `c_out`.
+//!
+//! The weight gradient ([`weight_grad_image`]) runs the other way round — the sum is
+//! over tiles — on channels-last copies of the image and `dy` (see the section below).
 //!
 //! F(2×2, 3×3) is the numerically mild member of the family (the transforms hold only
 //! 0, ±1 and ±1/2); results differ from the direct sum by a few units in the last place.
