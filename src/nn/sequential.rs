@@ -439,6 +439,60 @@ mod tests {
         }
     }
 
+    /// conv(2→4) → BatchNorm → ReLU [→ `mid`] → conv(4→4), with the ReLU fused into the
+    /// norm when `fuse`; the same weights for every call with the same `seed`.
+    fn relu_chain(seed: u64, fuse: bool, mid: Option<Box<dyn Layer>>) -> Sequential {
+        let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+        let conv = |c_in, r: &mut rand::rngs::StdRng| {
+            let mut cfg = Conv2dConfig::new(c_in, 4, 3);
+            cfg.padding = [1, 1];
+            Conv2d::new(cfg, r).unwrap()
+        };
+        let mut seq = Sequential::new()
+            .push("conv1", conv(2, &mut r))
+            .push("bn", BatchNorm2d::new(4).unwrap())
+            .push("relu", Activation::new(Act::Relu));
+        if let Some(m) = mid {
+            seq.add("mid", m);
+        }
+        let mut seq = seq.push("conv2", conv(4, &mut r));
+        if fuse {
+            assert_eq!(seq.fuse(), 1);
+        }
+        seq
+    }
+
+    /// `handed` (the container's forward and backward, masks handed across layers)
+    /// against `apart` (its layers run one by one): outputs, input gradients and
+    /// parameter gradients equal bit for bit.
+    fn assert_handed_equals_apart(
+        handed: &mut Sequential,
+        apart: &mut Sequential,
+        x: &Tensor,
+        rng: &mut rand::rngs::StdRng,
+        what: &str,
+    ) {
+        let y = handed.forward(x, Mode::Train).unwrap();
+        let mut h = x.clone();
+        for (_, l) in apart.layers.iter_mut() {
+            h = l.forward(&h, Mode::Train).unwrap();
+        }
+        assert_eq!(y.data(), h.data(), "{what}");
+        let dy = Tensor::randn(y.shape(), 0.0, 1.0, rng);
+        let got = handed.backward(&dy).unwrap();
+        let mut d = dy.clone();
+        for (_, l) in apart.layers.iter_mut().rev() {
+            d = l.backward(&d).unwrap();
+        }
+        assert_eq!(got.data(), d.data(), "{what}");
+        let grads = |s: &mut Sequential| {
+            let mut v = Vec::new();
+            s.visit_params("", &mut |_, p| v.extend_from_slice(p.grad.data()));
+            v
+        };
+        assert_eq!(grads(handed), grads(apart), "{what}");
+    }
+
     /// A convolution whose input is a ReLU's output masks its input gradient itself and
     /// the ReLU's owner skips the mask: gradients equal, bit for bit, the layers'
     /// backward passes run one by one — with the ReLU fused into the BatchNorm (a
@@ -448,45 +502,10 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
         let x = Tensor::randn(&[3, 2, 8, 6], 0.0, 1.0, &mut rng);
         for fuse in [true, false] {
-            let make = || {
-                let mut r = rand::rngs::StdRng::seed_from_u64(3);
-                let conv = |c_in, r: &mut rand::rngs::StdRng| {
-                    let mut cfg = Conv2dConfig::new(c_in, 4, 3);
-                    cfg.padding = [1, 1];
-                    Conv2d::new(cfg, r).unwrap()
-                };
-                let mut seq = Sequential::new()
-                    .push("conv1", conv(2, &mut r))
-                    .push("bn", BatchNorm2d::new(4).unwrap())
-                    .push("relu", Activation::new(Act::Relu))
-                    .push("conv2", conv(4, &mut r));
-                if fuse {
-                    assert_eq!(seq.fuse(), 1);
-                }
-                seq
-            };
-            let (mut handed, mut apart) = (make(), make());
+            let (mut handed, mut apart) = (relu_chain(3, fuse, None), relu_chain(3, fuse, None));
             assert_eq!(handed.relu_mask_owner(3), Some(if fuse { 1 } else { 2 }));
-            let y = handed.forward(&x, Mode::Train).unwrap();
-            let mut h = x.clone();
-            for (_, l) in apart.layers.iter_mut() {
-                h = l.forward(&h, Mode::Train).unwrap();
-            }
-            assert_eq!(y.data(), h.data());
             assert!(apart.layers[3].1.children().is_empty());
-            let dy = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
-            let got = handed.backward(&dy).unwrap();
-            let mut d = dy.clone();
-            for (_, l) in apart.layers.iter_mut().rev() {
-                d = l.backward(&d).unwrap();
-            }
-            assert_eq!(got.data(), d.data(), "fused: {fuse}");
-            let grads = |s: &mut Sequential| {
-                let mut v = Vec::new();
-                s.visit_params("", &mut |_, p| v.extend_from_slice(p.grad.data()));
-                v
-            };
-            assert_eq!(grads(&mut handed), grads(&mut apart), "fused: {fuse}");
+            assert_handed_equals_apart(&mut handed, &mut apart, &x, &mut rng, &format!("{fuse}"));
         }
     }
 
@@ -499,48 +518,16 @@ mod tests {
         use crate::nn::{MaxPool2d, PoolConfig};
         let mut rng = rand::rngs::StdRng::seed_from_u64(15);
         let x = Tensor::randn(&[3, 2, 8, 6], 0.0, 1.0, &mut rng);
+        let pool = || -> Option<Box<dyn Layer>> {
+            let cfg: PoolConfig = serde_json::from_str(r#"{"kernel": [2, 2]}"#).unwrap();
+            Some(Box::new(MaxPool2d::new(cfg).unwrap()))
+        };
         for fuse in [true, false] {
-            let make = || {
-                let mut r = rand::rngs::StdRng::seed_from_u64(4);
-                let conv = |c_in, r: &mut rand::rngs::StdRng| {
-                    let mut cfg = Conv2dConfig::new(c_in, 4, 3);
-                    cfg.padding = [1, 1];
-                    Conv2d::new(cfg, r).unwrap()
-                };
-                let cfg: PoolConfig = serde_json::from_str(r#"{"kernel": [2, 2]}"#).unwrap();
-                let mut seq = Sequential::new()
-                    .push("conv1", conv(2, &mut r))
-                    .push("bn", BatchNorm2d::new(4).unwrap())
-                    .push("relu", Activation::new(Act::Relu))
-                    .push("pool", MaxPool2d::new(cfg).unwrap())
-                    .push("conv2", conv(4, &mut r));
-                if fuse {
-                    assert_eq!(seq.fuse(), 1);
-                }
-                seq
-            };
-            let (mut handed, mut apart) = (make(), make());
+            let (mut handed, mut apart) =
+                (relu_chain(4, fuse, pool()), relu_chain(4, fuse, pool()));
             assert_eq!(handed.relu_mask_owner(3), Some(if fuse { 1 } else { 2 }));
             assert!(handed.layers[3].1.masks_relu_input());
-            let y = handed.forward(&x, Mode::Train).unwrap();
-            let mut h = x.clone();
-            for (_, l) in apart.layers.iter_mut() {
-                h = l.forward(&h, Mode::Train).unwrap();
-            }
-            assert_eq!(y.data(), h.data());
-            let dy = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
-            let got = handed.backward(&dy).unwrap();
-            let mut d = dy.clone();
-            for (_, l) in apart.layers.iter_mut().rev() {
-                d = l.backward(&d).unwrap();
-            }
-            assert_eq!(got.data(), d.data(), "fused: {fuse}");
-            let grads = |s: &mut Sequential| {
-                let mut v = Vec::new();
-                s.visit_params("", &mut |_, p| v.extend_from_slice(p.grad.data()));
-                v
-            };
-            assert_eq!(grads(&mut handed), grads(&mut apart), "fused: {fuse}");
+            assert_handed_equals_apart(&mut handed, &mut apart, &x, &mut rng, &format!("{fuse}"));
         }
     }
 
