@@ -88,7 +88,7 @@ impl Param {
 }
 
 /// A layer with an explicit backward pass.
-pub trait Layer: Send + std::fmt::Debug {
+pub trait Layer: std::any::Any + Send + std::fmt::Debug {
     /// Short name of the layer type (`"Conv2d"`), used in errors and summaries.
     fn kind(&self) -> &'static str;
 
@@ -305,6 +305,39 @@ pub enum Receptive {
     },
     /// Every output sees the whole input plane (global or adaptive pooling, flatten).
     Global,
+}
+
+/// Runs `layer` forward one leaf at a time, in the plain order of the definition (no
+/// cross-layer fusion: a convolution does not hand its moments to the normalization
+/// after it), and calls `f` with the state-dict path and the output of every leaf and
+/// every residual block (`layer1.0`, the output after its sum). In [`Mode::Train`] the
+/// numbers are those of [`Layer::forward`], bit for bit, and so are the caches: `backward`
+/// may follow. In [`Mode::Eval`] each normalization runs apart from the convolution
+/// before it (not folded into its weights), which changes the last bits. Containers are recognised by type ([`Sequential`], [`Residual`]); any other
+/// layer is a leaf.
+///
+/// A ReLU absorbed by the normalization before it (models are built fused, see
+/// `models::build_with`) is applied inside that normalization: its output is reported
+/// after the ReLU. Build the model unfused to see each layer's own output.
+pub fn forward_traced(
+    layer: &mut dyn Layer,
+    x: &Tensor,
+    mode: Mode,
+    prefix: &str,
+    f: &mut dyn FnMut(&str, &Tensor),
+) -> Result<Tensor> {
+    let any: &mut dyn std::any::Any = layer;
+    if let Some(seq) = any.downcast_mut::<Sequential>() {
+        return seq.forward_traced(x, mode, prefix, f);
+    }
+    if let Some(res) = any.downcast_mut::<Residual>() {
+        let y = res.forward_traced(x, mode, prefix, f)?;
+        f(prefix, &y);
+        return Ok(y);
+    }
+    let y = layer.forward(x, mode)?;
+    f(prefix, &y);
+    Ok(y)
 }
 
 /// `prefix.name`, or `name` alone at the top level.

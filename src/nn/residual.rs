@@ -130,26 +130,20 @@ impl Residual {
         Ok(dx)
     }
 
-    fn mismatch(body: &[usize], skip: &[usize]) -> Error {
-        Error::shape(
-            "Residual",
-            format!("a shortcut of the body's output shape {body:?} (add a projection)"),
-            skip,
-        )
-    }
-}
-
-impl Layer for Residual {
-    fn kind(&self) -> &'static str {
-        "Residual"
-    }
-
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// The forward with the body and the projection run by `run(seq, x, name)`
+    /// (plainly, or traced; `name` is `""` for the body, `"downsample"` for the
+    /// projection).
+    fn forward_with(
+        &mut self,
+        x: &Tensor,
+        mode: Mode,
+        run: &mut dyn FnMut(&mut dyn Layer, &Tensor, &str) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         self.input = (mode == Mode::Train).then(|| x.clone());
-        let mut y = self.body.forward(x, mode)?;
+        let mut y = run(&mut self.body, x, "")?;
         let s = match &mut self.skip {
             Skip::Projection(p) => Some(profile::layer("downsample", p, Phase::Forward, |l| {
-                l.forward(x, mode)
+                run(l, x, "downsample")
             })?),
             Skip::Identity => None,
             Skip::None => return self.post_forward(y, mode),
@@ -168,6 +162,43 @@ impl Layer for Residual {
         }
         profile::op("add", "Add", true, Phase::Forward, || y.add_assign(s))?;
         self.post_forward(y, mode)
+    }
+
+    /// [`super::forward_traced`] through the body; the shortcut and the sum run as in
+    /// [`Layer::forward`] (the caller reports the block's output).
+    pub fn forward_traced(
+        &mut self,
+        x: &Tensor,
+        mode: Mode,
+        prefix: &str,
+        f: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Tensor> {
+        self.forward_with(x, mode, &mut |seq, x, name| {
+            let path = if name.is_empty() {
+                prefix.to_string()
+            } else {
+                join(prefix, name)
+            };
+            super::forward_traced(seq, x, mode, &path, f)
+        })
+    }
+
+    fn mismatch(body: &[usize], skip: &[usize]) -> Error {
+        Error::shape(
+            "Residual",
+            format!("a shortcut of the body's output shape {body:?} (add a projection)"),
+            skip,
+        )
+    }
+}
+
+impl Layer for Residual {
+    fn kind(&self) -> &'static str {
+        "Residual"
+    }
+
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_with(x, mode, &mut |seq, x, _| seq.forward(x, mode))
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {

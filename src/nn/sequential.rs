@@ -63,6 +63,23 @@ pub fn set_frozen(layer: &mut dyn Layer, frozen: bool, pick: &dyn Fn(&str) -> bo
 }
 
 impl Sequential {
+    /// [`super::forward_traced`] over the children, in order.
+    pub fn forward_traced(
+        &mut self,
+        x: &Tensor,
+        mode: Mode,
+        prefix: &str,
+        f: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Tensor> {
+        let mut h: Option<Tensor> = None;
+        for (name, layer) in &mut self.layers {
+            let input = h.as_ref().unwrap_or(x);
+            let y = super::forward_traced(layer.as_mut(), input, mode, &join(prefix, name), f)?;
+            h = Some(y);
+        }
+        Ok(h.unwrap_or_else(|| x.clone()))
+    }
+
     /// The layer that applies the ReLU mask of layer `i`'s input, when that input is a
     /// ReLU's output: the layer before, or the one before a run of fused pass-through
     /// ReLUs.

@@ -17,10 +17,15 @@
 pub mod config;
 pub mod history;
 pub mod metrics;
+mod run_log;
+pub mod trainer;
 
 pub use config::{Monitor, TrainConfig};
 pub use history::{History, Record};
 pub use metrics::Confusion;
+pub use trainer::{
+    epoch_seed, evaluate, Control, EpochStats, ForwardView, Hook, StepInfo, StepResult, Trainer,
+};
 
 use crate::checkpoint;
 use crate::data::{self, Augment, ImageDataset, Loader, LoaderConfig, Normalize, Split};
@@ -28,8 +33,7 @@ use crate::error::{Error, Result};
 use crate::kernels::bf16;
 use crate::loss::CrossEntropy;
 use crate::models::{self, Model, ModelConfig};
-use crate::nn::{Layer, Mode};
-use crate::optim::{clip_grad_norm, LrSchedule, Optimizer};
+use crate::optim::{LrSchedule, Optimizer};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -127,25 +131,6 @@ pub struct Outcome {
     pub time_s: f64,
 }
 
-/// Loss (plain cross-entropy) and confusion matrix of `model` over `loader`.
-pub fn evaluate(
-    model: &mut dyn Layer,
-    loader: &Loader,
-    classes: usize,
-) -> Result<(f64, Confusion)> {
-    let ce = CrossEntropy::default();
-    let mut conf = Confusion::new(classes);
-    let (mut sum, mut n) = (0.0f64, 0usize);
-    for batch in loader.epoch(0) {
-        let logits = model.forward(&batch.x, Mode::Eval)?;
-        let out = ce.forward(&logits, &batch.y)?;
-        sum += out.loss * batch.y.len() as f64;
-        n += batch.y.len();
-        conf.add_logits(logits.data(), &batch.y);
-    }
-    Ok((sum / n.max(1) as f64, conf))
-}
-
 /// The model configuration of a run: the model's defaults, the run's overrides, and the
 /// data's classes and image shape.
 pub fn model_config(cfg: &TrainConfig, classes: usize, shape: [usize; 3]) -> Result<ModelConfig> {
@@ -181,12 +166,6 @@ pub const META_STEP: &str = "strata.step";
 pub const META_DATA: &str = "strata.data";
 /// Header key: class names (JSON list).
 pub const META_CLASSES: &str = "strata.classes";
-
-fn mix(seed: u64, epoch: u64) -> u64 {
-    let mut z = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z ^ (z >> 27)
-}
 
 fn meta_num(meta: &BTreeMap<String, String>, key: &str, path: &Path) -> Result<f64> {
     meta.get(key)
@@ -243,6 +222,8 @@ pub fn run(
     bf16::with_precision(cfg.precision, || run_in(cfg, paths, resume, obs))
 }
 
+use run_log::RunLog;
+
 fn run_in(
     cfg: &TrainConfig,
     paths: &RunPaths,
@@ -256,7 +237,7 @@ fn run_in(
     let class_names = d.train.class_names().to_vec();
     let shape = augment.output_shape(d.train.shape());
     let mconf = model_config(cfg, classes, shape)?;
-    let mut model = models::build(&cfg.model, Some(mconf))?;
+    let model = models::build(&cfg.model, Some(mconf))?;
 
     let loader_cfg = |augment: Augment, shuffle: bool| LoaderConfig {
         batch_size: cfg.batch_size,
@@ -280,20 +261,23 @@ fn run_in(
     let total = cfg.epochs * per_epoch;
     let warmup = (cfg.warmup_epochs as f64 * per_epoch as f64).round() as u64;
     let sched = LrSchedule::new(cfg.lr, total, warmup, cfg.schedule.clone())?;
-    let mut opt = Optimizer::new(cfg.optimizer.clone())?;
-    let ce = CrossEntropy::with_label_smoothing(cfg.label_smoothing)?;
+    let opt = Optimizer::new(cfg.optimizer.clone())?;
+    let mut trainer = Trainer::new(model, opt, sched);
+    trainer.loss = CrossEntropy::with_label_smoothing(cfg.label_smoothing)?;
+    trainer.clip_grad = cfg.clip_grad;
+    trainer.precision = cfg.precision;
+    trainer.seed = cfg.seed;
     let history = History::new(&paths.history());
 
     // Where we start: fresh, or after the last checkpointed epoch.
-    let (mut epoch0, mut step, mut best, mut bad_epochs, mut time0) =
-        (0u64, 0u64, None::<f64>, 0u64, 0.0f64);
+    let (mut epoch0, mut best, mut bad_epochs, mut time0) = (0u64, None::<f64>, 0u64, 0.0f64);
     if resume {
         let last = paths.last();
-        let (_, meta) = checkpoint::load(&mut model, &last, true)?;
+        let (_, meta) = checkpoint::load(&mut trainer.model, &last, true)?;
         let (state, _) = checkpoint::read_tensors(&paths.last_optim())?;
-        opt.load_state(&state)?;
+        trainer.optimizer.load_state(&state)?;
         epoch0 = meta_num(&meta, META_EPOCH, &last)? as u64;
-        step = meta_num(&meta, META_STEP, &last)? as u64;
+        trainer.step = meta_num(&meta, META_STEP, &last)? as u64;
         best = meta.get("strata.best").and_then(|v| v.parse().ok());
         bad_epochs = meta
             .get("strata.bad_epochs")
@@ -305,8 +289,9 @@ fn run_in(
             .unwrap_or(0.0);
         history.truncate_after(epoch0)?;
         obs.note(&format!(
-            "resuming {} after epoch {epoch0} (step {step})",
-            paths.dir.display()
+            "resuming {} after epoch {epoch0} (step {})",
+            paths.dir.display(),
+            trainer.step
         ));
     } else {
         std::fs::create_dir_all(&paths.dir).map_err(|source| Error::Io {
@@ -317,7 +302,7 @@ fn run_in(
         checkpoint::write_atomic(&paths.history(), b"")?;
     }
 
-    let mut meta = model.metadata()?;
+    let mut meta = trainer.model.metadata()?;
     meta.insert(META_DATA.into(), cfg.data.clone());
     meta.insert(
         META_CLASSES.into(),
@@ -333,83 +318,26 @@ fn run_in(
     let mut stopped_early = false;
     let mut epochs_done = epoch0;
     for epoch in epoch0..cfg.epochs {
-        model.reseed(mix(cfg.seed, epoch));
-        let t_epoch = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0u64);
-        let (mut w_loss, mut w_correct, mut w_seen, mut w_t) = (0.0f64, 0u64, 0u64, Instant::now());
-        let mut lr = sched.lr(step);
-        for (it, batch) in train_loader.epoch(epoch).enumerate() {
-            lr = sched.lr(step);
-            crate::nn::zero_grad(&mut model);
-            let logits = model.forward(&batch.x, Mode::Train)?;
-            let out = ce.forward(&logits, &batch.y)?;
-            if !out.loss.is_finite() {
-                return Err(Error::Diverged {
-                    loss: out.loss,
-                    epoch: epoch + 1,
-                    iteration: it as u64 + 1,
-                    step,
-                    lr,
-                });
-            }
-            model.net.backward_params(&out.dlogits)?;
-            if let Some(c) = cfg.clip_grad {
-                clip_grad_norm(&mut model, c);
-            }
-            opt.step(&mut model, lr);
-            step += 1;
-            let mut conf = Confusion::new(classes);
-            conf.add_logits(logits.data(), &batch.y);
-            let n = batch.y.len() as u64;
-            loss_sum += out.loss * n as f64;
-            correct += conf.correct();
-            seen += n;
-            w_loss += out.loss * n as f64;
-            w_correct += conf.correct();
-            w_seen += n;
-            let secs = t_epoch.elapsed().as_secs_f64();
-            obs.iteration(&IterProgress {
-                epoch: epoch + 1,
-                epochs: cfg.epochs,
-                iteration: it as u64 + 1,
-                iterations: per_epoch,
-                loss: loss_sum / seen as f64,
-                acc: correct as f64 / seen as f64,
-                images_per_s: seen as f64 / secs.max(1e-9),
-                lr,
-            });
-            if step % cfg.log_every == 0 {
-                history.append(&Record {
-                    kind: "iter".into(),
-                    epoch: epoch + 1,
-                    step,
-                    lr,
-                    train_loss: w_loss / w_seen as f64,
-                    train_acc: w_correct as f64 / w_seen as f64,
-                    val_loss: None,
-                    val_acc: None,
-                    time_s: time0 + start.elapsed().as_secs_f64(),
-                    images_per_s: w_seen as f64 / w_t.elapsed().as_secs_f64().max(1e-9),
-                })?;
-                (w_loss, w_correct, w_seen, w_t) = (0.0, 0, 0, Instant::now());
-            }
+        let mut log = RunLog::new(obs, &history, cfg, per_epoch, time0, start);
+        let stats = trainer.epoch(&train_loader, epoch, &mut [&mut log])?;
+        if let Some(e) = log.error.take() {
+            return Err(e);
         }
-        let train_secs = t_epoch.elapsed().as_secs_f64();
         let val = match &val_loader {
-            Some(l) => Some(evaluate(&mut model, l, classes)?),
+            Some(l) => Some(trainer.evaluate(l)?),
             None => None,
         };
         let record = Record {
             kind: "epoch".into(),
             epoch: epoch + 1,
-            step,
-            lr,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_acc: correct as f64 / seen.max(1) as f64,
+            step: trainer.step,
+            lr: stats.lr,
+            train_loss: stats.loss,
+            train_acc: stats.acc,
             val_loss: val.as_ref().map(|v| v.0),
             val_acc: val.as_ref().map(|v| v.1.accuracy()),
             time_s: time0 + start.elapsed().as_secs_f64(),
-            images_per_s: seen as f64 / train_secs.max(1e-9),
+            images_per_s: stats.images as f64 / stats.seconds.max(1e-9),
         };
         history.append(&record)?;
         obs.epoch(&record);
@@ -433,7 +361,7 @@ fn run_in(
             bad_epochs += 1;
         }
         meta.insert(META_EPOCH.into(), epochs_done.to_string());
-        meta.insert(META_STEP.into(), step.to_string());
+        meta.insert(META_STEP.into(), trainer.step.to_string());
         meta.insert(
             "strata.best".into(),
             best.map_or(String::new(), |b| b.to_string()),
@@ -445,10 +373,14 @@ fn run_in(
         );
         // Optimizer state first: a crash between the two writes leaves a `last` that
         // still matches an optimizer state one epoch newer at worst, never older.
-        checkpoint::write_tensors(&paths.last_optim(), opt.state_tensors(), &BTreeMap::new())?;
-        checkpoint::save(&mut model, &paths.last(), &meta)?;
+        checkpoint::write_tensors(
+            &paths.last_optim(),
+            trainer.optimizer.state_tensors(),
+            &BTreeMap::new(),
+        )?;
+        checkpoint::save(&mut trainer.model, &paths.last(), &meta)?;
         if improved || score.is_none() {
-            checkpoint::save(&mut model, &paths.best(), &meta)?;
+            checkpoint::save(&mut trainer.model, &paths.best(), &meta)?;
         }
         if let Some(patience) = cfg.early_stop {
             if score.is_some() && bad_epochs >= patience {
@@ -466,7 +398,7 @@ fn run_in(
     let test = match data::load(&cfg.data, Split::Test) {
         Ok(t) => {
             let tl = Loader::new(Arc::new(t), loader_cfg(Augment::none(), false))?;
-            Some(evaluate(&mut model, &tl, classes)?)
+            Some(trainer.evaluate(&tl)?)
         }
         Err(e) => {
             obs.note(&format!("no test split evaluated: {e}"));

@@ -8,3 +8,4 @@ mod gradcheck;
 mod models;
 mod parity;
 mod train;
+mod trainer;

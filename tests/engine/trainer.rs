@@ -1,0 +1,219 @@
+//! The `Trainer` and its hooks: a traced step is the plain step, hooks see the
+//! activations and gradients, a hook can stop an epoch, divergence is an error.
+
+use std::sync::Arc;
+use strata::data::{Batch, ImageDataset, Loader, LoaderConfig, Normalize};
+use strata::models::{self, ModelConfig};
+use strata::nn::{self, Layer, Mode};
+use strata::optim::{LrSchedule, Optimizer, OptimizerConfig, Schedule};
+use strata::train::{Control, ForwardView, Hook, StepInfo, StepResult, Trainer};
+use strata::{Error, Tensor};
+
+fn trainer(name: &str, lr: f32) -> Trainer {
+    let mut cfg = models::default_config(name).unwrap();
+    cfg.classes = 4;
+    cfg.in_channels = 1;
+    cfg.input_size = [12, 12];
+    cfg.width = 0.25;
+    cfg.seed = 3;
+    let model = models::build(name, Some(ModelConfig { ..cfg })).unwrap();
+    let opt = Optimizer::new(OptimizerConfig::Sgd {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 5e-4,
+    })
+    .unwrap();
+    let sched = LrSchedule::new(lr, 100, 0, Schedule::Constant).unwrap();
+    Trainer::new(model, opt, sched)
+}
+
+fn batch(seed: u64, n: usize) -> Batch {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    Batch {
+        x: Tensor::randn(&[n, 1, 12, 12], 0.0, 1.0, &mut rng),
+        y: (0..n).map(|i| i % 4).collect(),
+        indices: (0..n).collect(),
+    }
+}
+
+fn weights(t: &mut Trainer) -> Vec<f32> {
+    let mut w = vec![];
+    t.model
+        .visit_params("", &mut |_, p| w.extend_from_slice(p.value.data()));
+    t.model
+        .visit_buffers("", &mut |_, b| w.extend_from_slice(b.data()));
+    w
+}
+
+/// Records activation names and shapes, and the gradient norm of every parameter.
+#[derive(Default)]
+struct Recorder {
+    activations: Vec<(String, Vec<usize>)>,
+    grad_norms: Vec<(String, f32)>,
+    losses: Vec<f64>,
+    stop_after: Option<u64>,
+}
+
+impl Hook for Recorder {
+    fn wants_activations(&self, _s: &StepInfo) -> bool {
+        true
+    }
+    fn after_forward(&mut self, _s: &StepInfo, f: &ForwardView) {
+        self.activations = f
+            .activations
+            .unwrap()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shape().to_vec()))
+            .collect();
+        self.losses.push(f.loss);
+    }
+    fn after_backward(&mut self, _s: &StepInfo, model: &mut strata::models::Model) {
+        self.grad_norms.clear();
+        model.visit_params("", &mut |n, p| {
+            let g = p.grad.data().iter().map(|v| v * v).sum::<f32>().sqrt();
+            self.grad_norms.push((n.to_string(), g));
+        });
+    }
+    fn after_step(&mut self, s: &StepInfo, _r: &StepResult) -> Control {
+        match self.stop_after {
+            Some(k) if s.iteration + 1 >= k => Control::Stop,
+            _ => Control::Continue,
+        }
+    }
+}
+
+#[test]
+fn a_traced_step_is_the_plain_step_bit_for_bit() {
+    for name in ["fmnist-cnn", "resnet20"] {
+        let (mut plain, mut traced) = (trainer(name, 0.05), trainer(name, 0.05));
+        let mut rec = Recorder::default();
+        for i in 0..3 {
+            let b = batch(i, 6);
+            let (a, _) = plain.step(&b, 0, i, &mut []).unwrap();
+            let (t, _) = traced.step(&b, 0, i, &mut [&mut rec]).unwrap();
+            assert_eq!(a, t, "{name}: step {i}");
+        }
+        assert_eq!(plain.step, 3);
+        assert_eq!(weights(&mut plain), weights(&mut traced), "{name}");
+        // Every leaf reported, in order, ending with the logits.
+        assert!(rec.activations.len() >= 6, "{name}: {:?}", rec.activations);
+        assert_eq!(rec.activations.last().unwrap().1, vec![6, 4], "{name}");
+        let names: Vec<&str> = rec.activations.iter().map(|a| a.0.as_str()).collect();
+        let mut summary_leaves = vec![];
+        collect_leaves(&plain.model.net, "", &mut summary_leaves);
+        for leaf in &summary_leaves {
+            assert!(names.contains(&leaf.as_str()), "{name}: {leaf} not traced");
+        }
+        // Gradients reach every parameter.
+        let mut params = 0;
+        plain.model.visit_params("", &mut |_, _| params += 1);
+        assert_eq!(rec.grad_norms.len(), params);
+        assert!(rec.grad_norms.iter().all(|(_, g)| g.is_finite()));
+        assert!(rec.grad_norms.iter().filter(|(_, g)| *g > 0.0).count() > params / 2);
+    }
+}
+
+fn collect_leaves(l: &dyn Layer, prefix: &str, out: &mut Vec<String>) {
+    let children = l.children();
+    if children.is_empty() {
+        out.push(prefix.to_string());
+    }
+    for (n, c) in children {
+        // A residual block's post-activation runs inside the block's sum.
+        if n != "post" {
+            collect_leaves(c, &nn::join(prefix, n), out);
+        }
+    }
+}
+
+#[test]
+fn the_traced_forward_gives_the_fused_forward_numbers() {
+    let mut t = trainer("resnet20", 0.05);
+    let b = batch(9, 5);
+    for mode in [Mode::Train, Mode::Eval] {
+        let y = t.model.forward(&b.x, mode).unwrap();
+        let mut last = None;
+        let z = nn::forward_traced(&mut t.model.net, &b.x, mode, "", &mut |n, a| {
+            last = Some((n.to_string(), a.clone()))
+        })
+        .unwrap();
+        if mode == Mode::Train {
+            assert_eq!(y, z);
+        } else {
+            // Unfolded normalizations: the last bits differ.
+            let err = y
+                .data()
+                .iter()
+                .zip(z.data())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(err < 1e-4, "{err}");
+        }
+        assert_eq!(last.unwrap().1, z);
+    }
+}
+
+#[test]
+fn a_hook_stops_the_epoch_and_the_loader_drives_it() {
+    let images: Vec<u8> = (0..40 * 144).map(|i| (i * 7 % 251) as u8).collect();
+    let labels: Vec<u32> = (0..40).map(|i| i % 4).collect();
+    let ds = ImageDataset::new(
+        images,
+        labels,
+        [1, 12, 12],
+        (0..4).map(|c| format!("c{c}")).collect(),
+    )
+    .unwrap();
+    let loader = Loader::new(
+        Arc::new(ds),
+        LoaderConfig {
+            batch_size: 4,
+            normalize: Normalize::identity(1),
+            workers: 1,
+            ..LoaderConfig::default()
+        },
+    )
+    .unwrap();
+    let mut t = trainer("fmnist-cnn", 0.01);
+    let mut rec = Recorder {
+        stop_after: Some(3),
+        ..Recorder::default()
+    };
+    let s = t.epoch(&loader, 0, &mut [&mut rec]).unwrap();
+    assert!(s.stopped);
+    assert_eq!((s.steps, s.images, t.step), (3, 12, 3));
+    let full = t.epoch(&loader, 1, &mut []).unwrap();
+    assert!(!full.stopped);
+    assert_eq!((full.steps, full.images, t.step), (10, 40, 13));
+    let (loss, conf) = t.evaluate(&loader).unwrap();
+    assert!(loss.is_finite());
+    assert_eq!(conf.total(), 40);
+}
+
+#[test]
+fn a_diverging_step_is_an_error_before_the_weights_change() {
+    let mut t = trainer("fmnist-cnn", 0.05);
+    let b = batch(1, 4);
+    // A NaN in the last layer's bias: the logits, and so the loss, are NaN.
+    let mut last = String::new();
+    t.model.visit_params("", &mut |n, _| last = n.to_string());
+    t.model.visit_params("", &mut |n, p| {
+        if n == last {
+            p.value.data_mut()[0] = f32::NAN;
+        }
+    });
+    let before = weights(&mut t);
+    match t.step(&b, 2, 7, &mut []) {
+        Err(Error::Diverged {
+            epoch, iteration, ..
+        }) => assert_eq!((epoch, iteration), (3, 8)),
+        other => panic!("expected Diverged, got {other:?}"),
+    }
+    assert_eq!(t.step, 0);
+    // BatchNorm's running statistics may have moved; the parameters have not.
+    let mut after = vec![];
+    t.model
+        .visit_params("", &mut |_, p| after.extend_from_slice(p.value.data()));
+    let same = |a: &f32, b: &f32| a.to_bits() == b.to_bits();
+    assert!(before.iter().zip(&after).all(|(a, b)| same(a, b)));
+}
