@@ -69,9 +69,9 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli::train::eval(&args),
         Command::Predict(args) => cli::train::predict(&args),
         Command::Layers => {
-            let text: String = LAYERS
+            let text: String = strata::nn::registry::LAYERS
                 .iter()
-                .map(|(n, t)| format!("{n:<20} {t}\n"))
+                .map(|l| format!("{:<20} {}\n", l.name, l.torch))
                 .collect();
             cli::models::out(&text)
         }
@@ -94,38 +94,3 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
         _ => ExitCode::from(2),
     }
 }
-
-const LAYERS: &[(&str, &str)] = &[
-    (
-        "conv2d",
-        "torch.nn.Conv2d (stride, padding, dilation, groups, bias)",
-    ),
-    ("linear", "torch.nn.Linear"),
-    ("max_pool2d", "torch.nn.MaxPool2d"),
-    ("avg_pool2d", "torch.nn.AvgPool2d"),
-    (
-        "adaptive_avg_pool2d",
-        "torch.nn.AdaptiveAvgPool2d (global pool: output 1x1)",
-    ),
-    ("flatten", "torch.nn.Flatten"),
-    ("dropout", "torch.nn.Dropout (inverted)"),
-    ("dropout2d", "torch.nn.Dropout2d (inverted)"),
-    ("relu", "torch.nn.ReLU"),
-    ("leaky_relu", "torch.nn.LeakyReLU"),
-    ("elu", "torch.nn.ELU"),
-    ("gelu", "torch.nn.GELU (approximate none|tanh)"),
-    ("silu", "torch.nn.SiLU"),
-    ("sigmoid", "torch.nn.Sigmoid"),
-    ("tanh", "torch.nn.Tanh"),
-    ("batch_norm2d", "torch.nn.BatchNorm2d"),
-    ("group_norm", "torch.nn.GroupNorm"),
-    ("layer_norm", "torch.nn.GroupNorm(1, C)"),
-    (
-        "instance_norm2d",
-        "torch.nn.InstanceNorm2d (affine by default)",
-    ),
-    (
-        "channel_layer_norm",
-        "LayerNorm over C at each position (ConvNeXt)",
-    ),
-];

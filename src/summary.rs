@@ -84,7 +84,7 @@ fn path(prefix: &str, name: &str) -> String {
 
 fn walk(layer: &dyn Layer, name: &str, st: State, rows: &mut Vec<Row>) -> Result<State> {
     let children = layer.children();
-    if layer.kind() == "Residual" {
+    if (layer as &dyn std::any::Any).is::<crate::nn::Residual>() {
         let mut body = st.clone();
         let mut skip = st.clone();
         let mut post = None;

@@ -367,6 +367,7 @@ ACTS = [
     ("sigmoid", None, lambda x, c: torch.sigmoid(x), False),
     ("tanh", None, lambda x, c: torch.tanh(x), False),
     ("silu", None, lambda x, c: F.silu(x), False),
+    ("mish", None, lambda x, c: F.mish(x), False),
 ]
 for layer, _cfg, fwd, kink in ACTS:
     for tag, shape, scale in ACT_SHAPES:

@@ -204,6 +204,31 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The defaults for CIFAR-sized inputs: 3×32×32, 10 classes, width 1, BatchNorm,
+    /// ReLU, no dropout, Kaiming normal initialization, seed 0.
+    pub fn cifar() -> Self {
+        ModelConfig {
+            classes: 10,
+            in_channels: 3,
+            input_size: [32, 32],
+            width: 1.0,
+            norm: NormKind::Batch,
+            activation: ActKind::Relu,
+            dropout: 0.0,
+            init: InitScheme::KaimingNormal,
+            seed: 0,
+        }
+    }
+
+    /// The defaults for ImageNet: [`ModelConfig::cifar`] at 224×224 with 1000 classes.
+    pub fn imagenet() -> Self {
+        ModelConfig {
+            classes: 1000,
+            input_size: [224, 224],
+            ..Self::cifar()
+        }
+    }
+
     /// Checks the values that every builder relies on.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, reason: String| Err(Error::config("model", field, reason));

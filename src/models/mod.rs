@@ -84,6 +84,12 @@ impl Model {
         Ok((model, meta))
     }
 
+    /// The fusion pass over the network ([`crate::nn::fuse::fuse`]); models are built
+    /// fused, so this finds nothing more to do unless built with `fuse = false`.
+    pub fn fuse(&mut self) -> usize {
+        crate::nn::fuse::fuse(&mut self.net)
+    }
+
     /// The input shape of one image, `[C, H, W]`.
     pub fn input_shape(&self) -> [usize; 3] {
         [
@@ -119,9 +125,6 @@ impl Layer for Model {
     fn reseed(&mut self, seed: u64) {
         self.net.reseed(seed)
     }
-    fn fuse(&mut self) -> usize {
-        self.net.fuse()
-    }
     fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
         self.net.backward_params(dy)
     }
@@ -130,74 +133,40 @@ impl Layer for Model {
     }
 }
 
-/// A registry entry.
+/// An entry of the table of models: adding a model is its builder and one entry.
 pub struct ModelInfo {
     /// Name used on the command line.
     pub name: &'static str,
     /// One line for `strata models`.
     pub description: &'static str,
+    /// The default configuration (torchvision's for the ImageNet models).
+    pub config: fn() -> ModelConfig,
+    /// Builds the network from a configuration (through [`Builder`]).
+    pub build: fn(&mut Builder) -> Result<Sequential>,
 }
 
-/// Every model name, with a description.
-pub fn catalog() -> Vec<ModelInfo> {
-    let mut v = vec![ModelInfo {
-        name: "fmnist-cnn",
-        description: "4 conv (32,32,64,64) + BN + ReLU, 2 max-pools, linear; 1x28x28 (DESIGN.md reference model)",
-    }];
-    for (name, description) in vgg::CATALOG.iter().chain(resnet::CATALOG) {
-        v.push(ModelInfo { name, description });
-    }
-    v
+/// The table of models, family by family.
+pub fn catalog() -> impl Iterator<Item = &'static ModelInfo> {
+    small::MODELS
+        .iter()
+        .chain(vgg::MODELS)
+        .chain(resnet::MODELS)
+}
+
+/// The entry of `name`.
+pub fn find(name: &str) -> Result<&'static ModelInfo> {
+    catalog()
+        .find(|m| m.name == name)
+        .ok_or_else(|| unknown(name))
 }
 
 /// The default configuration of a model (torchvision's for the ImageNet ones).
 pub fn default_config(name: &str) -> Result<ModelConfig> {
-    let base = ModelConfig {
-        classes: 10,
-        in_channels: 3,
-        input_size: [32, 32],
-        width: 1.0,
-        norm: NormKind::Batch,
-        activation: ActKind::Relu,
-        dropout: 0.0,
-        init: InitScheme::KaimingNormal,
-        seed: 0,
-    };
-    let imagenet = ModelConfig {
-        classes: 1000,
-        input_size: [224, 224],
-        ..base.clone()
-    };
-    Ok(match name {
-        "fmnist-cnn" => ModelConfig {
-            in_channels: 1,
-            input_size: [28, 28],
-            ..base
-        },
-        n if n.starts_with("vgg") && vgg::depth(n).is_some() => {
-            let norm = if n.contains("-bn") {
-                NormKind::Batch
-            } else {
-                NormKind::None
-            };
-            if n.contains("cifar") {
-                ModelConfig { norm, ..base }
-            } else {
-                ModelConfig {
-                    norm,
-                    dropout: 0.5,
-                    ..imagenet
-                }
-            }
-        }
-        "resnet18" | "resnet34" | "resnet50" => imagenet,
-        n if resnet::cifar_depth(n).is_some() => base,
-        _ => return Err(unknown(name)),
-    })
+    Ok((find(name)?.config)())
 }
 
 fn unknown(name: &str) -> Error {
-    let names: Vec<&str> = catalog().iter().map(|m| m.name).collect();
+    let names: Vec<&str> = catalog().map(|m| m.name).collect();
     Error::config(
         "models",
         "name",
@@ -215,17 +184,14 @@ pub fn build(name: &str, config: Option<ModelConfig>) -> Result<Model> {
 /// [`build`], choosing whether to fuse (unfused: every layer runs on its own, as the
 /// summary lists them).
 pub fn build_with(name: &str, config: Option<ModelConfig>, fuse: bool) -> Result<Model> {
+    let info = find(name)?;
     let config = match config {
         Some(c) => c,
-        None => default_config(name)?,
+        None => (info.config)(),
     };
     config.validate()?;
     let mut b = Builder::new(&config);
-    let mut net = match name {
-        "fmnist-cnn" => small::fmnist_cnn(&mut b)?,
-        n if vgg::depth(n).is_some() => vgg::build(&mut b, n)?,
-        n => resnet::build(&mut b, n).ok_or_else(|| unknown(n))??,
-    };
+    let mut net = (info.build)(&mut b)?;
     // Check the whole chain of shapes once, so a bad input size fails here.
     let input = [
         1,
@@ -242,7 +208,7 @@ pub fn build_with(name: &str, config: Option<ModelConfig>, fuse: bool) -> Result
         ));
     }
     if fuse {
-        net.fuse();
+        crate::nn::fuse::fuse(&mut net);
     }
     Ok(Model {
         name: name.to_string(),
@@ -251,9 +217,11 @@ pub fn build_with(name: &str, config: Option<ModelConfig>, fuse: bool) -> Result
     })
 }
 
-/// Shared helpers of the builders: layers made with the model's norm, activation and
-/// initialization.
-pub(crate) struct Builder<'a> {
+/// What a model builder ([`ModelInfo::build`]) is given: the configuration, and layers
+/// made with its norm, activation, width and initialization (one seeded generator, so a
+/// model is a function of its configuration).
+pub struct Builder<'a> {
+    /// The configuration being built.
     pub cfg: &'a ModelConfig,
     rng: StdRng,
 }

@@ -15,63 +15,92 @@
 //! Names: `conv1`, `bn1`, `layer<s>.<b>.conv1|bn1|conv2|bn2[|conv3|bn3]`,
 //! `layer<s>.<b>.downsample.0|1`, `fc` — torchvision's.
 
-use super::Builder;
+use super::{Builder, ModelConfig, ModelInfo};
 use crate::error::Result;
 use crate::nn::{AdaptiveAvgPool2d, Flatten, MaxPool2d, PoolConfig, Residual, Sequential, Skip};
 
-pub(super) const CATALOG: &[(&str, &str)] = &[
-    (
-        "resnet20",
-        "CIFAR ResNet-20: 3 stages x 3 BasicBlocks (16/32/64), 0.27M params",
-    ),
-    ("resnet32", "CIFAR ResNet-32: 3 x 5 BasicBlocks"),
-    ("resnet44", "CIFAR ResNet-44: 3 x 7 BasicBlocks"),
-    (
-        "resnet56",
-        "CIFAR ResNet-56: 3 x 9 BasicBlocks, 0.85M params",
-    ),
-    ("resnet110", "CIFAR ResNet-110: 3 x 18 BasicBlocks"),
-    (
-        "plain20",
-        "ResNet-20 without shortcuts (degradation experiment)",
-    ),
-    ("plain32", "ResNet-32 without shortcuts"),
-    ("plain44", "ResNet-44 without shortcuts"),
-    ("plain56", "ResNet-56 without shortcuts"),
-    ("plain110", "ResNet-110 without shortcuts"),
-    (
-        "resnet18",
-        "ImageNet ResNet-18 (torchvision layout), 11.7M params",
-    ),
-    ("resnet34", "ImageNet ResNet-34 (torchvision layout)"),
-    (
-        "resnet50",
-        "ImageNet ResNet-50, Bottleneck blocks (torchvision layout)",
-    ),
+/// The ResNets: CIFAR's (6n + 2 layers, n blocks a stage; plain: no shortcuts) and
+/// ImageNet's (blocks per stage, BasicBlock or Bottleneck).
+pub(super) const MODELS: &[ModelInfo] = &[
+    ModelInfo {
+        name: "resnet20",
+        description: "CIFAR ResNet-20: 3 stages x 3 BasicBlocks (16/32/64), 0.27M params",
+        config: ModelConfig::cifar,
+        build: |b| cifar(b, 3, false),
+    },
+    ModelInfo {
+        name: "resnet32",
+        description: "CIFAR ResNet-32: 3 x 5 BasicBlocks",
+        config: ModelConfig::cifar,
+        build: |b| cifar(b, 5, false),
+    },
+    ModelInfo {
+        name: "resnet44",
+        description: "CIFAR ResNet-44: 3 x 7 BasicBlocks",
+        config: ModelConfig::cifar,
+        build: |b| cifar(b, 7, false),
+    },
+    ModelInfo {
+        name: "resnet56",
+        description: "CIFAR ResNet-56: 3 x 9 BasicBlocks, 0.85M params",
+        config: ModelConfig::cifar,
+        build: |b| cifar(b, 9, false),
+    },
+    ModelInfo {
+        name: "resnet110",
+        description: "CIFAR ResNet-110: 3 x 18 BasicBlocks",
+        config: ModelConfig::cifar,
+        build: |b| cifar(b, 18, false),
+    },
+    ModelInfo {
+        name: "plain20",
+        description: "ResNet-20 without shortcuts (degradation experiment)",
+        config: ModelConfig::cifar,
+        build: |b| cifar(b, 3, true),
+    },
+    ModelInfo {
+        name: "plain32",
+        description: "ResNet-32 without shortcuts",
+        config: ModelConfig::cifar,
+        build: |b| cifar(b, 5, true),
+    },
+    ModelInfo {
+        name: "plain44",
+        description: "ResNet-44 without shortcuts",
+        config: ModelConfig::cifar,
+        build: |b| cifar(b, 7, true),
+    },
+    ModelInfo {
+        name: "plain56",
+        description: "ResNet-56 without shortcuts",
+        config: ModelConfig::cifar,
+        build: |b| cifar(b, 9, true),
+    },
+    ModelInfo {
+        name: "plain110",
+        description: "ResNet-110 without shortcuts",
+        config: ModelConfig::cifar,
+        build: |b| cifar(b, 18, true),
+    },
+    ModelInfo {
+        name: "resnet18",
+        description: "ImageNet ResNet-18 (torchvision layout), 11.7M params",
+        config: ModelConfig::imagenet,
+        build: |b| imagenet(b, &[2, 2, 2, 2], false),
+    },
+    ModelInfo {
+        name: "resnet34",
+        description: "ImageNet ResNet-34 (torchvision layout)",
+        config: ModelConfig::imagenet,
+        build: |b| imagenet(b, &[3, 4, 6, 3], false),
+    },
+    ModelInfo {
+        name: "resnet50",
+        description: "ImageNet ResNet-50, Bottleneck blocks (torchvision layout)",
+        config: ModelConfig::imagenet,
+        build: |b| imagenet(b, &[3, 4, 6, 3], true),
+    },
 ];
-
-/// `(depth, plain)` of a CIFAR ResNet name.
-pub(super) fn cifar_depth(name: &str) -> Option<(usize, bool)> {
-    let (rest, plain) = match name.strip_prefix("plain") {
-        Some(r) => (r, true),
-        None => (name.strip_prefix("resnet")?, false),
-    };
-    let d: usize = rest.parse().ok()?;
-    [20, 32, 44, 56, 110].contains(&d).then_some((d, plain))
-}
-
-/// Builds `name`, or `None` if it is not a ResNet name.
-pub(super) fn build(b: &mut Builder, name: &str) -> Option<Result<Sequential>> {
-    if let Some((depth, plain)) = cifar_depth(name) {
-        return Some(cifar(b, (depth - 2) / 6, plain));
-    }
-    match name {
-        "resnet18" => Some(imagenet(b, &[2, 2, 2, 2], false)),
-        "resnet34" => Some(imagenet(b, &[3, 4, 6, 3], false)),
-        "resnet50" => Some(imagenet(b, &[3, 4, 6, 3], true)),
-        _ => None,
-    }
-}
 
 /// `conv` then the configured norm, named `conv<i>` / `bn<i>`.
 fn conv_norm(

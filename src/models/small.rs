@@ -6,11 +6,24 @@
 //! (the norm's β replaces it). About 36.5 MFLOP forward per 28×28 image.
 //! Names: `features.<i>.*` (indexed like torchvision's VGG), `classifier.*`.
 
-use super::Builder;
+use super::{Builder, ModelConfig, ModelInfo};
 use crate::error::Result;
 use crate::nn::{Flatten, Layer, MaxPool2d, PoolConfig, Sequential};
 
-pub(super) fn fmnist_cnn(b: &mut Builder) -> Result<Sequential> {
+/// The small models.
+pub(super) const MODELS: &[ModelInfo] = &[ModelInfo {
+    name: "fmnist-cnn",
+    description:
+        "4 conv (32,32,64,64) + BN + ReLU, 2 max-pools, linear; 1x28x28 (DESIGN.md reference model)",
+    config: || ModelConfig {
+        in_channels: 1,
+        input_size: [28, 28],
+        ..ModelConfig::cifar()
+    },
+    build: fmnist_cnn,
+}];
+
+fn fmnist_cnn(b: &mut Builder) -> Result<Sequential> {
     let cfg = b.cfg.clone();
     let mut features = Sequential::new();
     let mut c_in = cfg.in_channels;

@@ -11,7 +11,7 @@
 //! average pool, Dropout, `Linear(512, classes)`. Names follow torchvision:
 //! `features.<i>.*`, `classifier.<i>.*`.
 
-use super::Builder;
+use super::{Builder, ModelConfig, ModelInfo, NormKind};
 use crate::error::Result;
 use crate::nn::{AdaptiveAvgPool2d, Flatten, MaxPool2d, PoolConfig, Sequential};
 
@@ -27,48 +27,85 @@ const E: &[usize] = &[
     64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0,
 ];
 
-pub(super) const CATALOG: &[(&str, &str)] = &[
-    (
-        "vgg11",
-        "VGG-11 (config A), no BN; ImageNet head at 224, compact head at small inputs",
-    ),
-    ("vgg11-bn", "VGG-11 with BatchNorm"),
-    ("vgg13", "VGG-13 (config B), no BN"),
-    ("vgg13-bn", "VGG-13 with BatchNorm"),
-    (
-        "vgg16",
-        "VGG-16 (config D), no BN; 138M parameters at 224x224",
-    ),
-    ("vgg16-bn", "VGG-16 with BatchNorm"),
-    ("vgg19", "VGG-19 (config E), no BN"),
-    ("vgg19-bn", "VGG-19 with BatchNorm"),
-    (
-        "vgg11-bn-cifar",
-        "VGG-11 with BatchNorm, defaults for CIFAR (3x32x32, 10 classes, compact head)",
-    ),
+/// The VGG models: the layer table (A, B, D, E of Simonyan & Zisserman) and whether
+/// the defaults use BatchNorm and CIFAR's input.
+pub(super) const MODELS: &[ModelInfo] = &[
+    ModelInfo {
+        name: "vgg11",
+        description: "VGG-11 (config A), no BN; ImageNet head at 224, compact head at small inputs",
+        config: || config(false, false),
+        build: |b| build(b, A),
+    },
+    ModelInfo {
+        name: "vgg11-bn",
+        description: "VGG-11 with BatchNorm",
+        config: || config(true, false),
+        build: |b| build(b, A),
+    },
+    ModelInfo {
+        name: "vgg13",
+        description: "VGG-13 (config B), no BN",
+        config: || config(false, false),
+        build: |b| build(b, B),
+    },
+    ModelInfo {
+        name: "vgg13-bn",
+        description: "VGG-13 with BatchNorm",
+        config: || config(true, false),
+        build: |b| build(b, B),
+    },
+    ModelInfo {
+        name: "vgg16",
+        description: "VGG-16 (config D), no BN; 138M parameters at 224x224",
+        config: || config(false, false),
+        build: |b| build(b, D),
+    },
+    ModelInfo {
+        name: "vgg16-bn",
+        description: "VGG-16 with BatchNorm",
+        config: || config(true, false),
+        build: |b| build(b, D),
+    },
+    ModelInfo {
+        name: "vgg19",
+        description: "VGG-19 (config E), no BN",
+        config: || config(false, false),
+        build: |b| build(b, E),
+    },
+    ModelInfo {
+        name: "vgg19-bn",
+        description: "VGG-19 with BatchNorm",
+        config: || config(true, false),
+        build: |b| build(b, E),
+    },
+    ModelInfo {
+        name: "vgg11-bn-cifar",
+        description:
+            "VGG-11 with BatchNorm, defaults for CIFAR (3x32x32, 10 classes, compact head)",
+        config: || config(true, true),
+        build: |b| build(b, A),
+    },
 ];
 
-/// The depth of a VGG name (`vgg16-bn` → 16).
-pub(super) fn depth(name: &str) -> Option<usize> {
-    let rest = name.strip_prefix("vgg")?;
-    let rest = rest.strip_suffix("-cifar").unwrap_or(rest);
-    let rest = rest.strip_suffix("-bn").unwrap_or(rest);
-    match rest {
-        "11" => Some(11),
-        "13" => Some(13),
-        "16" => Some(16),
-        "19" => Some(19),
-        _ => None,
+/// The default configuration: CIFAR's input and a compact head, or ImageNet's with
+/// dropout 0.5 in the classifier; BatchNorm or none.
+fn config(bn: bool, cifar: bool) -> ModelConfig {
+    let norm = if bn { NormKind::Batch } else { NormKind::None };
+    if cifar {
+        ModelConfig {
+            norm,
+            ..ModelConfig::cifar()
+        }
+    } else {
+        ModelConfig {
+            norm,
+            dropout: 0.5,
+            ..ModelConfig::imagenet()
+        }
     }
 }
 
-pub(super) fn build(b: &mut Builder, name: &str) -> Result<Sequential> {
-    let table = match depth(name) {
-        Some(11) => A,
-        Some(13) => B,
-        Some(16) => D,
-        _ => E,
-    };
+fn build(b: &mut Builder, table: &[usize]) -> Result<Sequential> {
     let cfg = b.cfg.clone();
     let mut features = Sequential::new();
     let mut c_in = cfg.in_channels;

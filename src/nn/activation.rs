@@ -9,6 +9,7 @@
 //! x > 0 but passes no gradient for x < 0; the smooth variants (GELU, SiLU, ELU) give a
 //! small gradient there, at a higher cost per element.
 
+use super::fuse::Fuse;
 use super::{check_dy, no_cache, Layer, Mode, ReluOutput};
 use crate::error::Result;
 use crate::kernels::eltwise::{act_backward, act_forward, Act};
@@ -125,7 +126,9 @@ impl Layer for Activation {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(input.to_vec())
     }
+}
 
+impl Fuse for Activation {
     fn relu_output(&self) -> ReluOutput {
         match (self.act, self.fused) {
             (Act::Relu, true) => ReluOutput::PassThrough,

@@ -12,6 +12,7 @@
 //! `U(−1/√fan_in, 1/√fan_in)` for weight and bias. The kernels are in
 //! [`crate::kernels::conv`].
 
+use super::fuse::Fuse;
 use super::{
     check_dy, expect_nchw, join, no_cache, ChannelAffine, Layer, Mode, Param, PlaneMoments,
     Receptive,
@@ -298,6 +299,50 @@ impl Layer for Conv2d {
         self.forward_impl(x, mode, None)
     }
 
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        let mut dx = Tensor::zeros(&[]);
+        self.backward_into(dy, Some(&mut dx))?;
+        Ok(dx)
+    }
+
+    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+        self.backward_into(dy, None)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let (n, g) = self.geom_for(input)?;
+        Ok(vec![n, g.c_out, g.oh, g.ow])
+    }
+
+    fn receptive(&self) -> Receptive {
+        let c = &self.config;
+        Receptive::Window {
+            kernel: (c.kernel[0], c.kernel[1]),
+            stride: (c.stride[0], c.stride[1]),
+            dilation: (c.dilation[0], c.dilation[1]),
+        }
+    }
+
+    fn macs(&self, input: &[usize]) -> u64 {
+        match self.geom_for(input) {
+            Ok((n, g)) => (n * g.macs_per_image()) as u64,
+            Err(_) => 0,
+        }
+    }
+
+    fn own_param_count(&self) -> usize {
+        self.weight.value.len() + self.bias.as_ref().map_or(0, |b| b.value.len())
+    }
+
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
+        f(&join(prefix, "weight"), &mut self.weight);
+        if let Some(b) = self.bias.as_mut() {
+            f(&join(prefix, "bias"), b);
+        }
+    }
+}
+
+impl Fuse for Conv2d {
     fn gives_moments(&self) -> bool {
         true
     }
@@ -374,16 +419,6 @@ impl Layer for Conv2d {
         Some(r.map(|()| y))
     }
 
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let mut dx = Tensor::zeros(&[]);
-        self.backward_into(dy, Some(&mut dx))?;
-        Ok(dx)
-    }
-
-    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
-        self.backward_into(dy, None)
-    }
-
     fn masks_relu_input(&self) -> bool {
         true
     }
@@ -392,37 +427,5 @@ impl Layer for Conv2d {
         let mut dx = Tensor::zeros(&[]);
         self.backward_impl(dy, Some(&mut dx), mask_input)?;
         Ok(dx)
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        let (n, g) = self.geom_for(input)?;
-        Ok(vec![n, g.c_out, g.oh, g.ow])
-    }
-
-    fn receptive(&self) -> Receptive {
-        let c = &self.config;
-        Receptive::Window {
-            kernel: (c.kernel[0], c.kernel[1]),
-            stride: (c.stride[0], c.stride[1]),
-            dilation: (c.dilation[0], c.dilation[1]),
-        }
-    }
-
-    fn macs(&self, input: &[usize]) -> u64 {
-        match self.geom_for(input) {
-            Ok((n, g)) => (n * g.macs_per_image()) as u64,
-            Err(_) => 0,
-        }
-    }
-
-    fn own_param_count(&self) -> usize {
-        self.weight.value.len() + self.bias.as_ref().map_or(0, |b| b.value.len())
-    }
-
-    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
-        f(&join(prefix, "weight"), &mut self.weight);
-        if let Some(b) = self.bias.as_mut() {
-            f(&join(prefix, "bias"), b);
-        }
     }
 }

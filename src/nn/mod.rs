@@ -29,9 +29,12 @@ mod channel_norm;
 mod conv2d;
 mod dropout;
 mod flatten;
+pub mod fuse;
 mod linear;
+mod mish;
 mod norm;
 mod pool;
+pub mod registry;
 mod residual;
 mod sequential;
 pub mod spec;
@@ -41,7 +44,9 @@ pub use channel_norm::ChannelLayerNorm;
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dropout::{Dropout, Dropout2d};
 pub use flatten::Flatten;
+pub use fuse::{ChannelAffine, Fuse, LayerFuse, PlaneMoments, ReluOutput};
 pub use linear::Linear;
+pub use mish::Mish;
 pub use norm::{BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolConfig};
 pub use residual::{Residual, Skip};
@@ -141,152 +146,6 @@ pub trait Layer: std::any::Any + Send + std::fmt::Debug {
     fn own_param_count(&self) -> usize {
         0
     }
-
-    /// Takes over a ReLU that directly follows this layer, applying it in its own output
-    /// pass (and its mask in backward); returns whether it did. The normalization layers
-    /// do; see [`Sequential::fuse`].
-    fn absorb_relu(&mut self) -> bool {
-        false
-    }
-
-    /// For a ReLU layer not yet fused: the flag that turns it into a pass-through once
-    /// the layer before it has absorbed it. `None` for every other layer.
-    fn relu_fusion_flag(&mut self) -> Option<&mut bool> {
-        None
-    }
-
-    /// In eval mode, the per-channel affine map this layer computes, when it is one (a
-    /// BatchNorm2d with its running statistics). [`Sequential`] folds it into the
-    /// convolution before it ([`Layer::forward_folded`]).
-    fn eval_affine(&self) -> Option<ChannelAffine> {
-        None
-    }
-
-    /// The eval-mode forward followed by the map `a`, folded into this layer's weights
-    /// (`W·scale` per output channel, `b·scale + shift`): one pass instead of two.
-    /// `None` when the layer cannot fold (the caller then runs both layers).
-    fn forward_folded(&mut self, _x: &Tensor, _a: &ChannelAffine) -> Option<Result<Tensor>> {
-        None
-    }
-
-    /// In eval mode, whether this layer is a 2×2 max pool with stride 2 (no padding or
-    /// dilation, floor mode), which a convolution before it can apply in its epilogue
-    /// ([`Layer::forward_folded_pooled`]).
-    fn eval_max_pool_2x2(&self) -> bool {
-        false
-    }
-
-    /// [`Layer::forward_folded`] with the map `a` (and its ReLU), then a 2×2 max pool
-    /// with stride 2, in one pass. `None` when the layer cannot (the caller then runs
-    /// the layers apart).
-    fn forward_folded_pooled(&mut self, _x: &Tensor, _a: &ChannelAffine) -> Option<Result<Tensor>> {
-        None
-    }
-
-    /// The training forward, and the moments (mean, M2: [`crate::kernels::norm::seg_moments`])
-    /// of every `(image, channel)` plane of the output, computed while each image's
-    /// output is still in cache. `None` when the layer does not compute them. For a
-    /// normalization that follows ([`Layer::forward_with_moments`]), in [`Sequential`].
-    fn forward_moments(
-        &mut self,
-        _x: &Tensor,
-        _mode: Mode,
-    ) -> Option<Result<(Tensor, PlaneMoments)>> {
-        None
-    }
-
-    /// Whether [`Layer::forward_moments`] computes the moments (checked before calling
-    /// it, so that a layer is never run, or timed, twice in one step).
-    fn gives_moments(&self) -> bool {
-        false
-    }
-
-    /// Whether this layer's forward in `mode` computes the moments of its input's
-    /// planes (a normalization with batch statistics), so that the layer before may
-    /// hand them over ([`Layer::forward_moments`]).
-    fn takes_moments(&self, _mode: Mode) -> bool {
-        false
-    }
-
-    /// The forward with the moments of the input's `(image, channel)` planes given, in
-    /// plane order: the same numbers as [`Layer::forward`] (the statistics are merged
-    /// from the same per-plane moments), one pass over the input fewer. `None` when the
-    /// layer cannot use them (the caller then runs [`Layer::forward`]).
-    fn forward_with_moments(
-        &mut self,
-        _x: &Tensor,
-        _mode: Mode,
-        _moments: &[(f64, f64)],
-    ) -> Option<Result<Tensor>> {
-        None
-    }
-
-    /// Whether this layer's training output is a ReLU's, and who applies its mask in
-    /// backward ([`ReluOutput`]). [`Sequential`] lets the layer after such a layer mask
-    /// its input gradient itself and the layer that owns the ReLU skip its mask
-    /// ([`Layer::backward_relu`]).
-    fn relu_output(&self) -> ReluOutput {
-        ReluOutput::No
-    }
-
-    /// Whether [`Layer::backward_relu`] can mask the input gradient (`mask_input`).
-    fn masks_relu_input(&self) -> bool {
-        false
-    }
-
-    /// The backward with ReLU masks moved across layer boundaries, bit-identical to
-    /// [`Layer::backward`] followed by the ReLU backward they replace:
-    /// - `premasked` (asked only of a layer whose [`Layer::relu_output`] is
-    ///   [`ReluOutput::Applies`]): `dy` is already zero where the output is 0, so the
-    ///   layer skips its own mask;
-    /// - `mask_input` (asked only where [`Layer::masks_relu_input`]): the input is a
-    ///   ReLU's output, and the input gradient is returned zero where the input is not
-    ///   positive — the ReLU's backward, done here while the gradient is in cache.
-    ///
-    /// The default ignores `premasked` (masking again changes nothing).
-    fn backward_relu(
-        &mut self,
-        dy: &Tensor,
-        _premasked: bool,
-        _mask_input: bool,
-    ) -> Result<Tensor> {
-        self.backward(dy)
-    }
-
-    /// Fuses ReLUs into the layers before them inside this container and its children;
-    /// returns how many. The numbers are unchanged (same operations, same order per
-    /// element); one pass over memory is saved each way.
-    fn fuse(&mut self) -> usize {
-        0
-    }
-}
-
-/// Whether a layer's training output is a ReLU's ([`Layer::relu_output`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReluOutput {
-    /// Not a ReLU's output (or not known to be).
-    No,
-    /// A ReLU's output, and this layer's backward applies the ReLU's mask (a ReLU, a
-    /// normalization with a ReLU absorbed).
-    Applies,
-    /// A fused ReLU that passes its input through: the layer before applies the mask.
-    PassThrough,
-}
-
-/// Mean and M2 ([`crate::kernels::norm::seg_moments`]) of every `(image, channel)` plane
-/// of a tensor, in plane order ([`Layer::forward_moments`]).
-pub type PlaneMoments = Vec<(f64, f64)>;
-
-/// `y[n, c, …] = x[n, c, …]·scale[c] + shift[c]`, then a ReLU when `relu`: an eval-mode
-/// BatchNorm2d (with a fused ReLU), ready to fold into the convolution before it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChannelAffine {
-    /// Per-channel factor.
-    pub scale: Vec<f32>,
-    /// Per-channel offset.
-    pub shift: Vec<f32>,
-    /// Whether a ReLU follows.
-    pub relu: bool,
 }
 
 /// How one layer maps input positions to output positions.

@@ -27,6 +27,7 @@
 //! Reference: Ioffe & Szegedy 2015 (BN), Ba et al. 2016 (LN), Ulyanov et al. 2016 (IN),
 //! Wu & He 2018 (GN).
 
+use super::fuse::Fuse;
 use super::{check_dy, join, no_cache, ChannelAffine, Layer, Mode, Param, ReluOutput};
 use crate::error::{Error, Result};
 use crate::kernels::norm::{
@@ -291,6 +292,38 @@ impl Layer for BatchNorm2d {
         "BatchNorm2d"
     }
 
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_impl(x, mode, None)
+    }
+
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        self.core.backward(NormAxes::PerChannel, dy, false)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        super::expect_nchw("BatchNorm2d", input, self.core.channels)?;
+        Ok(input.to_vec())
+    }
+
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
+        self.core.visit_params(prefix, f);
+    }
+
+    fn own_param_count(&self) -> usize {
+        self.core.param_count()
+    }
+
+    fn visit_buffers(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor)) {
+        f(&join(prefix, "running_mean"), &mut self.running_mean);
+        f(&join(prefix, "running_var"), &mut self.running_var);
+        f(
+            &join(prefix, "num_batches_tracked"),
+            &mut self.num_batches_tracked,
+        );
+    }
+}
+
+impl Fuse for BatchNorm2d {
     fn eval_affine(&self) -> Option<ChannelAffine> {
         // The eval branch of `forward`: running statistics, the same scale and shift
         // as `norm_apply` computes per channel.
@@ -314,10 +347,6 @@ impl Layer for BatchNorm2d {
         })
     }
 
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward_impl(x, mode, None)
-    }
-
     fn takes_moments(&self, mode: Mode) -> bool {
         mode == Mode::Train && !self.freeze_stats
     }
@@ -331,10 +360,6 @@ impl Layer for BatchNorm2d {
         Some(self.forward_impl(x, mode, Some(moments)))
     }
 
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        self.core.backward(NormAxes::PerChannel, dy, false)
-    }
-
     fn relu_output(&self) -> ReluOutput {
         self.core.relu_output()
     }
@@ -344,31 +369,9 @@ impl Layer for BatchNorm2d {
         self.core.backward(NormAxes::PerChannel, dy, skip)
     }
 
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        super::expect_nchw("BatchNorm2d", input, self.core.channels)?;
-        Ok(input.to_vec())
-    }
-
-    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
-        self.core.visit_params(prefix, f);
-    }
-
     fn absorb_relu(&mut self) -> bool {
         self.core.relu = true;
         true
-    }
-
-    fn own_param_count(&self) -> usize {
-        self.core.param_count()
-    }
-
-    fn visit_buffers(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor)) {
-        f(&join(prefix, "running_mean"), &mut self.running_mean);
-        f(&join(prefix, "running_var"), &mut self.running_var);
-        f(
-            &join(prefix, "num_batches_tracked"),
-            &mut self.num_batches_tracked,
-        );
     }
 }
 
@@ -434,6 +437,21 @@ macro_rules! sample_norm_layer {
             fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
                 self.0.forward(x, mode, None)
             }
+            fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+                self.0.backward(dy, false)
+            }
+            fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+                self.0.output_shape(input)
+            }
+            fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
+                self.0.core.visit_params(prefix, f);
+            }
+            fn own_param_count(&self) -> usize {
+                self.0.core.param_count()
+            }
+        }
+
+        impl Fuse for $name {
             fn takes_moments(&self, _mode: Mode) -> bool {
                 true
             }
@@ -444,9 +462,6 @@ macro_rules! sample_norm_layer {
                 moments: &[(f64, f64)],
             ) -> Option<Result<Tensor>> {
                 Some(self.0.forward(x, mode, Some(moments)))
-            }
-            fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-                self.0.backward(dy, false)
             }
             fn relu_output(&self) -> ReluOutput {
                 self.0.core.relu_output()
@@ -460,18 +475,9 @@ macro_rules! sample_norm_layer {
                 let skip = premasked && self.0.core.relu;
                 self.0.backward(dy, skip)
             }
-            fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-                self.0.output_shape(input)
-            }
-            fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
-                self.0.core.visit_params(prefix, f);
-            }
             fn absorb_relu(&mut self) -> bool {
                 self.0.core.relu = true;
                 true
-            }
-            fn own_param_count(&self) -> usize {
-                self.0.core.param_count()
             }
         }
     };

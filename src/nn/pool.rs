@@ -11,6 +11,7 @@
 //! Shapes: `x: [N, C, H, W] -> y: [N, C, OH, OW]`. Match `torch.nn.MaxPool2d`,
 //! `AvgPool2d` (without `divisor_override`) and `AdaptiveAvgPool2d`.
 
+use super::fuse::Fuse;
 use super::{check_dy, no_cache, Layer, Mode, Receptive};
 use crate::error::{Error, Result};
 use crate::kernels::eltwise::relu_backward_from_output;
@@ -187,6 +188,14 @@ impl Layer for MaxPool2d {
         self.config.receptive()
     }
 
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let [n, c, h, w] = rank4("MaxPool2d", input)?;
+        let g = self.config.geom("MaxPool2d", h, w)?;
+        Ok(vec![n, c, g.oh, g.ow])
+    }
+}
+
+impl Fuse for MaxPool2d {
     fn masks_relu_input(&self) -> bool {
         true
     }
@@ -216,12 +225,6 @@ impl Layer for MaxPool2d {
             && c.padding == [0, 0]
             && c.dilation == [1, 1]
             && !c.ceil_mode
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        let [n, c, h, w] = rank4("MaxPool2d", input)?;
-        let g = self.config.geom("MaxPool2d", h, w)?;
-        Ok(vec![n, c, g.oh, g.ow])
     }
 }
 

@@ -11,6 +11,7 @@
 //! the projection under `downsample` (`layer1.0.downsample.0.weight`), as in
 //! torchvision.
 
+use super::fuse::Fuse;
 use super::{check_dy, join, no_cache, Activation, Layer, Mode, Param, ReluOutput, Sequential};
 use crate::error::{Error, Result};
 use crate::kernels::eltwise::{add_relu_into, add_where_positive, relu_backward_from_output, Act};
@@ -205,22 +206,6 @@ impl Layer for Residual {
         self.backward_impl(dy, false, false)
     }
 
-    fn relu_output(&self) -> ReluOutput {
-        if self.fused_relu() {
-            ReluOutput::Applies
-        } else {
-            ReluOutput::No
-        }
-    }
-
-    fn masks_relu_input(&self) -> bool {
-        !matches!(self.skip, Skip::None)
-    }
-
-    fn backward_relu(&mut self, dy: &Tensor, premasked: bool, mask_input: bool) -> Result<Tensor> {
-        self.backward_impl(dy, premasked, mask_input)
-    }
-
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let out = self.body.output_shape(input)?;
         let s = match &self.skip {
@@ -252,14 +237,6 @@ impl Layer for Residual {
         c
     }
 
-    fn fuse(&mut self) -> usize {
-        let skip = match &mut self.skip {
-            Skip::Projection(p) => p.fuse(),
-            _ => 0,
-        };
-        self.body.fuse() + skip
-    }
-
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         self.body.visit_params(prefix, f);
         if let Skip::Projection(p) = &mut self.skip {
@@ -272,5 +249,31 @@ impl Layer for Residual {
         if let Skip::Projection(p) = &mut self.skip {
             p.visit_buffers(&join(prefix, "downsample"), f);
         }
+    }
+}
+
+impl Fuse for Residual {
+    fn relu_output(&self) -> ReluOutput {
+        if self.fused_relu() {
+            ReluOutput::Applies
+        } else {
+            ReluOutput::No
+        }
+    }
+
+    fn masks_relu_input(&self) -> bool {
+        !matches!(self.skip, Skip::None)
+    }
+
+    fn backward_relu(&mut self, dy: &Tensor, premasked: bool, mask_input: bool) -> Result<Tensor> {
+        self.backward_impl(dy, premasked, mask_input)
+    }
+
+    fn fuse(&mut self) -> usize {
+        let skip = match &mut self.skip {
+            Skip::Projection(p) => p.fuse(),
+            _ => 0,
+        };
+        self.body.fuse() + skip
     }
 }

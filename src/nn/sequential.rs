@@ -3,6 +3,7 @@
 //! Child names become state-dict path segments: a child `"conv1"` of a container at
 //! `"layer1.0"` has its weight at `layer1.0.conv1.weight`.
 
+use super::fuse::Fuse;
 use super::{join, ChannelAffine, Layer, Mode, Param, ReluOutput};
 use crate::error::Result;
 use crate::profile::{self, Phase};
@@ -151,7 +152,7 @@ impl Sequential {
                 while let Some((_, l)) = self.layers.get(j) {
                     match l.relu_output() {
                         ReluOutput::PassThrough => {}
-                        ReluOutput::Applies if l.kind() == "ReLU" => relu = true,
+                        ReluOutput::Applies if l.is_relu() => relu = true,
                         _ => break,
                     }
                     j += 1;
@@ -249,25 +250,6 @@ impl Layer for Sequential {
         self.backward_with(dy, false, false)
     }
 
-    fn relu_output(&self) -> ReluOutput {
-        match self.layers.last().map(|(_, l)| l.relu_output()) {
-            Some(ReluOutput::Applies) => ReluOutput::Applies,
-            _ => ReluOutput::No,
-        }
-    }
-
-    fn masks_relu_input(&self) -> bool {
-        self.layers
-            .first()
-            .is_some_and(|(_, l)| l.masks_relu_input())
-    }
-
-    fn backward_relu(&mut self, dy: &Tensor, premasked: bool, mask_input: bool) -> Result<Tensor> {
-        let premasked = premasked && self.relu_output() == ReluOutput::Applies;
-        let mask_input = mask_input && self.masks_relu_input();
-        self.backward_with(dy, premasked, mask_input)
-    }
-
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let mut s = input.to_vec();
         for (_, layer) in &self.layers {
@@ -312,6 +294,39 @@ impl Layer for Sequential {
         })
     }
 
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
+        for (name, layer) in &mut self.layers {
+            layer.visit_params(&join(prefix, name), f);
+        }
+    }
+
+    fn visit_buffers(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor)) {
+        for (name, layer) in &mut self.layers {
+            layer.visit_buffers(&join(prefix, name), f);
+        }
+    }
+}
+
+impl Fuse for Sequential {
+    fn relu_output(&self) -> ReluOutput {
+        match self.layers.last().map(|(_, l)| l.relu_output()) {
+            Some(ReluOutput::Applies) => ReluOutput::Applies,
+            _ => ReluOutput::No,
+        }
+    }
+
+    fn masks_relu_input(&self) -> bool {
+        self.layers
+            .first()
+            .is_some_and(|(_, l)| l.masks_relu_input())
+    }
+
+    fn backward_relu(&mut self, dy: &Tensor, premasked: bool, mask_input: bool) -> Result<Tensor> {
+        let premasked = premasked && self.relu_output() == ReluOutput::Applies;
+        let mask_input = mask_input && self.masks_relu_input();
+        self.backward_with(dy, premasked, mask_input)
+    }
+
     fn fuse(&mut self) -> usize {
         let mut n = 0;
         for i in 1..self.layers.len() {
@@ -325,18 +340,6 @@ impl Layer for Sequential {
             }
         }
         n + self.layers.iter_mut().map(|(_, l)| l.fuse()).sum::<usize>()
-    }
-
-    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
-        for (name, layer) in &mut self.layers {
-            layer.visit_params(&join(prefix, name), f);
-        }
-    }
-
-    fn visit_buffers(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor)) {
-        for (name, layer) in &mut self.layers {
-            layer.visit_buffers(&join(prefix, name), f);
-        }
     }
 }
 

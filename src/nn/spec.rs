@@ -1,219 +1,68 @@
 //! Layers described as data: a [`LayerSpec`] deserializes from JSON or TOML
-//! (`{"layer": "conv2d", "c_in": 3, ...}`) and builds the layer. Field names and
-//! defaults are PyTorch's; the parity fixtures in `tests/fixtures` use these specs.
+//! (`{"layer": "conv2d", "c_in": 3, ...}`) and builds the layer through the table of
+//! layers ([`super::registry`]). Field names and defaults are PyTorch's; the parity
+//! fixtures in `tests/fixtures` use these specs.
 
-use super::*;
-use crate::error::Result;
+use super::registry;
+use super::Layer;
+use crate::error::{Error, Result};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
-fn eps_default() -> f32 {
-    1e-5
-}
-fn momentum_default() -> f32 {
-    0.1
-}
-fn yes() -> bool {
-    true
-}
-fn slope_default() -> f32 {
-    0.01
-}
-fn one() -> f32 {
-    1.0
-}
-fn half() -> f32 {
-    0.5
+/// A layer as data: its registry name and its options. Deserializing checks that the
+/// name is in the table and that the options have the right fields and types; the
+/// values are checked when the layer is built.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerSpec {
+    /// Registry name (`"conv2d"`).
+    pub layer: String,
+    /// Everything else.
+    #[serde(flatten)]
+    pub options: serde_json::Map<String, serde_json::Value>,
 }
 
-/// GELU's two forms, named as in PyTorch's `approximate` argument.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GeluApprox {
-    /// Exact, with erf.
-    #[default]
-    None,
-    /// The tanh approximation.
-    Tanh,
-}
-
-/// One layer and its configuration.
-#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(tag = "layer", rename_all = "snake_case")]
-pub enum LayerSpec {
-    /// [`Conv2d`]
-    Conv2d(Conv2dConfig),
-    /// [`Linear`]
-    Linear {
-        /// Input features.
-        in_features: usize,
-        /// Output features.
-        out_features: usize,
-        /// Learnable bias. Default: true.
-        #[serde(default = "yes")]
-        bias: bool,
-    },
-    /// [`MaxPool2d`]
-    MaxPool2d(pool::PoolConfig),
-    /// [`AvgPool2d`]
-    AvgPool2d(pool::PoolConfig),
-    /// [`AdaptiveAvgPool2d`]
-    AdaptiveAvgPool2d {
-        /// Output `[oh, ow]`.
-        output: [usize; 2],
-    },
-    /// [`Flatten`]
-    Flatten {},
-    /// ReLU
-    Relu {},
-    /// Sigmoid
-    Sigmoid {},
-    /// Tanh
-    Tanh {},
-    /// SiLU
-    Silu {},
-    /// LeakyReLU
-    LeakyRelu {
-        /// Slope for `x < 0`. Default: 0.01.
-        #[serde(default = "slope_default")]
-        negative_slope: f32,
-    },
-    /// ELU
-    Elu {
-        /// Scale of the negative part. Default: 1.0.
-        #[serde(default = "one")]
-        alpha: f32,
-    },
-    /// GELU
-    Gelu {
-        /// `"none"` (exact, default) or `"tanh"`.
-        #[serde(default)]
-        approximate: GeluApprox,
-    },
-    /// [`BatchNorm2d`]
-    BatchNorm2d {
-        /// Channels.
-        num_features: usize,
-        /// Default: 1e-5.
-        #[serde(default = "eps_default")]
-        eps: f32,
-        /// Default: 0.1.
-        #[serde(default = "momentum_default")]
-        momentum: f32,
-    },
-    /// [`GroupNorm`]
-    GroupNorm {
-        /// Groups; must divide the channels.
-        num_groups: usize,
-        /// Channels.
-        num_channels: usize,
-        /// Default: 1e-5.
-        #[serde(default = "eps_default")]
-        eps: f32,
-    },
-    /// [`LayerNorm`]
-    LayerNorm {
-        /// Channels.
-        num_channels: usize,
-        /// Default: 1e-5.
-        #[serde(default = "eps_default")]
-        eps: f32,
-    },
-    /// [`InstanceNorm2d`]
-    InstanceNorm2d {
-        /// Channels.
-        num_features: usize,
-        /// Default: 1e-5.
-        #[serde(default = "eps_default")]
-        eps: f32,
-        /// Learnable γ, β. Default: true.
-        #[serde(default = "yes")]
-        affine: bool,
-    },
-    /// [`ChannelLayerNorm`]
-    ChannelLayerNorm {
-        /// Channels.
-        num_channels: usize,
-        /// Default: 1e-5.
-        #[serde(default = "eps_default")]
-        eps: f32,
-    },
-    /// [`Dropout`]
-    Dropout {
-        /// Drop probability. Default: 0.5.
-        #[serde(default = "half")]
-        p: f32,
-        /// Mask RNG seed. Default: 0.
-        #[serde(default)]
-        seed: u64,
-    },
-    /// [`Dropout2d`]
-    Dropout2d {
-        /// Drop probability. Default: 0.5.
-        #[serde(default = "half")]
-        p: f32,
-        /// Mask RNG seed. Default: 0.
-        #[serde(default)]
-        seed: u64,
-    },
+impl<'de> Deserialize<'de> for LayerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut options = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let layer = match options.remove("layer") {
+            Some(serde_json::Value::String(s)) => s,
+            _ => return Err(D::Error::custom("a layer spec needs `\"layer\": NAME`")),
+        };
+        let info = registry::find(&layer).ok_or_else(|| {
+            D::Error::custom(format!(
+                "unknown layer `{layer}`; known: {}",
+                registry::names().join(", ")
+            ))
+        })?;
+        (info.parse)(&serde_json::Value::Object(options.clone()))
+            .map_err(|e| D::Error::custom(format!("`{layer}`: {e}")))?;
+        Ok(LayerSpec { layer, options })
+    }
 }
 
 impl LayerSpec {
-    /// Builds the layer, initializing parameters from `rng` (PyTorch's defaults).
+    /// Builds the layer; parameters are initialized from `rng` (PyTorch's defaults).
     pub fn build(&self, rng: &mut impl Rng) -> Result<Box<dyn Layer>> {
-        use crate::kernels::eltwise::Act;
-        Ok(match self {
-            LayerSpec::Conv2d(c) => Box::new(Conv2d::new(c.clone(), rng)?),
-            LayerSpec::Linear {
-                in_features,
-                out_features,
-                bias,
-            } => Box::new(Linear::new(*in_features, *out_features, *bias, rng)?),
-            LayerSpec::MaxPool2d(c) => Box::new(MaxPool2d::new(c.clone())?),
-            LayerSpec::AvgPool2d(c) => Box::new(AvgPool2d::new(c.clone())?),
-            LayerSpec::AdaptiveAvgPool2d { output } => Box::new(AdaptiveAvgPool2d::new(*output)?),
-            LayerSpec::Flatten {} => Box::new(Flatten::new()),
-            LayerSpec::Relu {} => Box::new(Activation::new(Act::Relu)),
-            LayerSpec::Sigmoid {} => Box::new(Activation::new(Act::Sigmoid)),
-            LayerSpec::Tanh {} => Box::new(Activation::new(Act::Tanh)),
-            LayerSpec::Silu {} => Box::new(Activation::new(Act::Silu)),
-            LayerSpec::LeakyRelu { negative_slope } => {
-                Box::new(Activation::new(Act::LeakyRelu(*negative_slope)))
-            }
-            LayerSpec::Elu { alpha } => Box::new(Activation::new(Act::Elu(*alpha))),
-            LayerSpec::Gelu { approximate } => Box::new(Activation::new(match approximate {
-                GeluApprox::None => Act::Gelu,
-                GeluApprox::Tanh => Act::GeluTanh,
-            })),
-            LayerSpec::BatchNorm2d {
-                num_features,
-                eps,
-                momentum,
-            } => Box::new(BatchNorm2d::with_options(*num_features, *eps, *momentum)?),
-            LayerSpec::GroupNorm {
-                num_groups,
-                num_channels,
-                eps,
-            } => Box::new(GroupNorm::with_eps(*num_groups, *num_channels, *eps)?),
-            LayerSpec::LayerNorm { num_channels, eps } => {
-                Box::new(LayerNorm::with_eps(*num_channels, *eps)?)
-            }
-            LayerSpec::InstanceNorm2d {
-                num_features,
-                eps,
-                affine,
-            } => Box::new(InstanceNorm2d::with_options(*num_features, *eps, *affine)?),
-            LayerSpec::ChannelLayerNorm { num_channels, eps } => {
-                Box::new(ChannelLayerNorm::with_eps(*num_channels, *eps)?)
-            }
-            LayerSpec::Dropout { p, seed } => Box::new(Dropout::new(*p, *seed)?),
-            LayerSpec::Dropout2d { p, seed } => Box::new(Dropout2d::new(*p, *seed)?),
-        })
+        let info = registry::find(&self.layer).ok_or_else(|| {
+            Error::config(
+                "LayerSpec",
+                "layer",
+                format!(
+                    "unknown layer `{}`; known: {}",
+                    self.layer,
+                    registry::names().join(", ")
+                ),
+            )
+        })?;
+        (info.build)(&serde_json::Value::Object(self.options.clone()), rng)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::param_names;
     use rand::SeedableRng;
 
     #[test]

@@ -19,15 +19,7 @@ const H: f32 = 1e-2;
 const TOL: f64 = 3e-3;
 const COORDS: usize = 48;
 
-#[derive(Clone, Copy)]
-enum Gen {
-    /// N(0, 1)
-    Normal,
-    /// |x| in [0.2, 1.5], random sign: away from the kink of ReLU-like functions.
-    AwayFromZero,
-    /// A shuffled grid with step 0.05: no two values within 2h (max pooling ties).
-    Distinct,
-}
+use strata::nn::registry::{Values as Gen, LAYERS};
 
 fn input(shape: &[usize], gen: Gen, rng: &mut StdRng) -> Tensor {
     let n: usize = shape.iter().product();
@@ -162,154 +154,33 @@ fn check(name: &str, layer: &mut dyn Layer, shape: &[usize], gen: Gen) -> Result
 }
 
 /// (spec, input shape, input generator)
-const CASES: &[(&str, &[usize], Gen)] = &[
-    (
-        r#"{"layer":"conv2d","c_in":3,"c_out":4,"kernel":[3,3],"padding":[1,1]}"#,
-        &[2, 3, 5, 7],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"conv2d","c_in":2,"c_out":3,"kernel":[3,3],"stride":[2,2],"padding":[1,1],"bias":false}"#,
-        &[1, 2, 7, 6],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"conv2d","c_in":4,"c_out":6,"kernel":[3,2],"stride":[2,1],"padding":[2,0],"dilation":[2,1],"groups":2}"#,
-        &[2, 4, 9, 5],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"conv2d","c_in":3,"c_out":3,"kernel":[3,3],"padding":[1,1],"groups":3}"#,
-        &[1, 3, 4, 5],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"conv2d","c_in":5,"c_out":2,"kernel":[1,1]}"#,
-        &[3, 5, 3, 3],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"linear","in_features":7,"out_features":4}"#,
-        &[3, 7],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"linear","in_features":5,"out_features":2,"bias":false}"#,
-        &[1, 5],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"max_pool2d","kernel":[2,2]}"#,
-        &[2, 3, 6, 5],
-        Gen::Distinct,
-    ),
-    (
-        r#"{"layer":"max_pool2d","kernel":[3,3],"stride":[2,2],"padding":[1,1],"ceil_mode":true}"#,
-        &[1, 2, 7, 8],
-        Gen::Distinct,
-    ),
-    (
-        r#"{"layer":"max_pool2d","kernel":[2,3],"stride":[1,2],"dilation":[2,1]}"#,
-        &[1, 2, 6, 7],
-        Gen::Distinct,
-    ),
-    (
-        r#"{"layer":"avg_pool2d","kernel":[3,3],"stride":[2,2],"padding":[1,1],"count_include_pad":false,"ceil_mode":true}"#,
-        &[2, 2, 7, 6],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"avg_pool2d","kernel":[2,2]}"#,
-        &[1, 3, 5, 4],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"adaptive_avg_pool2d","output":[3,2]}"#,
-        &[2, 2, 5, 7],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"adaptive_avg_pool2d","output":[1,1]}"#,
-        &[2, 3, 4, 3],
-        Gen::Normal,
-    ),
-    (r#"{"layer":"flatten"}"#, &[2, 3, 2, 2], Gen::Normal),
-    (r#"{"layer":"relu"}"#, &[2, 3, 3, 3], Gen::AwayFromZero),
-    (
-        r#"{"layer":"leaky_relu","negative_slope":0.1}"#,
-        &[2, 9],
-        Gen::AwayFromZero,
-    ),
-    (
-        r#"{"layer":"elu","alpha":0.7}"#,
-        &[2, 2, 3, 3],
-        Gen::AwayFromZero,
-    ),
-    (r#"{"layer":"gelu"}"#, &[2, 2, 3, 3], Gen::Normal),
-    (
-        r#"{"layer":"gelu","approximate":"tanh"}"#,
-        &[2, 11],
-        Gen::Normal,
-    ),
-    (r#"{"layer":"sigmoid"}"#, &[2, 2, 3, 3], Gen::Normal),
-    (r#"{"layer":"tanh"}"#, &[2, 2, 3, 3], Gen::Normal),
-    (r#"{"layer":"silu"}"#, &[2, 2, 3, 3], Gen::Normal),
-    (
-        r#"{"layer":"batch_norm2d","num_features":3}"#,
-        &[4, 3, 3, 5],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"batch_norm2d","num_features":2,"momentum":0.3}"#,
-        &[1, 2, 3, 3],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"group_norm","num_groups":2,"num_channels":6}"#,
-        &[2, 6, 3, 3],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"group_norm","num_groups":1,"num_channels":3}"#,
-        &[1, 3, 4, 5],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"layer_norm","num_channels":4}"#,
-        &[2, 4, 3, 3],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"instance_norm2d","num_features":3}"#,
-        &[2, 3, 4, 3],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"instance_norm2d","num_features":2,"affine":false}"#,
-        &[1, 2, 3, 5],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"channel_layer_norm","num_channels":5}"#,
-        &[2, 5, 3, 2],
-        Gen::Normal,
-    ),
-    (
-        r#"{"layer":"channel_layer_norm","num_channels":3,"eps":1e-6}"#,
-        &[1, 3, 1, 4],
-        Gen::Normal,
-    ),
-];
 
 #[test]
 fn every_layer_passes_finite_differences() {
     let mut failures = vec![];
-    for (i, (spec, shape, gen)) in CASES.iter().enumerate() {
+    let cases = LAYERS.iter().flat_map(|l| l.checks);
+    for (i, c) in cases.enumerate() {
         let spec_v: LayerSpec =
-            serde_json::from_str(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+            serde_json::from_str(c.spec).unwrap_or_else(|e| panic!("{}: {e}", c.spec));
         let mut layer = spec_v.build(&mut StdRng::seed_from_u64(i as u64)).unwrap();
-        if let Err(e) = check(spec, layer.as_mut(), shape, *gen) {
-            failures.push(format!("{spec} at {shape:?}: {e}"));
+        if let Err(e) = check(c.spec, layer.as_mut(), c.input, c.values) {
+            failures.push(format!("{} at {:?}: {e}", c.spec, c.input));
+        }
+    }
+    // Every deterministic layer is checked, and each case builds the layer it is under.
+    for l in LAYERS {
+        let stochastic = l.name.starts_with("dropout");
+        assert!(
+            stochastic || !l.checks.is_empty(),
+            "{}: no gradient check",
+            l.name
+        );
+        for c in l.checks {
+            assert!(
+                c.spec.contains(&format!("\"layer\":\"{}\"", l.name)),
+                "{}",
+                c.spec
+            );
         }
     }
     assert!(

@@ -201,29 +201,11 @@ fn every_layer_matches_pytorch_on_every_fixture() {
         all.len(),
         failures.join("\n")
     );
-    let expected_kinds = [
-        "conv2d",
-        "linear",
-        "max_pool2d",
-        "avg_pool2d",
-        "adaptive_avg_pool2d",
-        "flatten",
-        "relu",
-        "sigmoid",
-        "tanh",
-        "silu",
-        "leaky_relu",
-        "elu",
-        "gelu",
-        "batch_norm2d",
-        "group_norm",
-        "layer_norm",
-        "instance_norm2d",
-        "channel_layer_norm",
-        "dropout",
-        "dropout2d",
-        "cross_entropy",
-    ];
+    // Every layer of the table, and the loss.
+    let expected_kinds = strata::nn::registry::LAYERS
+        .iter()
+        .map(|l| l.name)
+        .chain(["cross_entropy"]);
     for k in expected_kinds {
         let n = per_kind.get(k).copied().unwrap_or(0);
         assert!(
