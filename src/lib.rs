@@ -5,6 +5,15 @@
 //! - [`nn`]: layers with explicit forward/backward and state-dict names.
 //! - [`init`]: Kaiming, Xavier and PyTorch's default initializations.
 //! - [`loss`]: fused softmax cross-entropy.
+//! - [`models`]: the table of models (fmnist-cnn, VGG, ResNet, plain nets) and their builder.
+//! - [`optim`]: SGD, Nesterov, AdamW, learning-rate schedules, gradient clipping.
+//! - [`train`]: the [`train::Trainer`] (step, epoch, evaluate, hooks) and `strata train`'s run.
+//! - [`data`]: datasets (IDX, CIFAR, image folders), augmentation, the threaded loader.
+//! - [`checkpoint`]: safetensors state dicts with torchvision names.
+//! - [`summary`], [`bench`], [`profile`]: per-layer shapes and costs, speed, timings.
+//! - [`plot`]: SVG charts; [`alloc`]: the allocator setting; [`error`]: typed errors.
+//!
+//! `docs/architecture.md` draws how these stand on each other and how one batch travels.
 //!
 //! ```
 //! use strata::{Tensor, loss::CrossEntropy};

@@ -14,7 +14,7 @@
 //! a label outside the classes is an error naming the file, the record and the value.
 
 use crate::data::dataset::ImageDataset;
-use crate::data::source::Split;
+use crate::data::split::Split;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 

@@ -311,7 +311,13 @@ impl ImageDataset {
 
     /// Stratified, seeded train/validation split; see [`crate::data::split`].
     pub fn stratified_split(&self, val_fraction: f64, seed: u64) -> Result<(Self, Self)> {
-        crate::data::split::stratified_split(self, val_fraction, seed)
+        let (train, val) = crate::data::split::split_indices(
+            self.labels(),
+            self.num_classes(),
+            val_fraction,
+            seed,
+        )?;
+        Ok((self.subset(&train)?, self.subset(&val)?))
     }
 }
 

@@ -9,8 +9,22 @@
 
 use crate::data::dataset::ImageDataset;
 use crate::data::idx;
-use crate::data::source::{Split, FASHION_MNIST_CLASSES};
+use crate::data::split::Split;
 use crate::error::Result;
+
+/// Fashion-MNIST's class names (Xiao, Rasul & Vollgraf 2017).
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
 use std::path::Path;
 
 const TRAIN_IMAGES: &[u8] = include_bytes!("../../data/embedded/train-images-idx3-ubyte.gz");

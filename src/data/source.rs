@@ -30,55 +30,9 @@ use crate::data::idx;
 use crate::error::{Error, Result};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-/// Which part of a dataset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Split {
-    /// The training split.
-    #[default]
-    Train,
-    /// The test split.
-    Test,
-}
-
-impl fmt::Display for Split {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Split::Train => "train",
-            Split::Test => "test",
-        })
-    }
-}
-
-impl FromStr for Split {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "train" => Ok(Split::Train),
-            "test" | "t10k" => Ok(Split::Test),
-            other => Err(Error::config(
-                "split",
-                "split",
-                format!("`{other}` is not train or test"),
-            )),
-        }
-    }
-}
-
-/// Fashion-MNIST's class names (Xiao, Rasul & Vollgraf 2017).
-pub const FASHION_MNIST_CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+pub use crate::data::embedded::FASHION_MNIST_CLASSES;
+pub use crate::data::split::Split;
 
 /// Where the Debian package `dataset-fashion-mnist` installs its files.
 pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";

@@ -1,4 +1,5 @@
-//! Stratified, seeded train/validation split.
+//! Splits: which part of a dataset ([`Split`]), and the stratified, seeded
+//! train/validation split of its indices.
 //!
 //! Every class gives `round(n_c · val_fraction)` of its images to validation (at least
 //! one image stays in training), chosen by a seeded shuffle of that class's images, so
@@ -6,9 +7,44 @@
 //! halves keep dataset order. The same `(dataset, val_fraction, seed)` always gives the
 //! same split; a different seed gives a different one.
 
-use crate::data::dataset::ImageDataset;
 use crate::data::rng::DataRng;
 use crate::error::{Error, Result};
+use std::fmt;
+use std::str::FromStr;
+
+/// Which part of a dataset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// The training split.
+    #[default]
+    Train,
+    /// The test split.
+    Test,
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        })
+    }
+}
+
+impl FromStr for Split {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "train" => Ok(Split::Train),
+            "test" | "t10k" => Ok(Split::Test),
+            other => Err(Error::config(
+                "split",
+                "split",
+                format!("`{other}` is not train or test"),
+            )),
+        }
+    }
+}
 
 /// Indices `(train, val)` of a stratified split of `labels` over `num_classes` classes.
 pub fn split_indices(
@@ -46,16 +82,6 @@ pub fn split_indices(
     train.sort_unstable();
     val.sort_unstable();
     Ok((train, val))
-}
-
-/// Splits `dataset` into `(train, val)`; see the module documentation.
-pub fn stratified_split(
-    dataset: &ImageDataset,
-    val_fraction: f64,
-    seed: u64,
-) -> Result<(ImageDataset, ImageDataset)> {
-    let (train, val) = split_indices(dataset.labels(), dataset.num_classes(), val_fraction, seed)?;
-    Ok((dataset.subset(&train)?, dataset.subset(&val)?))
 }
 
 #[cfg(test)]
