@@ -271,47 +271,90 @@ pub fn load_bytes(
         .into_iter()
         .collect();
 
+    let mut shapes = vec![];
+    for name in st.names() {
+        let view = st
+            .tensor(name)
+            .map_err(|e| format_err(path, format!("tensor {name}: {e}")))?;
+        shapes.push((name.to_string(), view.shape().to_vec()));
+    }
+    let get = |name: &str| {
+        let view = st
+            .tensor(name)
+            .map_err(|e| format_err(path, format!("tensor {name}: {e}")))?;
+        decode(path, name, &view)
+    };
+    let report = put_matching(net, &shapes, get, strict, |reason| format_err(path, reason))?;
+    Ok((report, metadata))
+}
+
+/// Loads a state dict held in memory (names as [`state_dict`] gives them) into `net`:
+/// strictly (every name and shape must match, else an error that lists the differences
+/// and nothing is loaded) or not (the tensors that match are loaded; the report says
+/// what was missing, unexpected or of another shape — for a new head, say).
+pub fn load_state_dict(
+    net: &mut dyn Layer,
+    tensors: &BTreeMap<String, Tensor>,
+    strict: bool,
+) -> Result<LoadReport> {
+    let shapes: Vec<(String, Vec<usize>)> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape().to_vec()))
+        .collect();
+    let get = |name: &str| -> Result<Vec<f32>> {
+        Ok(tensors
+            .get(name)
+            .map(|t| t.data().to_vec())
+            .unwrap_or_default())
+    };
+    put_matching(net, &shapes, get, strict, |reason| {
+        Error::state("load_state_dict", format!("the state dict {reason}"))
+    })
+}
+
+/// Matches `(name, shape)` of a source against `net`, then copies the matching tensors
+/// (values from `get`) into it.
+fn put_matching(
+    net: &mut dyn Layer,
+    source: &[(String, Vec<usize>)],
+    get: impl Fn(&str) -> Result<Vec<f32>>,
+    strict: bool,
+    err: impl Fn(String) -> Error,
+) -> Result<LoadReport> {
     let ours: BTreeMap<String, Vec<usize>> = state_dict(net)
         .into_iter()
         .map(|(k, t)| (k, t.shape().to_vec()))
         .collect();
     let mut report = LoadReport::default();
     let mut values: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-    let file_names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
-    for name in &file_names {
-        let view = st
-            .tensor(name)
-            .map_err(|e| format_err(path, format!("tensor {name}: {e}")))?;
+    for (name, file_shape) in source {
         match ours.get(name) {
             None => report.unexpected.push(name.clone()),
             Some(shape) => {
                 let scalar_both = shape.iter().product::<usize>() == 1
-                    && view.shape().iter().product::<usize>() == 1;
-                if shape.as_slice() != view.shape() && !scalar_both {
+                    && file_shape.iter().product::<usize>() == 1;
+                if shape != file_shape && !scalar_both {
                     report
                         .mismatched
-                        .push((name.clone(), shape.clone(), view.shape().to_vec()));
+                        .push((name.clone(), shape.clone(), file_shape.clone()));
                 } else {
-                    values.insert(name.clone(), decode(path, name, &view)?);
+                    values.insert(name.clone(), get(name)?);
                 }
             }
         }
     }
     report.missing = ours
         .keys()
-        .filter(|k| !file_names.contains(k))
+        .filter(|k| !source.iter().any(|(n, _)| n == *k))
         .cloned()
         .collect();
     report.unexpected.sort();
     report.mismatched.sort();
     if strict && !report.is_exact() {
-        return Err(format_err(
-            path,
-            format!(
-                "does not match the network: {}\n(load non-strictly to take only the matching tensors)",
-                report.describe()
-            ),
-        ));
+        return Err(err(format!(
+            "does not match the network: {}\n(load non-strictly to take only the matching tensors)",
+            report.describe()
+        )));
     }
     let put = |name: &str, t: &mut Tensor, loaded: &mut Vec<String>| {
         if let Some(v) = values.get(name) {
@@ -323,7 +366,7 @@ pub fn load_bytes(
     net.visit_params("", &mut |n, p| put(n, &mut p.value, &mut loaded));
     net.visit_buffers("", &mut |n, b| put(n, b, &mut loaded));
     report.loaded = loaded;
-    Ok((report, metadata))
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`train`]: the [`train::Trainer`] (step, epoch, evaluate, hooks) and `strata train`'s run.
 //! - [`data`]: datasets (IDX, CIFAR, image folders), augmentation, the threaded loader.
 //! - [`checkpoint`]: safetensors state dicts with torchvision names.
+//! - [`predict`]: a trained model classifying image files (preprocessing as in training).
 //! - [`summary`], [`bench`], [`profile`]: per-layer shapes and costs, speed, timings.
 //! - [`plot`]: SVG charts; [`alloc`]: the allocator setting; [`error`]: typed errors.
 //!
@@ -35,10 +36,13 @@ pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod plot;
+pub mod predict;
 pub mod profile;
 pub mod summary;
 pub mod tensor;
 pub mod train;
 
 pub use error::{Error, Result};
+/// The random-number crate of the layer constructors' `rng` arguments.
+pub use rand;
 pub use tensor::Tensor;

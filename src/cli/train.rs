@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata::data::{self, Augment, Loader, LoaderConfig, Split};
-use strata::nn::{Layer, Mode};
 use strata::optim::{OptimizerConfig, Schedule};
 use strata::train::{self, IterProgress, Observer, Record, RunPaths, TrainConfig};
 
@@ -452,40 +451,13 @@ pub struct PredictArgs {
 
 /// `strata predict`.
 pub fn predict(args: &PredictArgs) -> Result<()> {
-    let mut t = train::load_trained(&args.checkpoint)?;
-    let [c, h, w] = t.model.input_shape();
+    let mut p = strata::predict::Predictor::load(&args.checkpoint)?;
     let mut text = String::new();
     for path in &args.images {
-        let img = image::open(path)
-            .with_context(|| format!("{}: cannot read as an image", path.display()))?;
-        let resized = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
-        let pixels: Vec<u8> = match c {
-            1 => resized.to_luma8().into_raw(),
-            3 => {
-                // HWC → CHW
-                let rgb = resized.to_rgb8().into_raw();
-                (0..3).flat_map(|ch| rgb.iter().skip(ch).step_by(3).copied().collect::<Vec<_>>()).collect()
-            }
-            _ => bail!("the model takes {c}-channel images; only 1 (grayscale) and 3 (RGB) can be read from files"),
-        };
-        let mut x: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
-        t.normalize.apply(&mut x, h * w);
-        let x = strata::Tensor::from_vec(x, &[1, c, h, w])?;
-        let logits = t.model.forward(&x, Mode::Eval)?;
-        let mut probs = vec![0.0f32; logits.len()];
-        strata::kernels::softmax::softmax_rows(logits.len(), logits.data(), &mut probs);
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
         text.push_str(&format!("{}\n", path.display()));
-        for &k in order.iter().take(args.top_k.max(1)) {
-            let name = t
-                .class_names
-                .get(k)
-                .cloned()
-                .unwrap_or_else(|| k.to_string());
-            text.push_str(&format!("  {:>6.2}%  {name}\n", 100.0 * probs[k]));
+        for g in p.predict_file(path, args.top_k)? {
+            text.push_str(&format!("  {:>6.2}%  {}\n", 100.0 * g.probability, g.name));
         }
     }
-    let _ = t.model.kind();
     super::models::out(&text)
 }

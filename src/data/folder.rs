@@ -123,6 +123,28 @@ pub fn scan(root: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
         .collect()
 }
 
+/// The pixels of `im` as channel planes (CHW): one gray plane, or R, G and B.
+pub fn planes(im: &DynamicImage, gray: bool) -> Vec<u8> {
+    if gray {
+        return im.to_luma8().into_raw();
+    }
+    // HWC interleaved → CHW planes.
+    let rgb = im.to_rgb8();
+    let raw = rgb.as_raw();
+    (0..3)
+        .flat_map(|ch| raw.iter().skip(ch).step_by(3).copied())
+        .collect()
+}
+
+/// Resizes `im` to `[h, w]` as the folder loader does (bilinear, `Triangle`), unless it
+/// has that size already.
+pub fn fit(im: DynamicImage, [h, w]: [usize; 2]) -> DynamicImage {
+    if (im.height() as usize, im.width() as usize) == (h, w) {
+        return im;
+    }
+    im.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
+}
+
 /// Decodes one file, checking its size when no resize is asked for.
 fn decode(path: &Path) -> std::result::Result<DynamicImage, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
@@ -167,10 +189,7 @@ pub fn load(root: &Path, options: &FolderOptions) -> Result<(ImageDataset, Folde
         let converted = result.and_then(|im| {
             let (iw, ih) = im.dimensions();
             let im = match options.resize {
-                Some(_) if (ih as usize, iw as usize) != (h, w) => {
-                    im.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
-                }
-                Some(_) => im,
+                Some(_) => fit(im, [h, w]),
                 None if (ih as usize, iw as usize) != (h, w) => {
                     return Err(format!(
                         "image is {iw}×{ih}, the others are {w}×{h}; pass a resize size to make them agree"
@@ -182,16 +201,7 @@ pub fn load(root: &Path, options: &FolderOptions) -> Result<(ImageDataset, Folde
         });
         match converted {
             Ok(im) => {
-                if gray {
-                    images.extend_from_slice(im.to_luma8().as_raw());
-                } else {
-                    // HWC interleaved → CHW planes.
-                    let rgb = im.to_rgb8();
-                    let raw = rgb.as_raw();
-                    for ch in 0..3 {
-                        images.extend(raw.iter().skip(ch).step_by(3));
-                    }
-                }
+                images.extend(planes(&im, gray));
                 labels.push(*label);
             }
             Err(reason) if options.skip_bad => report.skipped.push(((*path).clone(), reason)),

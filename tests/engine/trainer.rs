@@ -217,3 +217,88 @@ fn a_diverging_step_is_an_error_before_the_weights_change() {
     let same = |a: &f32, b: &f32| a.to_bits() == b.to_bits();
     assert!(before.iter().zip(&after).all(|(a, b)| same(a, b)));
 }
+
+#[test]
+fn a_predictor_preprocesses_as_training_did_and_ranks_the_classes() {
+    use strata::checkpoint;
+    use strata::predict::Predictor;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let mut t = trainer("fmnist-cnn", 0.05);
+    t.step(&batch(2, 4), 0, 0, &mut []).unwrap();
+    let mut meta = t.model.metadata().unwrap();
+    let norm = Normalize::new(vec![0.25], vec![0.5]).unwrap();
+    meta.extend(norm.to_metadata());
+    meta.insert(
+        strata::train::META_CLASSES.into(),
+        r#"["a","b","c","d"]"#.into(),
+    );
+    checkpoint::save(&mut t.model, &path, &meta).unwrap();
+
+    let mut p = Predictor::load(&path).unwrap();
+    // An RGB image of another size: made gray and 12×12, scaled, normalized.
+    let im = image::RgbImage::from_fn(20, 17, |x, y| {
+        image::Rgb([(x * 12) as u8, (y * 15) as u8, 77])
+    });
+    let x = p
+        .preprocess(image::DynamicImage::ImageRgb8(im.clone()))
+        .unwrap();
+    assert_eq!(x.shape(), &[1, 1, 12, 12]);
+    let gray = image::DynamicImage::ImageRgb8(im.clone())
+        .resize_exact(12, 12, image::imageops::FilterType::Triangle)
+        .to_luma8();
+    let want = (gray.as_raw()[0] as f32 / 255.0 - 0.25) / 0.5;
+    assert!(
+        (x.data()[0] - want).abs() < 1e-6,
+        "{} vs {want}",
+        x.data()[0]
+    );
+
+    let probs = p.probabilities(&x).unwrap().remove(0);
+    assert_eq!(probs.len(), 4);
+    assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    let guesses = p
+        .predict_image(image::DynamicImage::ImageRgb8(im), 3)
+        .unwrap();
+    assert_eq!(guesses.len(), 3);
+    let best = (0..4)
+        .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
+        .unwrap();
+    assert_eq!(guesses[0].class, best);
+    assert_eq!(guesses[0].name, ["a", "b", "c", "d"][best]);
+    assert!(guesses
+        .windows(2)
+        .all(|w| w[0].probability >= w[1].probability));
+}
+
+#[test]
+fn a_state_dict_in_memory_loads_strictly_or_leaves_a_new_head_alone() {
+    use strata::checkpoint::{load_state_dict, state_dict};
+    let mut a = trainer("fmnist-cnn", 0.05);
+    let mut b = trainer("fmnist-cnn", 0.05);
+    b.step(&batch(5, 4), 0, 0, &mut []).unwrap();
+    let sd = state_dict(&mut b.model);
+    let report = load_state_dict(&mut a.model, &sd, true).unwrap();
+    assert!(report.is_exact());
+    assert_eq!(weights(&mut a), weights(&mut b));
+
+    // Another number of classes: strict refuses and changes nothing; non-strict loads
+    // everything but the head.
+    let mut cfg = a.model.config.clone();
+    cfg.classes = 7;
+    let mut c = models::build("fmnist-cnn", Some(cfg)).unwrap();
+    let before = state_dict(&mut c);
+    assert!(load_state_dict(&mut c, &sd, true).is_err());
+    assert_eq!(state_dict(&mut c), before);
+    let report = load_state_dict(&mut c, &sd, false).unwrap();
+    assert_eq!(report.mismatched.len(), 2, "{}", report.describe());
+    assert!(report.missing.is_empty() && report.unexpected.is_empty());
+    let after = state_dict(&mut c);
+    for (k, v) in &after {
+        if report.mismatched.iter().any(|m| &m.0 == k) {
+            assert_eq!(v, &before[k], "{k}");
+        } else {
+            assert_eq!(v, &sd[k], "{k}");
+        }
+    }
+}
