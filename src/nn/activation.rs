@@ -98,7 +98,7 @@ impl Layer for Activation {
         }
         let mut y = Tensor::for_overwrite(x.shape());
         act_forward(self.act, x.data(), y.data_mut());
-        self.cache = (mode == Mode::Train).then(|| ActivationCache {
+        self.cache = mode.caches().then(|| ActivationCache {
             x: x.clone(),
             y: y.clone(),
         });

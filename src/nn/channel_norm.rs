@@ -88,7 +88,7 @@ impl Layer for ChannelLayerNorm {
             &mut mean,
             &mut rstd,
         );
-        self.cache = (mode == Mode::Train).then(|| ChannelNormCache {
+        self.cache = mode.caches().then(|| ChannelNormCache {
             x: x.clone(),
             dims,
             mean,

@@ -280,7 +280,7 @@ impl Conv2d {
             None => conv2d_forward(&g, n, x.data(), w, b, y.data_mut(), &mut self.ws)?,
         }
         self.cache = match mode {
-            Mode::Train => Some(Conv2dCache {
+            Mode::Train | Mode::EvalGrad => Some(Conv2dCache {
                 x: x.clone(),
                 geom: g,
             }),

@@ -38,8 +38,8 @@ struct DropoutCore {
 
 impl DropoutCore {
     fn forward(&mut self, x: &Tensor, mode: Mode, plane: usize) -> Tensor {
-        if mode == Mode::Eval || self.p == 0.0 {
-            self.scale = (mode == Mode::Train).then(|| vec![1.0; x.len()]);
+        if !mode.trains() || self.p == 0.0 {
+            self.scale = mode.caches().then(|| vec![1.0; x.len()]);
             return x.clone();
         }
         let keep = 1.0 / (1.0 - self.p);

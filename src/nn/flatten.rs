@@ -25,7 +25,7 @@ impl Layer for Flatten {
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let out = self.output_shape(x.shape())?;
-        self.x_shape = (mode == Mode::Train).then(|| x.shape().to_vec());
+        self.x_shape = mode.caches().then(|| x.shape().to_vec());
         x.clone().reshape(&out)
     }
 

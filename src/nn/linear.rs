@@ -100,7 +100,7 @@ impl Layer for Linear {
             acc,
             Par::Rayon,
         )?;
-        self.cache = (mode == Mode::Train).then(|| LinearCache { x: x.clone() });
+        self.cache = mode.caches().then(|| LinearCache { x: x.clone() });
         Ok(y)
     }
 

@@ -56,7 +56,7 @@ impl Layer for Mish {
                     *y = (x as f64 * parts(x).0) as f32;
                 }
             });
-        self.x = (mode == Mode::Train).then(|| x.clone());
+        self.x = mode.caches().then(|| x.clone());
         Ok(y)
     }
 

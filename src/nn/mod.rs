@@ -60,8 +60,26 @@ use crate::tensor::Tensor;
 pub enum Mode {
     /// Batch statistics, dropout active, caches kept for backward.
     Train,
-    /// Running statistics, dropout off, nothing cached.
+    /// Running statistics, dropout off, nothing cached: inference (and the fused
+    /// paths: a normalization folded into the convolution before it).
     Eval,
+    /// The numbers of [`Mode::Eval`] (running statistics, dropout off), with the caches
+    /// kept so that `backward` may follow, as PyTorch's `model.eval()` with autograd on:
+    /// gradients of an evaluated network (input-gradient maps), fine-tuning with frozen
+    /// BatchNorm statistics and dropout off.
+    EvalGrad,
+}
+
+impl Mode {
+    /// Whether a forward in this mode keeps what `backward` needs.
+    pub fn caches(self) -> bool {
+        self != Mode::Eval
+    }
+
+    /// Whether this mode trains: batch statistics, running statistics updated, dropout on.
+    pub fn trains(self) -> bool {
+        self == Mode::Train
+    }
 }
 
 /// A learnable tensor and its accumulated gradient.
@@ -97,11 +115,12 @@ pub trait Layer: std::any::Any + Send + std::fmt::Debug {
     /// Short name of the layer type (`"Conv2d"`), used in errors and summaries.
     fn kind(&self) -> &'static str;
 
-    /// Computes the output; in [`Mode::Train`] keeps what `backward` needs.
+    /// Computes the output; in [`Mode::Train`] and [`Mode::EvalGrad`] keeps what
+    /// `backward` needs.
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor>;
 
     /// Given `dy = ∂L/∂y`, returns `dx = ∂L/∂x` and adds into the parameter gradients.
-    /// Needs a preceding `forward` in [`Mode::Train`].
+    /// Needs a preceding `forward` in [`Mode::Train`] or [`Mode::EvalGrad`].
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor>;
 
     /// Backward when `dx` is not needed (the network's first layer, the input being
@@ -231,7 +250,7 @@ pub fn zero_grad(layer: &mut dyn Layer) {
 pub(crate) fn no_cache(layer: &str) -> Error {
     Error::state(
         layer,
-        "backward called without a preceding forward in Mode::Train; run forward(x, Mode::Train) first",
+        "backward called without a preceding forward in Mode::Train or Mode::EvalGrad (Mode::Eval keeps nothing); run forward(x, Mode::Train) first",
     )
 }
 

@@ -119,7 +119,7 @@ impl NormCore {
             self.relu,
             y.data_mut(),
         );
-        self.cache = (mode == Mode::Train).then(|| NormCache {
+        self.cache = mode.caches().then(|| NormCache {
             x: x.clone(),
             dims: d,
             mean,
@@ -229,7 +229,7 @@ impl BatchNorm2d {
     ) -> Result<Tensor> {
         let d = self.core.dims(x)?;
         let axes = NormAxes::PerChannel;
-        if mode == Mode::Eval || self.freeze_stats {
+        if !mode.trains() || self.freeze_stats {
             let rstd = self.core.rstd(self.running_var.data());
             let mean = self.running_mean.data().to_vec();
             return Ok(self.core.apply(axes, x, d, mean, rstd, false, mode));
@@ -348,7 +348,7 @@ impl Fuse for BatchNorm2d {
     }
 
     fn takes_moments(&self, mode: Mode) -> bool {
-        mode == Mode::Train && !self.freeze_stats
+        mode.trains() && !self.freeze_stats
     }
 
     fn forward_with_moments(

@@ -166,7 +166,7 @@ impl Layer for MaxPool2d {
         let mut y = Tensor::for_overwrite(&[n, c, g.oh, g.ow]);
         let mut argmax = vec![0u32; y.len()];
         pool::max_pool_forward(&g, x.data(), y.data_mut(), &mut argmax);
-        self.cache = (mode == Mode::Train).then(|| MaxPoolCache {
+        self.cache = mode.caches().then(|| MaxPoolCache {
             x_shape: x.shape().to_vec(),
             geom: g,
             argmax,
@@ -263,7 +263,7 @@ impl Layer for AvgPool2d {
         let g = self.config.geom("AvgPool2d", h, w)?;
         let mut y = Tensor::zeros(&[n, c, g.oh, g.ow]);
         pool::avg_pool_forward(&g, self.config.count_include_pad, x.data(), y.data_mut());
-        self.cache = (mode == Mode::Train).then(|| (x.shape().to_vec(), g));
+        self.cache = mode.caches().then(|| (x.shape().to_vec(), g));
         Ok(y)
     }
 
@@ -340,7 +340,7 @@ impl Layer for AdaptiveAvgPool2d {
         let [oh, ow] = self.output;
         let mut y = Tensor::zeros(&[n, c, oh, ow]);
         pool::adaptive_avg_forward((h, w), (oh, ow), x.data(), y.data_mut());
-        self.cache = (mode == Mode::Train).then(|| x.shape().to_vec());
+        self.cache = mode.caches().then(|| x.shape().to_vec());
         Ok(y)
     }
 

@@ -140,7 +140,7 @@ impl Residual {
         mode: Mode,
         run: &mut dyn FnMut(&mut dyn Layer, &Tensor, &str) -> Result<Tensor>,
     ) -> Result<Tensor> {
-        self.input = (mode == Mode::Train).then(|| x.clone());
+        self.input = mode.caches().then(|| x.clone());
         let mut y = run(&mut self.body, x, "")?;
         let s = match &mut self.skip {
             Skip::Projection(p) => Some(profile::layer("downsample", p, Phase::Forward, |l| {
@@ -158,7 +158,7 @@ impl Residual {
             profile::op("add", "Add+ReLU", true, Phase::Forward, || {
                 add_relu_into(y.data_mut(), s.data())
             });
-            self.relu_out = (mode == Mode::Train).then(|| y.clone());
+            self.relu_out = mode.caches().then(|| y.clone());
             return Ok(y);
         }
         profile::op("add", "Add", true, Phase::Forward, || y.add_assign(s))?;

@@ -6,7 +6,7 @@ use crate::fixtures::{load_all, Fixture};
 use std::collections::BTreeMap;
 use strata::loss::CrossEntropy;
 use strata::nn::spec::LayerSpec;
-use strata::nn::{BatchNorm2d, Layer, Mode};
+use strata::nn::{Layer, Mode};
 use strata::Tensor;
 
 /// f32 layer vs PyTorch f32: the two sum in different orders, so results differ by a
@@ -50,22 +50,6 @@ fn build(fx: &Fixture) -> Result<Box<dyn Layer>, String> {
     let obj = config
         .as_object_mut()
         .ok_or("config is not a JSON object")?;
-    if layer == "batch_norm2d" && fx.meta("mode")? == "eval" {
-        // PyTorch's eval-mode BN also has a backward: a BN with frozen running stats.
-        let get = |k: &str| {
-            obj.get(k)
-                .and_then(|v| v.as_f64())
-                .ok_or(format!("config.{k}"))
-        };
-        let mut bn = BatchNorm2d::with_options(
-            get("num_features")? as usize,
-            get("eps")? as f32,
-            get("momentum")? as f32,
-        )
-        .map_err(|e| e.to_string())?;
-        bn.freeze_stats(true);
-        return Ok(Box::new(bn));
-    }
     obj.insert("layer".into(), serde_json::Value::String(layer.into()));
     let spec: LayerSpec = serde_json::from_value(config).map_err(|e| format!("spec: {e}"))?;
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
@@ -115,16 +99,27 @@ fn check_layer(fx: &Fixture) -> Result<(), String> {
     let x = fx.get("x")?;
     let is_dropout = matches!(fx.meta("layer")?, "dropout" | "dropout2d");
     if is_dropout {
-        // Eval-mode dropout is the identity; masks cannot match PyTorch's RNG, so the
-        // training behaviour is checked by the layer's own tests.
+        // Eval-mode dropout is the identity, forward and backward; masks cannot match
+        // PyTorch's RNG, so the training behaviour is checked by the layer's own tests.
         let y = layer.forward(x, Mode::Eval).map_err(|e| e.to_string())?;
-        return compare("y", &y, fx.get("y")?, 0.0, 0.0);
+        compare("y", &y, fx.get("y")?, 0.0, 0.0)?;
+        let y = layer
+            .forward(x, Mode::EvalGrad)
+            .map_err(|e| e.to_string())?;
+        compare("y (EvalGrad)", &y, fx.get("y")?, 0.0, 0.0)?;
+        let dx = layer.backward(fx.get("dy")?).map_err(|e| e.to_string())?;
+        return compare("dx", &dx, fx.get("dx")?, 0.0, 0.0);
     }
-    if mode == "eval" {
+    // PyTorch's eval mode with autograd is strata's Mode::EvalGrad: eval numbers, and a
+    // backward after them.
+    let forward_mode = if mode == "eval" {
         let y = layer.forward(x, Mode::Eval).map_err(|e| e.to_string())?;
         compare("y (eval)", &y, fx.get("y")?, RTOL, ATOL)?;
-    }
-    let y = layer.forward(x, Mode::Train).map_err(|e| e.to_string())?;
+        Mode::EvalGrad
+    } else {
+        Mode::Train
+    };
+    let y = layer.forward(x, forward_mode).map_err(|e| e.to_string())?;
     compare("y", &y, fx.get("y")?, RTOL, ATOL)?;
     let dx = layer.backward(fx.get("dy")?).map_err(|e| e.to_string())?;
     compare("dx", &dx, fx.get("dx")?, RTOL, ATOL)?;

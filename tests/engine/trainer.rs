@@ -302,3 +302,64 @@ fn a_state_dict_in_memory_loads_strictly_or_leaves_a_new_head_alone() {
         }
     }
 }
+
+#[test]
+fn a_backward_after_an_eval_forward_gives_the_gradient_of_the_eval_network() {
+    let mut cfg = models::default_config("resnet20").unwrap();
+    cfg.in_channels = 1;
+    cfg.input_size = [8, 8];
+    cfg.width = 0.25;
+    cfg.dropout = 0.5;
+    let mut m = models::build("resnet20", Some(cfg)).unwrap();
+    // Running statistics away from their defaults.
+    for i in 0..3 {
+        m.forward(&small(i), Mode::Train).unwrap();
+    }
+    let x = small(7);
+    let mut buffers = vec![];
+    m.visit_buffers("", &mut |_, b| buffers.extend_from_slice(b.data()));
+    let y_eval = m.forward(&x, Mode::Eval).unwrap();
+    let y = m.forward(&x, Mode::EvalGrad).unwrap();
+    let err = y
+        .data()
+        .iter()
+        .zip(y_eval.data())
+        .fold(0.0f32, |e, (a, b)| e.max((a - b).abs()));
+    assert!(err < 1e-4, "EvalGrad and Eval differ by {err}");
+    let mut after = vec![];
+    m.visit_buffers("", &mut |_, b| after.extend_from_slice(b.data()));
+    assert_eq!(buffers, after, "EvalGrad moved the running statistics");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+    let r = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
+    let dx = m.backward(&r).unwrap();
+    // The same again: dropout is off, so the gradient is a function of x.
+    m.forward(&x, Mode::EvalGrad).unwrap();
+    assert_eq!(m.backward(&r).unwrap(), dx);
+    // Finite differences of L = Σ y·r in the input, at a few coordinates (f64 sums).
+    let loss = |m: &mut strata::models::Model, x: &Tensor| -> f64 {
+        let y = m.forward(x, Mode::Eval).unwrap();
+        y.data()
+            .iter()
+            .zip(r.data())
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum()
+    };
+    // A small step: a ReLU kink within h of a coordinate spoils its difference.
+    let h = 2e-3f32;
+    for i in [0, 17, 40, 63, 100] {
+        let (mut xp, mut xm) = (x.clone(), x.clone());
+        xp.data_mut()[i] += h;
+        xm.data_mut()[i] -= h;
+        let fd = (loss(&mut m, &xp) - loss(&mut m, &xm)) / (2.0 * h as f64);
+        let an = dx.data()[i] as f64;
+        assert!(
+            (fd - an).abs() <= 2e-2 * fd.abs().max(an.abs()).max(0.1),
+            "x[{i}]: finite difference {fd}, backward {an}"
+        );
+    }
+}
+
+fn small(seed: u64) -> Tensor {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    Tensor::randn(&[2, 1, 8, 8], 0.0, 1.0, &mut rng)
+}
