@@ -445,7 +445,7 @@ batch_norm_case("batch_norm2d_eval_b1_3x3_eps1e-3", (1, 2, 3, 3), 1e-3, 0.1,
 
 def group_norm_case(name, layer, shape, groups, eps):
     ch = shape[1]
-    if layer == "layer_norm":
+    if layer == "per_channel_layer_norm":
         cfg = {"num_channels": ch, "eps": eps}
     else:
         cfg = {"num_groups": groups, "num_channels": ch, "eps": eps}
@@ -463,9 +463,37 @@ group_norm_case("group_norm_g4_c4_per_channel", "group_norm", (2, 4, 3, 3), 4, 1
 group_norm_case("group_norm_g3_c6_b1", "group_norm", (1, 6, 5, 3), 3, 1e-5)
 group_norm_case("group_norm_g2_c8_eps1e-3_b3", "group_norm", (3, 8, 2, 3), 2, 1e-3)
 
-group_norm_case("layer_norm_c4_b2", "layer_norm", (2, 4, 3, 5), 1, 1e-5)
-group_norm_case("layer_norm_c3_b1_1x1", "layer_norm", (1, 3, 1, 1), 1, 1e-5)
-group_norm_case("layer_norm_c5_b3_eps1e-6", "layer_norm", (3, 5, 2, 3), 1, 1e-6)
+group_norm_case("per_channel_layer_norm_c4_b2", "per_channel_layer_norm",
+                (2, 4, 3, 5), 1, 1e-5)
+group_norm_case("per_channel_layer_norm_c3_b1_1x1", "per_channel_layer_norm",
+                (1, 3, 1, 1), 1, 1e-5)
+group_norm_case("per_channel_layer_norm_c5_b3_eps1e-6", "per_channel_layer_norm",
+                (3, 5, 2, 3), 1, 1e-6)
+
+
+def layer_norm_case(name, shape, normalized_shape, eps=1e-5, affine=True,
+                    bias=True):
+    """PyTorch's nn.LayerNorm: one weight and bias per element of normalized_shape."""
+    ns = list(normalized_shape)
+    cfg = {"normalized_shape": ns, "eps": eps, "elementwise_affine": affine,
+           "bias": bias}
+
+    @case(name, "layer_norm", cfg)
+    def _(c):
+        x = leaf(randn(*shape, scale=1.5) + 0.4)
+        params = {}
+        if affine:
+            params["weight"] = leaf(1.0 + 0.3 * randn(*ns))
+            if bias:
+                params["bias"] = leaf(0.2 * randn(*ns))
+        return {"x": x, "params": params, "forward": lambda x: F.layer_norm(
+            x, ns, params.get("weight"), params.get("bias"), eps)}
+
+
+layer_norm_case("layer_norm_chw_b2", (2, 4, 3, 5), (4, 3, 5))
+layer_norm_case("layer_norm_w_3d", (3, 2, 7), (7,), eps=1e-6)
+layer_norm_case("layer_norm_hw_no_affine", (2, 3, 4, 4), (4, 4), affine=False)
+layer_norm_case("layer_norm_chw_no_bias_b1", (1, 3, 2, 2), (3, 2, 2), bias=False)
 
 
 def instance_norm_case(name, shape, eps, affine):

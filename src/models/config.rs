@@ -15,7 +15,8 @@ pub enum NormKind {
     Batch,
     /// GroupNorm with this many groups (channel counts are rounded up to a multiple).
     Group(usize),
-    /// LayerNorm over (C, H, W) = GroupNorm(1).
+    /// LayerNorm over (C, H, W) with per-channel γ, β = GroupNorm(1)
+    /// ([`crate::nn::PerChannelLayerNorm`]).
     Layer,
     /// InstanceNorm2d = GroupNorm(C).
     Instance,

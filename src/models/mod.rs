@@ -25,8 +25,8 @@ pub use config::{ActKind, InitScheme, ModelConfig, NormKind};
 
 use crate::error::{Error, Result};
 use crate::nn::{
-    Activation, BatchNorm2d, Conv2d, Conv2dConfig, GroupNorm, InstanceNorm2d, Layer, LayerNorm,
-    Linear, Mode, Param, Receptive, Sequential,
+    Activation, BatchNorm2d, Conv2d, Conv2dConfig, GroupNorm, InstanceNorm2d, Layer, Linear, Mode,
+    Param, PerChannelLayerNorm, Receptive, Sequential,
 };
 use crate::tensor::Tensor;
 use rand::rngs::StdRng;
@@ -272,7 +272,7 @@ impl<'a> Builder<'a> {
         Ok(match self.cfg.norm {
             NormKind::Batch => Some(Box::new(BatchNorm2d::new(c)?)),
             NormKind::Group(g) => Some(Box::new(GroupNorm::new(g, c)?)),
-            NormKind::Layer => Some(Box::new(LayerNorm::new(c)?)),
+            NormKind::Layer => Some(Box::new(PerChannelLayerNorm::new(c)?)),
             NormKind::Instance => Some(Box::new(InstanceNorm2d::new(c)?)),
             NormKind::None => None,
         })

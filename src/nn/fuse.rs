@@ -13,8 +13,8 @@
 //! (tested bit for bit in `sequential.rs`), so a new layer needs none of this.
 
 use super::{
-    Activation, BatchNorm2d, Conv2d, GroupNorm, InstanceNorm2d, Layer, LayerNorm, MaxPool2d, Mode,
-    Residual, Sequential,
+    Activation, BatchNorm2d, Conv2d, GroupNorm, InstanceNorm2d, Layer, MaxPool2d, Mode,
+    PerChannelLayerNorm, Residual, Sequential,
 };
 use crate::error::Result;
 use crate::kernels::eltwise::Act;
@@ -200,7 +200,7 @@ fusable!(
     Conv2d,
     BatchNorm2d,
     GroupNorm,
-    LayerNorm,
+    PerChannelLayerNorm,
     InstanceNorm2d,
     Activation,
     MaxPool2d,

@@ -1,4 +1,4 @@
-//! Normalization layers: `BatchNorm2d`, `GroupNorm`, `LayerNorm`, `InstanceNorm2d`.
+//! Normalization layers: `BatchNorm2d`, `GroupNorm`, `PerChannelLayerNorm`, `InstanceNorm2d`.
 //!
 //! One idea, four reductions (the lecture's picture), one kernel
 //! ([`crate::kernels::norm`]):
@@ -8,7 +8,7 @@
 //! Where: `μ, σ²` are the mean and *biased* variance over
 //! - BatchNorm2d: `(N, H, W)` for each channel (in training; running estimates in eval),
 //! - GroupNorm(G): `(C/G, H, W)` for each sample and group of channels,
-//! - LayerNorm: `(C, H, W)` for each sample (GroupNorm with G = 1),
+//! - PerChannelLayerNorm: `(C, H, W)` for each sample (GroupNorm with G = 1),
 //! - InstanceNorm2d: `(H, W)` for each sample and channel (GroupNorm with G = C);
 //!
 //! and `γ, β` are learnable per channel (`weight`, `bias` in the state dict).
@@ -18,9 +18,9 @@
 //! PyTorch: eps defaults to 1e-5 and BatchNorm momentum to 0.1, with
 //! `running = (1 − momentum)·running + momentum·batch`, the running variance taking the
 //! *unbiased* batch variance (`σ²·M/(M−1)`), as `torch.nn.BatchNorm2d` does; the
-//! normalization itself uses the biased one. `LayerNorm` here is `nn.GroupNorm(1, C)`:
-//! per-channel `γ, β` as in the lecture's formula (PyTorch's `nn.LayerNorm([C, H, W])`
-//! would learn one per element). `InstanceNorm2d` defaults to `affine = true`, unlike
+//! normalization itself uses the biased one. `PerChannelLayerNorm` is `nn.GroupNorm(1, C)`:
+//! per-channel `γ, β` as in the lecture's formula; PyTorch's `nn.LayerNorm([C, H, W])`,
+//! with one `γ, β` per element, is [`super::LayerNorm`]. `InstanceNorm2d` defaults to `affine = true`, unlike
 //! PyTorch (`false`), because every normalization of the lecture has learnable scale
 //! and shift; it never tracks running statistics. The lecture writes BatchNorm per
 //! position; for convolutions the standard reduction (PyTorch's) is over `N, H, W`.
@@ -505,19 +505,20 @@ impl GroupNorm {
 }
 sample_norm_layer!(GroupNorm, "GroupNorm");
 
-/// Layer normalization over `(C, H, W)` per sample, per-channel `γ, β`.
+/// Layer normalization over `(C, H, W)` per sample with a per-channel `γ, β` (the
+/// lecture's form; `nn.GroupNorm(1, C)`). Models built with `--norm layer` use it.
 #[derive(Debug)]
-pub struct LayerNorm(SampleNorm);
+pub struct PerChannelLayerNorm(SampleNorm);
 
-impl LayerNorm {
+impl PerChannelLayerNorm {
     /// `C` channels, eps 1e-5.
     pub fn new(channels: usize) -> Result<Self> {
         Self::with_eps(channels, 1e-5)
     }
     /// With an explicit eps.
     pub fn with_eps(channels: usize, eps: f32) -> Result<Self> {
-        Ok(LayerNorm(SampleNorm::new(
-            "LayerNorm",
+        Ok(PerChannelLayerNorm(SampleNorm::new(
+            "PerChannelLayerNorm",
             1,
             channels,
             eps,
@@ -525,7 +526,7 @@ impl LayerNorm {
         )?))
     }
 }
-sample_norm_layer!(LayerNorm, "LayerNorm");
+sample_norm_layer!(PerChannelLayerNorm, "PerChannelLayerNorm");
 
 /// Instance normalization over `(H, W)` per sample and channel.
 #[derive(Debug)]
@@ -594,7 +595,7 @@ mod tests {
     fn bad_configs_and_shapes_are_errors() {
         assert!(GroupNorm::new(3, 8).is_err());
         assert!(BatchNorm2d::with_options(4, 1e-5, 1.5).is_err());
-        assert!(LayerNorm::with_eps(4, 0.0).is_err());
+        assert!(PerChannelLayerNorm::with_eps(4, 0.0).is_err());
         let mut bn = BatchNorm2d::new(4).unwrap();
         let err = bn
             .forward(&Tensor::zeros(&[2, 3, 4, 4]), Mode::Train)

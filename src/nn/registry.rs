@@ -185,12 +185,24 @@ pub struct GroupNormOptions {
     eps: f32,
 }
 
-/// `layer_norm`, `channel_layer_norm` options.
+/// `per_channel_layer_norm`, `channel_layer_norm` options.
 #[derive(Deserialize)]
 pub struct ChannelsOptions {
     num_channels: usize,
     #[serde(default = "eps_default")]
     eps: f32,
+}
+
+/// `layer_norm` options (PyTorch's names).
+#[derive(Deserialize)]
+pub struct LayerNormOptions {
+    normalized_shape: Vec<usize>,
+    #[serde(default = "eps_default")]
+    eps: f32,
+    #[serde(default = "yes")]
+    elementwise_affine: bool,
+    #[serde(default = "yes")]
+    bias: bool,
 }
 
 /// `instance_norm2d` options.
@@ -490,12 +502,30 @@ pub static LAYERS: &[LayerInfo] = &[
     },
     layer! {
         name: "layer_norm",
-        torch: "torch.nn.GroupNorm(1, C): statistics over (C, H, W), per-channel affine (the lecture's form)",
-        options: ChannelsOptions,
-        build: |o, _| LayerNorm::with_eps(o.num_channels, o.eps),
+        torch: "torch.nn.LayerNorm (normalized_shape, elementwise_affine, bias)",
+        options: LayerNormOptions,
+        build: |o, _| LayerNorm::with_options(&o.normalized_shape, o.eps, o.elementwise_affine, o.bias),
         checks: &[
             Check {
-                spec: r#"{"layer":"layer_norm","num_channels":4}"#,
+                spec: r#"{"layer":"layer_norm","normalized_shape":[3,2,4]}"#,
+                input: &[2, 3, 2, 4],
+                values: Values::Normal,
+            },
+            Check {
+                spec: r#"{"layer":"layer_norm","normalized_shape":[5],"bias":false}"#,
+                input: &[3, 2, 5],
+                values: Values::Normal,
+            },
+        ],
+    },
+    layer! {
+        name: "per_channel_layer_norm",
+        torch: "torch.nn.GroupNorm(1, C): LayerNorm statistics over (C, H, W), per-channel affine (the lecture's form)",
+        options: ChannelsOptions,
+        build: |o, _| PerChannelLayerNorm::with_eps(o.num_channels, o.eps),
+        checks: &[
+            Check {
+                spec: r#"{"layer":"per_channel_layer_norm","num_channels":4}"#,
                 input: &[2, 4, 3, 3],
                 values: Values::Normal,
             },

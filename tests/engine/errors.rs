@@ -54,7 +54,7 @@ fn every_layer_rejects_a_wrong_rank_without_panicking() {
         r#"{"layer":"adaptive_avg_pool2d","output":[1,1]}"#,
         r#"{"layer":"batch_norm2d","num_features":3}"#,
         r#"{"layer":"group_norm","num_groups":1,"num_channels":3}"#,
-        r#"{"layer":"layer_norm","num_channels":3}"#,
+        r#"{"layer":"per_channel_layer_norm","num_channels":3}"#,
         r#"{"layer":"instance_norm2d","num_features":3}"#,
         r#"{"layer":"channel_layer_norm","num_channels":3}"#,
         r#"{"layer":"dropout2d","p":0.5}"#,
