@@ -8,11 +8,8 @@
 //! of chunks (the rayon thread count) and combined in chunk order, so results are
 //! identical for a given thread count.
 
-pub mod bf16;
 pub mod conv;
-pub mod direct;
 pub mod eltwise;
-pub mod gathered;
 pub mod gemm;
 pub mod naive;
 pub mod norm;
@@ -20,8 +17,8 @@ pub mod optim;
 pub mod pool;
 pub(crate) mod simd;
 pub mod softmax;
-pub(crate) mod strided;
-pub mod winograd;
+
+pub use conv::{bf16, direct, gathered, winograd};
 
 /// How many pieces to cut a parallel job of `items` independent items into.
 pub(crate) fn chunk_count(items: usize) -> usize {

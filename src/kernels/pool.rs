@@ -93,7 +93,7 @@ pub fn max_pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u3
     }
     let per = planes_per_task(hw);
     let inside = windows_inside(g);
-    let avx512 = super::direct::has_avx512();
+    let avx512 = super::conv::has_avx512();
     y.par_chunks_mut(ohw * per)
         .zip(argmax.par_chunks_mut(ohw * per))
         .zip(x.par_chunks(hw * per))

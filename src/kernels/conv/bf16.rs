@@ -22,11 +22,11 @@
 //! Layers the gathered kernel does not take (1×1, grouped) and the input gradient of
 //! strided layers stay f32.
 
-use super::conv::ConvGeom;
-use super::direct::COB;
 #[cfg(target_arch = "x86_64")]
 use super::gathered::{for_each_tile, store_tile, with_taps, TileAt};
 use super::gathered::{Gathered, SLACK};
+use super::geom::ConvGeom;
+use super::geom::COB;
 use std::cell::Cell;
 
 /// How convolutions multiply.
@@ -518,7 +518,7 @@ unsafe fn pair_dy_avx512(g: &ConvGeom, dy: &[f32], out: &mut [u32]) {
                 *rj = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
             }
             // r[a][b] (channel a, pair b) → r[b][a].
-            super::simd::transpose_16x16(&mut r);
+            crate::kernels::simd::transpose_16x16(&mut r);
             for (k, &row) in r.iter().enumerate().take((pairs - pp0).min(LANES)) {
                 _mm512_storeu_si512(op.add((pp0 + k) * col + c0) as *mut _, row);
             }

@@ -15,7 +15,7 @@
 //! position as the forward pass, none on inserted zeros. A phase no tap reaches (a
 //! 1×1 stride-2 layer's odd rows and columns) is zero.
 
-use super::conv::ConvGeom;
+use super::geom::ConvGeom;
 
 /// One phase of the input: positions `(sh·m + a, sw·n + b)` for `m < rows`, `n < cols`.
 #[derive(Clone, Debug)]
@@ -163,7 +163,7 @@ pub(crate) fn scatter(g: &ConvGeom, ph: &Phase, y: &[f32], dx: &mut [f32]) {
     }
     assert!(dx.len() >= g.c_in * hw);
     #[cfg(target_arch = "x86_64")]
-    if sw <= 16 && super::direct::has_avx512() {
+    if sw <= 16 && super::geom::has_avx512() {
         // SAFETY: AVX-512F is present; y and dx hold what the asserts above say, and
         // the loops below stay inside the phase's rows and columns.
         unsafe { scatter_avx512(g, ph, y, dx) };

@@ -17,8 +17,8 @@
 //! The register tile is the one of the direct kernel: 8 output channels × 2 vectors of
 //! 16 positions, 16 accumulators; weights packed by [`super::direct::pack_weights`].
 
-use super::conv::{valid_range, ConvGeom};
-use super::direct::COB;
+use super::geom::COB;
+use super::geom::{valid_range, ConvGeom};
 
 /// Positions per vector.
 const LANES: usize = 16;
@@ -38,7 +38,7 @@ pub fn applies(g: &ConvGeom) -> bool {
         && g.kh * g.kw > 1
         && ohw > 0
         && ohw.div_ceil(LANES) * LANES * 4 <= ohw * 5
-        && super::direct::has_avx512()
+        && super::geom::has_avx512()
 }
 
 /// Sizes of the gathered buffer of one image.
@@ -124,7 +124,7 @@ const PREFETCH: usize = 1024;
 pub(crate) fn converted_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        super::direct::has_avx512() && std::arch::is_x86_feature_detected!("avx512bw")
+        super::geom::has_avx512() && std::arch::is_x86_feature_detected!("avx512bw")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -338,7 +338,7 @@ pub fn image(
     assert!(wp.len() >= g.c_out.div_ceil(COB) * g.kg() * COB);
     #[cfg(target_arch = "x86_64")]
     {
-        if super::direct::has_avx512() {
+        if super::geom::has_avx512() {
             // SAFETY: AVX-512F is present (checked just above). Loads read
             // `tap(ci, ky, kx) + p + 16·v` for p + 16·v < ohw rounded up to whole
             // vectors: at most the end of the (kx, ci) block plus fewer than

@@ -38,8 +38,8 @@
 //! Compared with the direct definition on awkward shapes in the tests.
 
 use super::bf16;
-use super::conv::ConvGeom;
-use super::direct::{self, Padded};
+use super::direct::Padded;
+use super::geom::ConvGeom;
 
 /// Tiles per vector.
 const LANES: usize = 16;
@@ -66,7 +66,7 @@ pub fn applies(g: &ConvGeom) -> bool {
         && g.c_in >= 16
         && g.c_out >= 16
         && g.oh.div_ceil(2) * g.ow.div_ceil(2) >= LANES
-        && direct::has_avx512()
+        && crate::kernels::conv::has_avx512()
 }
 
 /// Sizes of one layer's buffers.
@@ -266,7 +266,7 @@ pub fn image(
         let rb = plan.rows.min(plan.th - ty0);
         #[cfg(target_arch = "x86_64")]
         {
-            if direct::has_avx512() {
+            if crate::kernels::conv::has_avx512() {
                 // SAFETY: the CPU has AVX-512F (checked just above); the asserts and the
                 // plan's sizes keep every access in bounds (see the comments in each).
                 unsafe {
@@ -838,7 +838,7 @@ pub fn weight_grad_image(
     assert!(acc.len() >= wgrad_acc_len(g) && xt.len() >= wgrad_pad_len(g));
     assert!(work.len() >= wgrad_work_len(g));
     assert!(
-        direct::has_avx512(),
+        crate::kernels::conv::has_avx512(),
         "the Winograd weight gradient needs AVX-512F"
     );
     #[cfg(target_arch = "x86_64")]
@@ -901,7 +901,7 @@ unsafe fn to_channels_last(
                         *vj = _mm512_castps_si512(_mm512_maskz_loadu_ps(lane_mask(n), at));
                     }
                 }
-                super::simd::transpose_16x16(&mut v);
+                crate::kernels::simd::transpose_16x16(&mut v);
                 for (i, &vi) in v.iter().enumerate().take(n) {
                     let at = dst.add(((r + r0) * rs + x0 + i + c0) * c16 + cb);
                     _mm512_storeu_ps(at, _mm512_castsi512_ps(vi));
@@ -1118,7 +1118,7 @@ mod tests {
     ) -> Vec<f32> {
         let plan = Plan::of(g);
         let mut p = vec![0.0; plan.pad_len(g)];
-        direct::pad_image(g, plan.padded(), x, &mut p);
+        crate::kernels::conv::direct::pad_image(g, plan.padded(), x, &mut p);
         let mut u = vec![];
         pack_weights(g, w, &mut u);
         let mut work = vec![f32::NAN; plan.work_len(g)];
@@ -1169,7 +1169,7 @@ mod tests {
             let want = naive::conv2d_forward(&g, 1, &x, &wt, Some(&bias));
             let scale = (ci * 9) as f32;
             for simd in [true, false] {
-                if simd && !direct::has_avx512() {
+                if simd && !crate::kernels::conv::has_avx512() {
                     continue;
                 }
                 let got = run(&g, &x, &wt, Some(&bias), false, simd);
@@ -1183,7 +1183,7 @@ mod tests {
                     );
                 assert!(err < 2e-6 * scale, "{g:?} simd={simd}: {err}");
             }
-            let none = run(&g, &x, &wt, None, false, direct::has_avx512());
+            let none = run(&g, &x, &wt, None, false, crate::kernels::conv::has_avx512());
             let want0 = naive::conv2d_forward(&g, 1, &x, &wt, None);
             let err = none
                 .iter()
@@ -1192,7 +1192,7 @@ mod tests {
                 .fold(0.0f32, f32::max);
             assert!(err < 2e-6 * scale, "{g:?} no bias: {err}");
             for simd in [true, false] {
-                if simd && !direct::has_avx512() {
+                if simd && !crate::kernels::conv::has_avx512() {
                     continue;
                 }
                 let got = run(&g, &x, &wt, Some(&bias), true, simd);
@@ -1274,7 +1274,7 @@ mod tests {
             let (x, wt, bias) = operands(&mut rng, &g);
             let plan = Plan::of(&g);
             let mut p = vec![0.0; plan.pad_len(&g)];
-            direct::pad_image(&g, plan.padded(), &x, &mut p);
+            crate::kernels::conv::direct::pad_image(&g, plan.padded(), &x, &mut p);
             let mut u = vec![];
             pack_weights_bf16(&g, &wt, &mut u);
             let mut pairs = vec![u32::MAX; plan.pairs_len(&g)];
@@ -1339,7 +1339,7 @@ mod tests {
             };
             let want_y = naive::conv2d_forward(&g, 1, &x, &wt, Some(&bias));
             for (simd, relu) in [(true, true), (true, false), (false, true), (false, false)] {
-                if simd && !direct::has_avx512() {
+                if simd && !crate::kernels::conv::has_avx512() {
                     continue;
                 }
                 let got = run_ep(&g, &x, &wt, Some(&bias), relu, true, simd);
@@ -1354,7 +1354,7 @@ mod tests {
             // A NaN input: every pooled window whose tile reads it is NaN, the rest not.
             x[(ci / 2 * h + 3) * w + 4] = f32::NAN;
             for simd in [true, false] {
-                if simd && !direct::has_avx512() {
+                if simd && !crate::kernels::conv::has_avx512() {
                     continue;
                 }
                 let got = run_ep(&g, &x, &wt, Some(&bias), true, true, simd);
@@ -1385,7 +1385,7 @@ mod tests {
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
         let want = naive::conv2d_forward(&g, 1, &x, &wt, None);
-        let got = run(&g, &x, &wt, None, false, direct::has_avx512());
+        let got = run(&g, &x, &wt, None, false, crate::kernels::conv::has_avx512());
         let err = got
             .iter()
             .zip(&want)

@@ -16,12 +16,10 @@
 //! kernel, and at least 12 output columns (narrower maps waste too many lanes); everything else stays
 //! on im2col + GEMM. Compared with the direct definition on awkward shapes in the tests.
 
-use super::conv::ConvGeom;
+use super::geom::{has_avx512, ConvGeom, COB};
 
 /// Output columns per vector.
 const LANES: usize = 16;
-/// Output channels per register tile.
-pub(crate) const COB: usize = 8;
 /// Output rows per register tile.
 const ROWS: usize = 2;
 
@@ -35,17 +33,6 @@ pub fn applies(g: &ConvGeom) -> bool {
         && g.pad.1 < g.kw
         && g.ow >= 12
         && has_avx512()
-}
-
-pub(crate) fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// Sizes of the padded image buffer.

@@ -1,0 +1,476 @@
+//! The backward pass: input and weight gradients, dispatched over the kernels.
+
+use super::bf16;
+use super::direct::{self, Padded};
+use super::gathered::{self, Gathered};
+use super::geom::*;
+use super::im2col::*;
+use super::plan::*;
+use super::strided;
+use super::winograd;
+use super::workspace::*;
+use crate::error::Result;
+use crate::kernels::gemm::{matmul, Accumulate, Par, Trans};
+use crate::kernels::{chunk_count, split_ranges};
+use rayon::prelude::*;
+
+/// Gradients of [`conv2d_forward`]: `dx` is overwritten (if asked for), `dweight` and
+/// `dbias` are accumulated into (`+=`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    backward(g, n, x, weight, dy, dx, dweight, dbias, false, ws)
+}
+
+/// [`conv2d_backward`] for an input that is a ReLU's output: `dx` is zero where `x` is
+/// not positive — the ReLU's backward, applied to each image's `dx` while it is still in
+/// cache (what `eltwise::relu_backward_from_output` would compute from `dx`, bit for
+/// bit), so the ReLU's own pass can be skipped.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_relu_input(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    backward(g, n, x, weight, dy, Some(dx), dweight, dbias, true, ws)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    mask_by_input: bool,
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * g.ohw());
+    let w_len = g.c_out * g.kg();
+    check_len("conv2d_backward", "x", x.len(), n * x_img)?;
+    check_len("conv2d_backward", "dy", dy.len(), n * y_img)?;
+    check_len("conv2d_backward", "weight", weight.len(), w_len)?;
+    check_len("conv2d_backward", "dweight", dweight.len(), w_len)?;
+    let (cg_out, kg, ohw) = (g.c_out / g.groups, g.kg(), g.ohw());
+    if let Some(db) = dbias {
+        check_len("conv2d_backward", "dbias", db.len(), g.c_out)?;
+        db.par_iter_mut().enumerate().for_each(|(c, d)| {
+            let mut s = 0.0f64;
+            for img in 0..n {
+                let start = img * y_img + c * ohw;
+                s += dy[start..start + ohw]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>();
+            }
+            *d += s as f32;
+        });
+    }
+    let mut dx = dx;
+    // The input gradient as a direct convolution of dy, where the kernel takes it.
+    let dgeom = dx.as_ref().and_then(|_| direct_input_grad(g));
+    // A strided layer's input gradient phase by phase on the gathered kernels
+    // ([`strided`]), where AVX-512 runs them.
+    let phases = match (&dx, &dgeom) {
+        (Some(_), None) if super::geom::has_avx512() => strided::phases(g, weight),
+        _ => None,
+    };
+    if let Some(d) = dx.as_deref_mut() {
+        check_len("conv2d_backward", "dx", d.len(), n * x_img)?;
+        if dgeom.is_none() && phases.is_none() {
+            d.iter_mut().for_each(|v| *v = 0.0);
+        }
+    }
+    if n == 0 || y_img == 0 {
+        return Ok(());
+    }
+    let chunks = chunk_count(n);
+    let col_len = g.kg() * g.groups * ohw;
+    // The input gradient's kernel, and its gathered buffer (in `col`, after the
+    // weight gradient is done with it) when it is the gathered one.
+    let dpath = dgeom.as_ref().map_or(Path::Gemm, Path::of);
+    let gdt = dgeom.as_ref().map(Gathered::of);
+    let gdt_len = match (&dgeom, gdt) {
+        (Some(gt), Some(gd)) if dpath == Path::Gathered => gd.len(gt),
+        (Some(gt), _) if dpath == Path::Winograd => winograd::Plan::of(gt).work_len(gt),
+        _ => 0,
+    };
+    // bf16 products: the weight gradient (transposed accumulator in `dw`), and the
+    // input gradient of a stride-1 layer.
+    let bf_dw = bf16::weight_grad_active_for(g);
+    let bf_dx = dgeom.as_ref().is_some_and(bf16::active_for);
+    let wbf_dx = bf_dx && dpath == Path::Winograd && winograd::bf16_available();
+    let gd = Gathered::of(g);
+    // The weight gradient by Winograd on the 3×3 layers it takes (also faster than the
+    // direct kernel on 16→16: resnet20 f32 training +3–6%); from the padded input where
+    // the direct kernel takes it and is the faster (thin inputs: measured 1.2–1.8× on
+    // c_in ≤ 16, 0.4–0.6× on 32–64 channels); im2col + GEMM otherwise. The direct one
+    // accumulates in the natural layout; Winograd's `dU` follows it in `dw`.
+    let wino_dw = !bf_dw && winograd::weight_grad_applies(g);
+    let direct_dw = !wino_dw && direct::applies(g) && g.c_in <= 16;
+    let dw_len = if bf_dw {
+        w_len.max(bf16::wgrad_acc_len(g))
+    } else if wino_dw {
+        w_len + winograd::wgrad_acc_len(g)
+    } else {
+        w_len
+    };
+    let wino_work = if wino_dw {
+        winograd::wgrad_work_len(g)
+    } else {
+        0
+    };
+    // A GEMM weight gradient of a small plane: several images per product (their
+    // columns and dy side by side, after the per-image buffers in `col`).
+    let gemm_dw = !direct_dw && !bf_dw && !wino_dw;
+    let gbw = if gemm_dw { gemm_images(g) } else { 1 };
+    // ... and its input gradient too, when that is GEMM + col2im (`dcol` of the block
+    // after the columns and dy).
+    let batch_dx = gbw > 1 && dx.is_some() && dgeom.is_none() && phases.is_none();
+    let batch_len = if gbw > 1 {
+        (kg + g.c_out + if batch_dx { kg } else { 0 }) * gbw * ohw
+    } else {
+        0
+    };
+    ws.prepare(chunks, col_len.max(gdt_len).max(wino_work), dw_len);
+    let ranges = split_ranges(n, chunks);
+    let pointwise = g.is_pointwise();
+    let pd = Padded::of(g);
+    if let Some(gt) = &dgeom {
+        if wbf_dx {
+            winograd::pack_weights_bf16(gt, &flip_transpose(g, weight), &mut ws.packed_bf_t);
+        } else if bf_dx {
+            bf16::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_bf_t);
+        } else if dpath == Path::Winograd {
+            winograd::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
+        } else {
+            direct::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
+        }
+    }
+    // Each phase's weights, packed for the bf16 kernel (enough channels of dy to pair)
+    // or the f32 one.
+    let phase_bf = |pg: &ConvGeom| {
+        bf16::precision() == bf16::Precision::Bf16 && pg.c_in >= 8 && bf16::available()
+    };
+    let phase_packs: Vec<Packed> = phases
+        .iter()
+        .flatten()
+        .map(|ph| match &ph.conv {
+            Some((pg, pw)) if phase_bf(pg) => {
+                let mut v = Vec::new();
+                bf16::pack_weights(pg, pw, &mut v);
+                Packed::Bf16(v)
+            }
+            Some((pg, pw)) => {
+                let mut v = Vec::new();
+                direct::pack_weights(pg, pw, &mut v);
+                Packed::F32(v)
+            }
+            None => Packed::F32(Vec::new()),
+        })
+        .collect();
+    let (packed_t, packed_bf_t) = (&ws.packed_t, &ws.packed_bf_t);
+    let mut jobs = Vec::with_capacity(chunks);
+    let mut rest = dx;
+    for (range, buf) in ranges.iter().zip(ws.chunks.iter_mut()) {
+        let mine = match rest.take() {
+            Some(r) => {
+                let (mine, tail) = r.split_at_mut(range.len() * x_img);
+                rest = Some(tail);
+                Some(mine)
+            }
+            None => None,
+        };
+        jobs.push((range.clone(), mine, buf));
+    }
+    jobs.into_par_iter()
+        .try_for_each(|(range, mut dx_chunk, buf)| -> Result<()> {
+            let ChunkBuf {
+                col,
+                dw,
+                pad,
+                pad_for,
+                pad_dy,
+                pad_dy_for,
+                pad_cl,
+                pad_cl_for,
+                pairs,
+                plain,
+                dy_pairs,
+                conv_pairs,
+                phase_out,
+                batch,
+            } = buf;
+            dw[..dw_len].iter_mut().for_each(|v| *v = 0.0);
+            let (images, first) = (range.len(), range.start);
+            for (i, img) in range.enumerate() {
+                let xi = &x[img * x_img..(img + 1) * x_img];
+                let dyi = &dy[img * y_img..(img + 1) * y_img];
+                if bf_dw {
+                    let q = grown(plain, bf16::wgrad_input_len(g, gd));
+                    bf16::gather_plain(g, gd, xi, conv_pairs, q);
+                    let d = grown(dy_pairs, bf16::wgrad_dy_len(g));
+                    bf16::pair_dy(g, dyi, conv_pairs, d);
+                    bf16::weight_grad(g, gd, q, d, &mut dw[..dw_len]);
+                } else if direct_dw {
+                    let p = padded(pad, pad_for, g, Path::Direct, pd.len(g));
+                    direct::pad_image(g, pd, xi, p);
+                    direct::weight_grad(g, pd, p, dyi, &mut dw[..w_len]);
+                } else if wino_dw {
+                    let len = winograd::wgrad_pad_len(g);
+                    if *pad_cl_for != Some(*g) {
+                        pad_cl.clear();
+                        pad_cl.resize(len, 0.0);
+                        *pad_cl_for = Some(*g);
+                    }
+                    let acc = &mut dw[w_len..dw_len];
+                    let work = &mut col[..wino_work];
+                    winograd::weight_grad_image(g, xi, dyi, acc, &mut pad_cl[..len], work);
+                }
+                // dw_gᵀ[kg, cg_out] += col_g · dy_gᵀ. The transposed product keeps the
+                // long dimension (kg) in the GEMM's rows: 2–6× faster than dy_g · col_gᵀ
+                // when cg_out is small (docs/conv.md).
+                if gbw > 1 {
+                    // Image i's columns and dy into slot b of its block; the block's
+                    // product when it is full.
+                    let i0 = i / gbw * gbw;
+                    let (bn, b) = (gbw.min(images - i0), i - i0);
+                    let cols = bn * ohw;
+                    let batch = grown(batch, batch_len);
+                    let (colb, rest) = batch.split_at_mut(kg * gbw * ohw);
+                    let (dyb, dcolb) = rest.split_at_mut(g.c_out * gbw * ohw);
+                    if pointwise {
+                        put_block(xi, ohw, b, cols, colb);
+                    } else {
+                        im2col(g, xi, &mut col[..col_len]);
+                        put_block(&col[..col_len], ohw, b, cols, colb);
+                    }
+                    put_block(dyi, ohw, b, cols, dyb);
+                    if b + 1 == bn {
+                        matmul(
+                            kg,
+                            g.c_out,
+                            cols,
+                            &colb[..kg * cols],
+                            Trans::No,
+                            &dyb[..g.c_out * cols],
+                            Trans::Yes,
+                            &mut dw[..w_len],
+                            Accumulate::Yes,
+                            Par::Seq,
+                        )?;
+                    }
+                    // dcol_b = wᵀ · dy_b, then each image's dx = col2im(its columns),
+                    // masked for a ReLU before this layer.
+                    if let (true, true, Some(dxc)) =
+                        (batch_dx, b + 1 == bn, dx_chunk.as_deref_mut())
+                    {
+                        let dcolb = &mut dcolb[..kg * cols];
+                        matmul(
+                            kg,
+                            cols,
+                            g.c_out,
+                            weight,
+                            Trans::Yes,
+                            &dyb[..g.c_out * cols],
+                            Trans::No,
+                            dcolb,
+                            Accumulate::No,
+                            Par::Seq,
+                        )?;
+                        for bb in 0..bn {
+                            let j = i0 + bb;
+                            let dxj = &mut dxc[j * x_img..(j + 1) * x_img];
+                            if pointwise {
+                                take_block(dcolb, ohw, bb, cols, dxj);
+                            } else {
+                                take_block(dcolb, ohw, bb, cols, &mut col[..col_len]);
+                                col2im(g, &col[..col_len], dxj);
+                            }
+                            if mask_by_input {
+                                let xj = &x[(first + j) * x_img..(first + j + 1) * x_img];
+                                relu_mask(dxj, xj);
+                            }
+                        }
+                    }
+                }
+                let col_ref: &[f32] = if pointwise || gbw > 1 {
+                    xi
+                } else if direct_dw || bf_dw || wino_dw {
+                    &[]
+                } else {
+                    im2col(g, xi, &mut col[..col_len]);
+                    &col[..col_len]
+                };
+                for grp in (0..g.groups).filter(|_| gemm_dw && gbw == 1) {
+                    matmul(
+                        kg,
+                        cg_out,
+                        ohw,
+                        &col_ref[grp * kg * ohw..(grp + 1) * kg * ohw],
+                        Trans::No,
+                        &dyi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
+                        Trans::Yes,
+                        &mut dw[grp * cg_out * kg..(grp + 1) * cg_out * kg],
+                        Accumulate::Yes,
+                        Par::Seq,
+                    )?;
+                }
+                'dx: {
+                    if let (Some(dxc), Some(phs)) = (dx_chunk.as_deref_mut(), &phases) {
+                        let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                        // The column phase whose gathered dy is in the buffer: the
+                        // phases of one `b` share it (same padding and kernel width).
+                        let mut have: Option<(usize, bool)> = None;
+                        for (ph, pack) in phs.iter().zip(&phase_packs) {
+                            let Some((pg, _)) = &ph.conv else {
+                                strided::scatter(g, ph, &[], dxi);
+                                continue;
+                            };
+                            let pgd = Gathered::of(pg);
+                            let out = grown(phase_out, pg.c_out * pg.ohw());
+                            let fresh = have != Some((ph.b, matches!(pack, Packed::Bf16(_))));
+                            match pack {
+                                Packed::Bf16(wp) => {
+                                    let q = grown(pairs, pgd.len(&bf16::paired_geom(pg)));
+                                    if fresh {
+                                        bf16::gather_pairs(pg, pgd, dyi, conv_pairs, q);
+                                    }
+                                    bf16::image(pg, pgd, q, wp, None, out);
+                                    have = Some((ph.b, true));
+                                }
+                                Packed::F32(wp) => {
+                                    let q = grown(col, pgd.len(pg));
+                                    if fresh {
+                                        gathered::gather_f32(pg, pgd, dyi, conv_pairs, q);
+                                    }
+                                    gathered::image(pg, pgd, q, wp, None, out);
+                                    have = Some((ph.b, false));
+                                }
+                            }
+                            strided::scatter(g, ph, out, dxi);
+                        }
+                        break 'dx;
+                    }
+                    // dx as a direct convolution of dy with the flipped, transposed weights
+                    if let (Some(dxc), Some(gt), Some(gd)) = (dx_chunk.as_deref_mut(), &dgeom, gdt)
+                    {
+                        let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                        if wbf_dx {
+                            let plan = winograd::Plan::of(gt);
+                            let p = padded(pad_dy, pad_dy_for, gt, dpath, plan.pad_len(gt));
+                            direct::pad_image(gt, plan.padded(), dyi, p);
+                            let q = grown(pairs, plan.pairs_len(gt));
+                            let work = &mut col[..gdt_len];
+                            let ep = winograd::Epilogue::default();
+                            winograd::image_bf16(gt, &plan, p, packed_bf_t, ep, dxi, q, work);
+                            break 'dx;
+                        }
+                        if bf_dx {
+                            let q = grown(pairs, gd.len(&bf16::paired_geom(gt)));
+                            bf16::gather_pairs(gt, gd, dyi, conv_pairs, q);
+                            bf16::image(gt, gd, q, packed_bf_t, None, dxi);
+                            break 'dx;
+                        }
+                        if dpath == Path::Gathered {
+                            let q = &mut col[..gdt_len];
+                            gathered::gather_f32(gt, gd, dyi, conv_pairs, q);
+                            gathered::image(gt, gd, q, packed_t, None, dxi);
+                            break 'dx;
+                        }
+                        if dpath == Path::Winograd {
+                            let plan = winograd::Plan::of(gt);
+                            let p = padded(pad_dy, pad_dy_for, gt, dpath, plan.pad_len(gt));
+                            direct::pad_image(gt, plan.padded(), dyi, p);
+                            let work = &mut col[..gdt_len];
+                            let ep = winograd::Epilogue::default();
+                            winograd::image(gt, &plan, p, packed_t, ep, dxi, work);
+                            break 'dx;
+                        }
+                        let pdt = Padded::of(gt);
+                        let p = padded(pad_dy, pad_dy_for, gt, dpath, pdt.len(gt));
+                        direct::pad_image(gt, pdt, dyi, p);
+                        direct::image(gt, pdt, p, packed_t, None, dxi);
+                        break 'dx;
+                    }
+                    // dcol_g = w_gᵀ · dy_g, then dx = col2im(dcol)
+                    if batch_dx {
+                        break 'dx; // at the end of the image's block, above
+                    }
+                    if let Some(dxc) = dx_chunk.as_deref_mut() {
+                        let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
+                        let dcol: &mut [f32] = if pointwise { dxi } else { &mut col[..col_len] };
+                        for grp in 0..g.groups {
+                            matmul(
+                                kg,
+                                ohw,
+                                cg_out,
+                                &weight[grp * cg_out * kg..(grp + 1) * cg_out * kg],
+                                Trans::Yes,
+                                &dyi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
+                                Trans::No,
+                                &mut dcol[grp * kg * ohw..(grp + 1) * kg * ohw],
+                                Accumulate::No,
+                                Par::Seq,
+                            )?;
+                        }
+                        if !pointwise {
+                            col2im(g, &col[..col_len], dxi);
+                        }
+                    }
+                }
+                // The ReLU before this layer, masked here while dx is in cache.
+                if let (true, false, Some(dxc)) = (mask_by_input, batch_dx, dx_chunk.as_deref_mut())
+                {
+                    relu_mask(&mut dxc[i * x_img..(i + 1) * x_img], xi);
+                }
+            }
+            if wino_dw {
+                let (d, acc) = dw[..dw_len].split_at_mut(w_len);
+                winograd::weight_grad_finish(g, acc, d);
+            }
+            Ok(())
+        })?;
+    // Combine the per-chunk weight gradients in chunk order (reproducible).
+    for buf in &ws.chunks[..chunks] {
+        if bf_dw {
+            bf16::add_transposed(g, &buf.dw[..dw_len], dweight);
+            continue;
+        }
+        if direct_dw || wino_dw {
+            dweight
+                .iter_mut()
+                .zip(&buf.dw[..w_len])
+                .for_each(|(d, v)| *d += v);
+            continue;
+        }
+        for grp in 0..g.groups {
+            let dwt = &buf.dw[grp * cg_out * kg..(grp + 1) * cg_out * kg];
+            let dst = &mut dweight[grp * cg_out * kg..(grp + 1) * cg_out * kg];
+            for (r, row) in dwt.chunks_exact(cg_out).enumerate() {
+                for (co, &v) in row.iter().enumerate() {
+                    dst[co * kg + r] += v;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! The forward pass: the public entry points and the dispatch over the kernels.
+
+use super::bf16;
+use super::direct::{self, Padded};
+use super::gathered::{self, Gathered};
+use super::geom::*;
+use super::im2col::*;
+use super::plan::*;
+use super::winograd;
+use super::workspace::*;
+use crate::error::{Error, Result};
+use crate::kernels::gemm::{matmul, Accumulate, Par, Trans};
+use crate::kernels::{chunk_count, split_ranges};
+use rayon::prelude::*;
+
+/// `y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], weight[c_out, c_in/g, kh, kw]) + bias`.
+pub fn conv2d_forward(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    forward(g, n, x, weight, bias, y, None, (false, false), ws)
+}
+
+/// [`conv2d_forward`] followed by a ReLU, applied to each image's output while it is in
+/// cache (in the output transform of the Winograd kernel): the eval-mode path of a
+/// convolution with a folded BatchNorm + ReLU after it.
+pub fn conv2d_forward_relu(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    forward(g, n, x, weight, bias, y, None, (true, false), ws)
+}
+
+/// Whether [`conv2d_forward_pooled`] takes `g` now: layers the Winograd kernel computes
+/// (f32, or bf16 where the CPU runs its bf16 form), with at least a 2×2 output.
+pub fn pooled_applies(g: &ConvGeom) -> bool {
+    Path::of(g) == Path::Winograd
+        && g.oh >= 2
+        && g.ow >= 2
+        && (!bf16::active_for(g) || winograd::bf16_available())
+}
+
+/// [`conv2d_forward`], optionally a ReLU, then a 2×2 max pool with stride 2 (floor mode,
+/// NaN wins), in the Winograd kernel's output transform — each 2×2 output tile is one
+/// pooling window, so the full-size output is never written: the eval-mode path of
+/// convolution → BatchNorm → ReLU → MaxPool2d(2). `y` is `[n, c_out, oh/2, ow/2]`.
+/// An error unless [`pooled_applies`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_pooled(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    if !pooled_applies(g) {
+        return Err(Error::config(
+            "conv2d_forward_pooled",
+            "geometry",
+            format!("{g:?} is not one the Winograd kernel computes; run the convolution and the pool apart"),
+        ));
+    }
+    forward(g, n, x, weight, bias, y, None, (relu, true), ws)
+}
+
+/// [`conv2d_forward`], and the [`seg_moments`] (mean, M2) of every output plane `(n,
+/// c_out)` into `moments`, computed from each image's output while it is still in
+/// cache: what a normalization after this layer needs ([`super::norm::norm_stats_from`]),
+/// without reading the output back from memory.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_moments(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    moments: &mut [(f64, f64)],
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    check_len("conv2d_forward", "moments", moments.len(), n * g.c_out)?;
+    forward(g, n, x, weight, bias, y, Some(moments), (false, false), ws)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    moments: Option<&mut [(f64, f64)]>,
+    (relu, pool): (bool, bool),
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    let ep_len = winograd::Epilogue {
+        bias: None,
+        relu,
+        pool,
+    };
+    let (x_img, y_img) = (g.c_in * g.h * g.w, ep_len.out_len(g));
+    check_len("conv2d_forward", "x", x.len(), n * x_img)?;
+    check_len("conv2d_forward", "y", y.len(), n * y_img)?;
+    check_len("conv2d_forward", "weight", weight.len(), g.c_out * g.kg())?;
+    if let Some(b) = bias {
+        check_len("conv2d_forward", "bias", b.len(), g.c_out)?;
+    }
+    if n == 0 || y_img == 0 {
+        return Ok(());
+    }
+    let chunks = chunk_count(n);
+    let path = Path::of(g);
+    let gd = Gathered::of(g);
+    let wplan = winograd::Plan::of(g);
+    let col_len = match path {
+        Path::Winograd => wplan.work_len(g),
+        Path::Direct => 0,
+        Path::Gathered => gd.len(g),
+        Path::Gemm if g.is_pointwise() => 0,
+        Path::Gemm => g.kg() * g.groups * g.ohw(),
+    };
+    // Small planes on GEMM: several images per product (one image's columns, then the
+    // batch's input columns and outputs).
+    let gb = if path == Path::Gemm {
+        gemm_images(g)
+    } else {
+        1
+    };
+    let col_len = if gb > 1 {
+        g.kg() * g.ohw() + (g.kg() + g.c_out) * gb * g.ohw()
+    } else {
+        col_len
+    };
+    ws.prepare(chunks, col_len, 0);
+    let bf = bf16::active_for(g);
+    // bf16 products of a layer the Winograd kernel takes: its bf16 form.
+    let wbf = bf && path == Path::Winograd && winograd::bf16_available();
+    let bf_len = gd.len(&bf16::paired_geom(g));
+    if wbf {
+        winograd::pack_weights_bf16(g, weight, &mut ws.packed_bf);
+    } else if bf {
+        bf16::pack_weights(g, weight, &mut ws.packed_bf);
+    } else if path == Path::Winograd {
+        winograd::pack_weights(g, weight, &mut ws.packed);
+    } else if path != Path::Gemm {
+        direct::pack_weights(g, weight, &mut ws.packed);
+    }
+    let (packed, packed_bf) = (&ws.packed, &ws.packed_bf);
+    let pd = Padded::of(g);
+    let ranges = split_ranges(n, chunks);
+    let (cg_out, kg, ohw) = (g.c_out / g.groups, g.kg(), g.ohw());
+    // Hand each chunk of images its slice of y (and of the moments) and its buffers.
+    let mut jobs = Vec::with_capacity(chunks);
+    let mut rest = y;
+    let mut rest_m = moments;
+    for (range, buf) in ranges.iter().zip(ws.chunks.iter_mut()) {
+        let (mine, tail) = rest.split_at_mut(range.len() * y_img);
+        rest = tail;
+        let mine_m = match rest_m.take() {
+            Some(m) => {
+                let (mine_m, tail_m) = m.split_at_mut(range.len() * g.c_out);
+                rest_m = Some(tail_m);
+                Some(mine_m)
+            }
+            None => None,
+        };
+        jobs.push((range.clone(), mine, mine_m, buf));
+    }
+    jobs.into_par_iter()
+        .try_for_each(|(range, y_chunk, mut m_chunk, buf)| -> Result<()> {
+            if gb > 1 {
+                // y_b[c_out, images·ohw] = w · col_b, then each image's planes out.
+                let (one, rest) = buf.col[..col_len].split_at_mut(kg * ohw);
+                let (colb, yb) = rest.split_at_mut(kg * gb * ohw);
+                let mut i0 = 0;
+                while i0 < range.len() {
+                    let bn = gb.min(range.len() - i0);
+                    let cols = bn * ohw;
+                    for b in 0..bn {
+                        let img = range.start + i0 + b;
+                        let xi = &x[img * x_img..(img + 1) * x_img];
+                        if g.is_pointwise() {
+                            put_block(xi, ohw, b, cols, colb);
+                        } else {
+                            im2col(g, xi, one);
+                            put_block(one, ohw, b, cols, colb);
+                        }
+                    }
+                    let yb = &mut yb[..g.c_out * cols];
+                    matmul(
+                        g.c_out,
+                        cols,
+                        kg,
+                        weight,
+                        Trans::No,
+                        &colb[..kg * cols],
+                        Trans::No,
+                        yb,
+                        Accumulate::No,
+                        Par::Seq,
+                    )?;
+                    for b in 0..bn {
+                        let j = i0 + b;
+                        let yi = &mut y_chunk[j * y_img..(j + 1) * y_img];
+                        take_block(yb, ohw, b, cols, yi);
+                        let mj = m_chunk
+                            .as_deref_mut()
+                            .map(|m| &mut m[j * g.c_out..(j + 1) * g.c_out]);
+                        finish_image(yi, ohw, bias, relu, mj);
+                    }
+                    i0 += bn;
+                }
+                return Ok(());
+            }
+            for (i, img) in range.enumerate() {
+                let xi = &x[img * x_img..(img + 1) * x_img];
+                let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
+                // Whether the kernel applied the ReLU itself; the bias left to add (GEMM).
+                let mut relu_done = false;
+                let mut gemm_bias = None;
+                'image: {
+                    if wbf {
+                        let len = wplan.pad_len(g);
+                        let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, len);
+                        direct::pad_image(g, wplan.padded(), xi, p);
+                        let q = grown(&mut buf.pairs, wplan.pairs_len(g));
+                        let work = &mut buf.col[..col_len];
+                        let ep = winograd::Epilogue { bias, relu, pool };
+                        winograd::image_bf16(g, &wplan, p, packed_bf, ep, yi, q, work);
+                        relu_done = true;
+                        break 'image;
+                    }
+                    if bf {
+                        let q = grown(&mut buf.pairs, bf_len);
+                        bf16::gather_pairs(g, gd, xi, &mut buf.conv_pairs, q);
+                        bf16::image(g, gd, q, packed_bf, bias, yi);
+                        break 'image;
+                    }
+                    match path {
+                        Path::Winograd => {
+                            let len = wplan.pad_len(g);
+                            let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, len);
+                            direct::pad_image(g, wplan.padded(), xi, p);
+                            let work = &mut buf.col[..col_len];
+                            let ep = winograd::Epilogue { bias, relu, pool };
+                            winograd::image(g, &wplan, p, packed, ep, yi, work);
+                            relu_done = true;
+                            break 'image;
+                        }
+                        Path::Direct => {
+                            let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, pd.len(g));
+                            direct::pad_image(g, pd, xi, p);
+                            direct::image(g, pd, p, packed, bias, yi);
+                            break 'image;
+                        }
+                        Path::Gathered => {
+                            let q = &mut buf.col[..col_len];
+                            gathered::gather_f32(g, gd, xi, &mut buf.conv_pairs, q);
+                            gathered::image(g, gd, q, packed, bias, yi);
+                            break 'image;
+                        }
+                        Path::Gemm => {}
+                    }
+                    let col: &[f32] = if g.is_pointwise() {
+                        xi
+                    } else {
+                        im2col(g, xi, &mut buf.col[..col_len]);
+                        &buf.col[..col_len]
+                    };
+                    for grp in 0..g.groups {
+                        matmul(
+                            cg_out,
+                            ohw,
+                            kg,
+                            &weight[grp * cg_out * kg..(grp + 1) * cg_out * kg],
+                            Trans::No,
+                            &col[grp * kg * ohw..(grp + 1) * kg * ohw],
+                            Trans::No,
+                            &mut yi[grp * cg_out * ohw..(grp + 1) * cg_out * ohw],
+                            Accumulate::No,
+                            Par::Seq,
+                        )?;
+                    }
+                    gemm_bias = bias;
+                }
+                let mi = m_chunk
+                    .as_deref_mut()
+                    .map(|m| &mut m[i * g.c_out..(i + 1) * g.c_out]);
+                finish_image(yi, ohw, gemm_bias, relu && !relu_done, mi);
+            }
+            Ok(())
+        })
+}

@@ -1,0 +1,166 @@
+//! Per-thread buffers of the convolution kernels ([`ConvWorkspace`]), and the small
+//! helpers that the forward and backward dispatchers share.
+
+use super::geom::*;
+use super::plan::*;
+use crate::error::{Error, Result};
+use crate::kernels::norm::seg_moments;
+
+/// Per-thread buffers of the convolution kernels, kept by the layer between calls.
+#[derive(Debug, Default)]
+pub struct ConvWorkspace {
+    pub(crate) chunks: Vec<ChunkBuf>,
+    /// Weights packed for the direct kernel (forward), and for the input gradient.
+    pub(crate) packed: Vec<f32>,
+    pub(crate) packed_t: Vec<f32>,
+    /// The same as bf16 channel pairs ([`bf16`]).
+    pub(crate) packed_bf: Vec<u32>,
+    pub(crate) packed_bf_t: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ChunkBuf {
+    pub(crate) col: Vec<f32>,
+    pub(crate) dw: Vec<f32>,
+    /// Zero-padded image of the direct kernel, and the geometry its zero border is for;
+    /// a second one for `dy` in the backward pass.
+    pub(crate) pad: Vec<f32>,
+    pub(crate) pad_for: Option<(ConvGeom, Path)>,
+    pub(crate) pad_dy: Vec<f32>,
+    pub(crate) pad_dy_for: Option<(ConvGeom, Path)>,
+    /// The channels-last padded image of the Winograd weight gradient, and the
+    /// geometry its zero border is for.
+    pub(crate) pad_cl: Vec<f32>,
+    pub(crate) pad_cl_for: Option<ConvGeom>,
+    /// bf16 buffers: the paired gathered image (forward, input gradient), the plain one
+    /// and the paired `dy` (weight gradient).
+    pub(crate) pairs: Vec<u32>,
+    pub(crate) plain: Vec<u16>,
+    pub(crate) dy_pairs: Vec<u32>,
+    /// Scratch of the gathers (one converted, zero-bordered plane) and of `pair_dy`.
+    pub(crate) conv_pairs: Vec<u32>,
+    /// One phase's output of a strided layer's input gradient ([`strided`]).
+    pub(crate) phase_out: Vec<f32>,
+    /// Several images' columns and `dy` for one GEMM of a small plane's weight gradient.
+    pub(crate) batch: Vec<f32>,
+}
+
+/// Weights packed for the f32 or the bf16 gathered kernel.
+pub(crate) enum Packed {
+    F32(Vec<f32>),
+    Bf16(Vec<u32>),
+}
+
+/// `buf[..len]`, grown (with zeros) when shorter.
+pub(crate) fn grown<T: Default + Clone>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::default());
+    }
+    &mut buf[..len]
+}
+
+/// The padded buffer of `len` elements for `g` in the layout of `path`, its border
+/// zeroed when the geometry or the layout changed.
+pub(crate) fn padded<'a>(
+    pad: &'a mut Vec<f32>,
+    pad_for: &mut Option<(ConvGeom, Path)>,
+    g: &ConvGeom,
+    path: Path,
+    len: usize,
+) -> &'a mut [f32] {
+    if *pad_for != Some((*g, path)) {
+        pad.clear();
+        pad.resize(len, 0.0);
+        *pad_for = Some((*g, path));
+    }
+    &mut pad[..len]
+}
+
+impl ConvWorkspace {
+    pub(crate) fn prepare(&mut self, chunks: usize, col_len: usize, dw_len: usize) {
+        if self.chunks.len() < chunks {
+            self.chunks.resize_with(chunks, ChunkBuf::default);
+        }
+        for buf in &mut self.chunks[..chunks] {
+            if buf.col.len() < col_len {
+                buf.col.resize(col_len, 0.0);
+            }
+            if buf.dw.len() < dw_len {
+                buf.dw.resize(dw_len, 0.0);
+            }
+        }
+    }
+}
+
+/// Copies the rows of one image's `[rows][ohw]` block into columns `b·ohw ..` of the
+/// batched `[rows][cols]` matrix.
+pub(crate) fn put_block(src: &[f32], ohw: usize, b: usize, cols: usize, dst: &mut [f32]) {
+    for (r, row) in src.chunks_exact(ohw).enumerate() {
+        dst[r * cols + b * ohw..r * cols + (b + 1) * ohw].copy_from_slice(row);
+    }
+}
+
+/// The reverse of [`put_block`].
+pub(crate) fn take_block(src: &[f32], ohw: usize, b: usize, cols: usize, dst: &mut [f32]) {
+    for (r, row) in dst.chunks_exact_mut(ohw).enumerate() {
+        row.copy_from_slice(&src[r * cols + b * ohw..r * cols + (b + 1) * ohw]);
+    }
+}
+
+/// The end of one image's forward while its output is in cache: the bias (when the
+/// kernel did not add it), the ReLU (when it did not apply it), and the moments of its
+/// planes for a normalization after the layer.
+pub(crate) fn finish_image(
+    yi: &mut [f32],
+    ohw: usize,
+    bias: Option<&[f32]>,
+    relu: bool,
+    moments: Option<&mut [(f64, f64)]>,
+) {
+    if let Some(b) = bias {
+        for (plane, &bc) in yi.chunks_exact_mut(ohw).zip(b) {
+            plane.iter_mut().for_each(|v| *v += bc);
+        }
+    }
+    if relu {
+        crate::kernels::eltwise::relu_inplace(yi);
+    }
+    if let Some(m) = moments {
+        for (mc, plane) in m.iter_mut().zip(yi.chunks_exact(ohw)) {
+            *mc = seg_moments(plane);
+        }
+    }
+}
+
+pub(crate) fn check_len(op: &str, what: &str, got: usize, want: usize) -> Result<()> {
+    if got != want {
+        return Err(Error::shape(
+            op,
+            format!("{what} of {want} elements"),
+            &[got],
+        ));
+    }
+    Ok(())
+}
+
+/// `w[c_out, c_in, kh, kw]` flipped and transposed to `[c_in, c_out, kh, kw]`.
+pub(crate) fn flip_transpose(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    let kk = g.kh * g.kw;
+    let mut out = vec![0.0; w.len()];
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            for t in 0..kk {
+                out[(ci * g.c_out + co) * kk + (kk - 1 - t)] = w[(co * g.c_in + ci) * kk + t];
+            }
+        }
+    }
+    out
+}
+
+/// `dx[i] = 0` where `x[i]` is not positive (as a ReLU's backward from its output).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+pub(crate) fn relu_mask(dx: &mut [f32], x: &[f32]) {
+    for (d, &v) in dx.iter_mut().zip(x) {
+        *d = if v > 0.0 { *d } else { 0.0 };
+    }
+}
