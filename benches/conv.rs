@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use rand::SeedableRng;
 use std::time::Duration;
 use strata::kernels::bf16::{self, Precision};
-use strata::kernels::conv::{conv2d_backward, conv2d_forward, ConvGeom, ConvWorkspace};
+use strata::kernels::conv::{conv2d_backward, conv2d_forward, ConvGeom, ConvPlan, ConvWorkspace};
 use strata::Tensor;
 
 const BATCH: usize = 128;
@@ -47,22 +47,22 @@ fn bench(c: &mut Criterion) {
         let macs = (BATCH * geom.macs_per_image()) as u64;
         // f32, then bf16 products (`--precision bf16`) on layers and CPUs that take them.
         let mut precisions = vec![("", Precision::F32)];
-        if bf16::available() && bf16::with_precision(Precision::Bf16, || bf16::active_for(&geom)) {
+        if bf16::active_for(&geom, Precision::Bf16) {
             precisions.push(("_bf16", Precision::Bf16));
         }
         for (suffix, p) in precisions {
-            bf16::set_precision(p);
+            let plan = ConvPlan::new(geom, p);
             g.throughput(Throughput::Elements(2 * macs));
             g.bench_function(BenchmarkId::new(format!("forward{suffix}"), label), |b| {
                 b.iter(|| {
-                    conv2d_forward(&geom, BATCH, x.data(), w.data(), None, &mut y, &mut ws).unwrap()
+                    conv2d_forward(&plan, BATCH, x.data(), w.data(), None, &mut y, &mut ws).unwrap()
                 })
             });
             g.throughput(Throughput::Elements(4 * macs));
             g.bench_function(BenchmarkId::new(format!("backward{suffix}"), label), |b| {
                 b.iter(|| {
                     conv2d_backward(
-                        &geom,
+                        &plan,
                         BATCH,
                         x.data(),
                         w.data(),
@@ -76,7 +76,6 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
-        bf16::set_precision(Precision::F32);
     }
     g.finish();
 }

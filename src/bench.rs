@@ -18,7 +18,7 @@
 //! convention, although the first layer's input gradient is not needed.
 
 use crate::error::{Error, Result};
-use crate::kernels::bf16::{with_precision, Precision};
+use crate::kernels::bf16::Precision;
 use crate::loss::CrossEntropy;
 use crate::models::Model;
 use crate::nn::{zero_grad, Layer, Mode};
@@ -101,6 +101,9 @@ pub struct LayerTime {
     pub backward_ms: f64,
     /// Multiply-adds of the layer for the whole batch (forward).
     pub macs: u64,
+    /// The kernels a convolution runs ([`crate::kernels::conv::ConvPlan::describe`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 impl LayerTime {
@@ -228,10 +231,7 @@ impl Step {
 
 /// Measures `model` (see the module notes).
 pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
-    with_precision(opts.precision, || run_in(model, opts))
-}
-
-fn run_in(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
+    crate::nn::set_precision(model, opts.precision);
     if opts.batch == 0 || opts.iters == 0 {
         return Err(Error::config(
             "bench",
@@ -288,7 +288,12 @@ fn run_in(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
         profile::enable(false);
         result?;
         other_ms = 1e3 * other / opts.profile_iters as f64;
+        let plans = crate::nn::conv_plans(model);
         for (name, kind, f, b) in profile::per_leaf(&profile::take()) {
+            let plan = plans
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, p)| p.describe());
             let macs = summary
                 .rows
                 .iter()
@@ -300,6 +305,7 @@ fn run_in(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
                 forward_ms: f * 1e3,
                 backward_ms: b * 1e3,
                 macs,
+                plan,
             });
         }
     }
@@ -368,8 +374,10 @@ impl BenchReport {
             .map(|l| l.forward_ms + l.backward_ms)
             .sum::<f64>()
             + self.other_ms;
-        let mut rows: Vec<[String; 6]> =
-            vec![["layer", "type", "fwd ms", "bwd ms", "share", "GFLOP/s"].map(String::from)];
+        let mut rows: Vec<[String; 7]> = vec![[
+            "layer", "type", "fwd ms", "bwd ms", "share", "GFLOP/s", "kernels",
+        ]
+        .map(String::from)];
         for l in &self.layers {
             let g = l.gflops(self.mode);
             rows.push([
@@ -386,6 +394,7 @@ impl BenchReport {
                 } else {
                     "-".into()
                 },
+                l.plan.clone().unwrap_or_default(),
             ]);
         }
         if self.mode == BenchMode::Train {
@@ -396,6 +405,7 @@ impl BenchReport {
                 format!("{:.3}", self.other_ms),
                 format!("{:.1}%", 100.0 * self.other_ms / total.max(1e-12)),
                 "-".into(),
+                "".into(),
             ]);
         }
         s.push_str(&format!(

@@ -122,6 +122,9 @@ impl Layer for Model {
     fn children(&self) -> Vec<(&str, &dyn Layer)> {
         self.net.children()
     }
+    fn children_mut(&mut self) -> Vec<(&str, &mut dyn Layer)> {
+        self.net.children_mut()
+    }
     fn reseed(&mut self, seed: u64) {
         self.net.reseed(seed)
     }

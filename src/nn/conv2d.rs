@@ -18,9 +18,11 @@ use super::{
     Receptive,
 };
 use crate::error::{Error, Result};
+use crate::kernels::bf16::Precision;
 use crate::kernels::conv::{
-    conv2d_backward, conv2d_backward_relu_input, conv2d_forward, conv2d_forward_moments,
-    conv2d_forward_pooled, conv2d_forward_relu, pooled_applies, ConvGeom, ConvWorkspace,
+    autotune_forward, conv2d_backward, conv2d_backward_relu_input, conv2d_forward,
+    conv2d_forward_moments, conv2d_forward_pooled, conv2d_forward_relu, pooled_applies, ConvGeom,
+    ConvPlan, ConvWorkspace, Tuning,
 };
 use crate::tensor::Tensor;
 use rand::Rng;
@@ -153,7 +155,7 @@ impl Conv2dConfig {
 #[derive(Debug)]
 struct Conv2dCache {
     x: Tensor,
-    geom: ConvGeom,
+    plan: ConvPlan,
 }
 
 /// A 2-D convolution layer; see the module documentation.
@@ -166,6 +168,10 @@ pub struct Conv2d {
     pub bias: Option<Param>,
     cache: Option<Conv2dCache>,
     ws: ConvWorkspace,
+    precision: Precision,
+    tuning: Tuning,
+    /// The plan of the last geometry and precision.
+    plan: Option<ConvPlan>,
 }
 
 impl Conv2d {
@@ -187,7 +193,56 @@ impl Conv2d {
             bias: bias.map(Param::new),
             cache: None,
             ws: ConvWorkspace::default(),
+            precision: Precision::F32,
+            tuning: Tuning::Static,
+            plan: None,
         })
+    }
+
+    /// Products in f32 (the default) or bf16 (mixed precision: bf16 products, f32 sums;
+    /// f32 where the CPU lacks AVX-512 BF16). `nn::set_precision` sets a whole model.
+    pub fn set_precision(&mut self, p: Precision) {
+        self.precision = p;
+    }
+
+    /// The precision of the products.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Static rules (the default) or timed choice of the forward kernel
+    /// ([`autotune_forward`]), once per input geometry.
+    pub fn set_tuning(&mut self, t: Tuning) {
+        self.tuning = t;
+        self.plan = None;
+    }
+
+    /// The plan of the last forward (which kernel each pass runs), if any.
+    pub fn plan(&self) -> Option<&ConvPlan> {
+        self.plan.as_ref()
+    }
+
+    /// The plan for input shape `x` (`[N, C, H, W]`) at this layer's precision: the kept
+    /// one when the geometry and precision match, else a new one (timed on `data`'s
+    /// weights and input when tuning is on and `data` is given).
+    fn plan_for(&mut self, x: &Tensor, tune: bool) -> Result<(usize, ConvPlan)> {
+        let (n, g) = self.geom_for(x.shape())?;
+        if let Some(p) = self
+            .plan
+            .filter(|p| p.geom == g && p.precision == self.precision)
+        {
+            return Ok((n, p));
+        }
+        let mut plan = ConvPlan::new(g, self.precision);
+        if tune && self.tuning == Tuning::Timed {
+            let (w, b) = (
+                self.weight.value.data(),
+                self.bias.as_ref().map(|b| b.value.data()),
+            );
+            plan = autotune_forward(&plan, n, x.data(), w, b, &mut self.ws)?;
+        }
+        self.plan = Some(plan);
+        Ok((n, plan))
     }
 
     /// The configuration.
@@ -236,7 +291,8 @@ impl Conv2d {
         relu_input: bool,
     ) -> Result<()> {
         let cache = self.cache.as_ref().ok_or_else(|| no_cache("Conv2d"))?;
-        let g = cache.geom;
+        let plan = cache.plan;
+        let g = plan.geom;
         let n = cache.x.shape()[0];
         check_dy("Conv2d", dy, &[n, g.c_out, g.oh, g.ow])?;
         let dx = dx.map(|d| {
@@ -250,9 +306,9 @@ impl Conv2d {
         );
         match dx {
             Some(dx) if relu_input => {
-                conv2d_backward_relu_input(&g, n, x, w, dy.data(), dx, dw, db, &mut self.ws)
+                conv2d_backward_relu_input(&plan, n, x, w, dy.data(), dx, dw, db, &mut self.ws)
             }
-            dx => conv2d_backward(&g, n, x, w, dy.data(), dx, dw, db, &mut self.ws),
+            dx => conv2d_backward(&plan, n, x, w, dy.data(), dx, dw, db, &mut self.ws),
         }
     }
 }
@@ -265,7 +321,8 @@ impl Conv2d {
         mode: Mode,
         moments: Option<&mut Vec<(f64, f64)>>,
     ) -> Result<Tensor> {
-        let (n, g) = self.geom_for(x.shape())?;
+        let (n, plan) = self.plan_for(x, true)?;
+        let g = plan.geom;
         let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh, g.ow]);
         let (w, b) = (
             self.weight.value.data(),
@@ -275,15 +332,12 @@ impl Conv2d {
             Some(m) => {
                 m.clear();
                 m.resize(n * g.c_out, (0.0, 0.0));
-                conv2d_forward_moments(&g, n, x.data(), w, b, y.data_mut(), m, &mut self.ws)?
+                conv2d_forward_moments(&plan, n, x.data(), w, b, y.data_mut(), m, &mut self.ws)?
             }
-            None => conv2d_forward(&g, n, x.data(), w, b, y.data_mut(), &mut self.ws)?,
+            None => conv2d_forward(&plan, n, x.data(), w, b, y.data_mut(), &mut self.ws)?,
         }
         self.cache = match mode {
-            Mode::Train | Mode::EvalGrad => Some(Conv2dCache {
-                x: x.clone(),
-                geom: g,
-            }),
+            Mode::Train | Mode::EvalGrad => Some(Conv2dCache { x: x.clone(), plan }),
             Mode::Eval => None,
         };
         Ok(y)
@@ -365,7 +419,8 @@ impl Fuse for Conv2d {
             return None; // not this layer's channels: the two layers run (and say why)
         }
         let mut run = || -> Result<Tensor> {
-            let (n, g) = self.geom_for(x.shape())?;
+            let (n, plan) = self.plan_for(x, true)?;
+            let g = plan.geom;
             let (folded, bias) = self.folded(a);
             let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh, g.ow]);
             // The ReLU of a folded BatchNorm + ReLU on each image while it is in cache
@@ -376,7 +431,7 @@ impl Fuse for Conv2d {
                 conv2d_forward
             };
             conv(
-                &g,
+                &plan,
                 n,
                 x.data(),
                 &folded,
@@ -396,17 +451,18 @@ impl Fuse for Conv2d {
         if a.scale.len() != c_out || a.shift.len() != c_out {
             return None;
         }
-        let (n, g) = match self.geom_for(x.shape()) {
+        let (n, plan) = match self.plan_for(x, true) {
             Ok(v) => v,
             Err(e) => return Some(Err(e)),
         };
-        if !pooled_applies(&g) {
+        let g = plan.geom;
+        if !pooled_applies(&plan) {
             return None;
         }
         let (folded, bias) = self.folded(a);
         let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh / 2, g.ow / 2]);
         let r = conv2d_forward_pooled(
-            &g,
+            &plan,
             n,
             x.data(),
             &folded,

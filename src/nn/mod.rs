@@ -152,6 +152,12 @@ pub trait Layer: std::any::Any + Send + std::fmt::Debug {
         vec![]
     }
 
+    /// The same, mutable: for passes over a network ([`visit_layers_mut`]: precision,
+    /// frozen statistics, replacing nothing).
+    fn children_mut(&mut self) -> Vec<(&str, &mut dyn Layer)> {
+        vec![]
+    }
+
     /// How the layer widens the receptive field (for summaries).
     fn receptive(&self) -> Receptive {
         Receptive::Pointwise
@@ -218,6 +224,51 @@ pub fn forward_traced(
     let y = layer.forward(x, mode)?;
     f(prefix, &y);
     Ok(y)
+}
+
+/// Calls `f` with the state-dict path and every layer of `layer`, containers first, then
+/// their children in order.
+pub fn visit_layers_mut(
+    layer: &mut dyn Layer,
+    prefix: &str,
+    f: &mut dyn FnMut(&str, &mut dyn Layer),
+) {
+    f(prefix, layer);
+    for (name, child) in layer.children_mut() {
+        visit_layers_mut(child, &join(prefix, name), f);
+    }
+}
+
+/// Sets the precision of every convolution of `layer` ([`Conv2d::set_precision`]).
+pub fn set_precision(layer: &mut dyn Layer, p: crate::kernels::bf16::Precision) {
+    visit_layers_mut(layer, "", &mut |_, l| {
+        if let Some(c) = (l as &mut dyn std::any::Any).downcast_mut::<Conv2d>() {
+            c.set_precision(p);
+        }
+    });
+}
+
+/// Sets how every convolution of `layer` picks its kernels ([`Conv2d::set_tuning`]).
+pub fn set_tuning(layer: &mut dyn Layer, t: crate::kernels::conv::Tuning) {
+    visit_layers_mut(layer, "", &mut |_, l| {
+        if let Some(c) = (l as &mut dyn std::any::Any).downcast_mut::<Conv2d>() {
+            c.set_tuning(t);
+        }
+    });
+}
+
+/// The plan of every convolution that has run, by state-dict path.
+pub fn conv_plans(layer: &mut dyn Layer) -> Vec<(String, crate::kernels::conv::ConvPlan)> {
+    let mut v = vec![];
+    visit_layers_mut(layer, "", &mut |name, l| {
+        if let Some(p) = (l as &mut dyn std::any::Any)
+            .downcast_mut::<Conv2d>()
+            .and_then(|c| c.plan().copied())
+        {
+            v.push((name.to_string(), p));
+        }
+    });
+    v
 }
 
 /// `prefix.name`, or `name` alone at the top level.

@@ -226,6 +226,17 @@ impl Layer for Residual {
         }
     }
 
+    fn children_mut(&mut self) -> Vec<(&str, &mut dyn Layer)> {
+        let mut c = self.body.children_mut();
+        if let Skip::Projection(p) = &mut self.skip {
+            c.push(("downsample", p as &mut dyn Layer));
+        }
+        if let Some(a) = &mut self.post {
+            c.push(("post", a as &mut dyn Layer));
+        }
+        c
+    }
+
     fn children(&self) -> Vec<(&str, &dyn Layer)> {
         let mut c = self.body.children();
         if let Skip::Projection(p) = &self.skip {

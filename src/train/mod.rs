@@ -30,7 +30,6 @@ pub use trainer::{
 use crate::checkpoint;
 use crate::data::{self, Augment, ImageDataset, Loader, LoaderConfig, Normalize, Split};
 use crate::error::{Error, Result};
-use crate::kernels::bf16;
 use crate::loss::CrossEntropy;
 use crate::models::{self, Model, ModelConfig};
 use crate::optim::{LrSchedule, Optimizer};
@@ -219,7 +218,7 @@ pub fn run(
     resume: bool,
     obs: &mut dyn Observer,
 ) -> Result<Outcome> {
-    bf16::with_precision(cfg.precision, || run_in(cfg, paths, resume, obs))
+    run_in(cfg, paths, resume, obs)
 }
 
 use run_log::RunLog;

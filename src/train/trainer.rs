@@ -15,13 +15,13 @@
 //!    [`Hook::after_backward`] sees the gradients before the optimizer uses them;
 //! 5. the optimizer step, the step count + 1; [`Hook::after_step`], which may stop.
 //!
-//! The convolutions' precision is the trainer's ([`Trainer::precision`]), set for the
-//! duration of each call.
+//! The convolutions' precision is the trainer's ([`Trainer::precision`]), set on the
+//! model's convolutions ([`nn::set_precision`]) at each call.
 
 use super::metrics::Confusion;
 use crate::data::{Batch, Loader};
 use crate::error::{Error, Result};
-use crate::kernels::bf16::{self, Precision};
+use crate::kernels::bf16::Precision;
 use crate::loss::CrossEntropy;
 use crate::models::Model;
 use crate::nn::{self, Layer, Mode};
@@ -177,8 +177,8 @@ impl Trainer {
         iteration: u64,
         hooks: &mut [&mut dyn Hook],
     ) -> Result<(StepResult, Control)> {
-        let p = self.precision;
-        bf16::with_precision(p, || self.step_in(batch, epoch, iteration, hooks))
+        nn::set_precision(&mut self.model, self.precision);
+        self.step_in(batch, epoch, iteration, hooks)
     }
 
     fn step_in(
@@ -293,13 +293,13 @@ impl Trainer {
     /// [`Mode::Eval`].
     pub fn evaluate(&mut self, loader: &Loader) -> Result<(f64, Confusion)> {
         let classes = self.classes();
-        let p = self.precision;
-        bf16::with_precision(p, || evaluate(&mut self.model, loader, classes))
+        nn::set_precision(&mut self.model, self.precision);
+        evaluate(&mut self.model, loader, classes)
     }
 }
 
 /// Loss (plain cross-entropy) and confusion matrix of `model` over `loader`, in
-/// [`Mode::Eval`], at the calling thread's precision.
+/// [`Mode::Eval`], at the precision its convolutions are set to.
 pub fn evaluate(
     model: &mut dyn Layer,
     loader: &Loader,

@@ -96,14 +96,14 @@ fn inference_has_no_backward_and_bad_options_are_errors() {
 }
 
 #[test]
-fn a_bf16_bench_reports_its_precision_and_leaves_the_thread_in_f32() {
+fn a_bf16_bench_reports_its_precision_and_its_plans() {
     let mut model = tiny("resnet20", 0.5);
     let opts = BenchOptions {
         batch: 4,
         mode: BenchMode::Train,
         warmup: 1,
         iters: 2,
-        profile_iters: 0,
+        profile_iters: 1,
         seed: 2,
         precision: Precision::Bf16,
     };
@@ -111,7 +111,26 @@ fn a_bf16_bench_reports_its_precision_and_leaves_the_thread_in_f32() {
     assert_eq!(r.precision, Precision::Bf16);
     assert!(r.render().contains("bf16 products"), "{}", r.render());
     assert!(r.images_per_s > 0.0);
-    assert_eq!(bf16::precision(), Precision::F32);
+    // Every convolution's plan is in the table, at the precision asked for; the layers
+    // keep it (no thread state).
+    let convs: Vec<_> = r.layers.iter().filter(|l| l.kind == "Conv2d").collect();
+    assert!(!convs.is_empty());
+    for l in &convs {
+        let plan = l.plan.as_deref().unwrap_or_default();
+        assert!(
+            plan.starts_with("fwd ") && plan.ends_with("(bf16)"),
+            "{}: {plan}",
+            l.name
+        );
+    }
+    let plans = strata::nn::conv_plans(&mut model);
+    assert_eq!(plans.len(), convs.len());
+    assert!(plans.iter().all(|(_, p)| p.precision == Precision::Bf16));
+    assert_eq!(
+        plans.iter().any(|(_, p)| p.bf16_forward),
+        bf16::available(),
+        "bf16 kernels run exactly where the CPU has them"
+    );
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["precision"], "bf16");
 }

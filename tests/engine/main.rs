@@ -7,5 +7,6 @@ mod fixtures;
 mod gradcheck;
 mod models;
 mod parity;
+mod plans;
 mod train;
 mod trainer;

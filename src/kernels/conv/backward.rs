@@ -18,7 +18,7 @@ use rayon::prelude::*;
 /// `dbias` are accumulated into (`+=`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward(
-    g: &ConvGeom,
+    plan: &ConvPlan,
     n: usize,
     x: &[f32],
     weight: &[f32],
@@ -28,7 +28,7 @@ pub fn conv2d_backward(
     dbias: Option<&mut [f32]>,
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
-    backward(g, n, x, weight, dy, dx, dweight, dbias, false, ws)
+    backward(plan, n, x, weight, dy, dx, dweight, dbias, false, ws)
 }
 
 /// [`conv2d_backward`] for an input that is a ReLU's output: `dx` is zero where `x` is
@@ -37,7 +37,7 @@ pub fn conv2d_backward(
 /// bit), so the ReLU's own pass can be skipped.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_relu_input(
-    g: &ConvGeom,
+    plan: &ConvPlan,
     n: usize,
     x: &[f32],
     weight: &[f32],
@@ -47,12 +47,12 @@ pub fn conv2d_backward_relu_input(
     dbias: Option<&mut [f32]>,
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
-    backward(g, n, x, weight, dy, Some(dx), dweight, dbias, true, ws)
+    backward(plan, n, x, weight, dy, Some(dx), dweight, dbias, true, ws)
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
-    g: &ConvGeom,
+    plan: &ConvPlan,
     n: usize,
     x: &[f32],
     weight: &[f32],
@@ -63,6 +63,7 @@ pub(crate) fn backward(
     mask_by_input: bool,
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
+    let g = &plan.geom;
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * g.ohw());
     let w_len = g.c_out * g.kg();
     check_len("conv2d_backward", "x", x.len(), n * x_img)?;
@@ -115,8 +116,10 @@ pub(crate) fn backward(
     };
     // bf16 products: the weight gradient (transposed accumulator in `dw`), and the
     // input gradient of a stride-1 layer.
-    let bf_dw = bf16::weight_grad_active_for(g);
-    let bf_dx = dgeom.as_ref().is_some_and(bf16::active_for);
+    let bf_dw = plan.bf16_weight_grad;
+    let bf_dx = dgeom
+        .as_ref()
+        .is_some_and(|t| bf16::active_for(t, plan.precision));
     let wbf_dx = bf_dx && dpath == Path::Winograd && winograd::bf16_available();
     let gd = Gathered::of(g);
     // The weight gradient by Winograd on the 3×3 layers it takes (also faster than the
@@ -168,7 +171,7 @@ pub(crate) fn backward(
     // Each phase's weights, packed for the bf16 kernel (enough channels of dy to pair)
     // or the f32 one.
     let phase_bf = |pg: &ConvGeom| {
-        bf16::precision() == bf16::Precision::Bf16 && pg.c_in >= 8 && bf16::available()
+        plan.precision == bf16::Precision::Bf16 && pg.c_in >= 8 && bf16::available()
     };
     let phase_packs: Vec<Packed> = phases
         .iter()

@@ -1,7 +1,8 @@
 //! Mixed precision for convolutions: bf16 products, f32 sums (AVX-512 BF16).
 //!
-//! Opt-in per thread with [`set_precision`] (as `torch.set_float32_matmul_precision`
-//! lets PyTorch use bf16 inside f32 products). Everything outside the products stays
+//! Opt-in per convolution through its plan ([`super::ConvPlan`] with
+//! [`Precision::Bf16`]; `Conv2d::set_precision`, `nn::set_precision` for a whole model),
+//! as `torch.set_float32_matmul_precision` lets PyTorch use bf16 inside f32 products. Everything outside the products stays
 //! f32: tensors, master weights, normalization, loss and optimizer. Inside a
 //! convolution the operands are rounded to bf16 (8 significant bits, round to nearest
 //! even) while they are gathered, and `vdpbf16ps` multiplies pairs of them and adds both
@@ -27,7 +28,6 @@ use super::gathered::{for_each_tile, store_tile, with_taps, TileAt};
 use super::gathered::{Gathered, SLACK};
 use super::geom::ConvGeom;
 use super::geom::COB;
-use std::cell::Cell;
 
 /// How convolutions multiply.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -72,30 +72,6 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// Runs `f` with this thread's precision set to `p`, then puts the previous one back.
-pub fn with_precision<T>(p: Precision, f: impl FnOnce() -> T) -> T {
-    let before = precision();
-    set_precision(p);
-    let out = f();
-    set_precision(before);
-    out
-}
-
-thread_local! {
-    static PRECISION: Cell<Precision> = const { Cell::new(Precision::F32) };
-}
-
-/// Sets the precision of the convolutions this thread starts (the calling thread of a
-/// training loop; the kernels' worker threads follow it).
-pub fn set_precision(p: Precision) {
-    PRECISION.with(|c| c.set(p));
-}
-
-/// The precision set for this thread.
-pub fn precision() -> Precision {
-    PRECISION.with(|c| c.get())
-}
-
 /// Whether this CPU multiplies in bf16 (AVX-512F and AVX-512 BF16).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -109,20 +85,20 @@ pub fn available() -> bool {
     }
 }
 
-/// Whether a convolution with geometry `g` runs in bf16 now: asked for on this thread,
+/// Whether a convolution with geometry `g` runs in bf16 at precision `p`: asked for,
 /// available on this CPU, a layer the gathered kernel takes, and at least 8 input
 /// channels (with 1 or 3, the half-empty channel pairs and the gathered copies cost
 /// more than the products save: measured 0.7–0.8× of f32 on the 1→32 and 3→16 first
 /// layers, `cargo bench --bench conv`).
-pub fn active_for(g: &ConvGeom) -> bool {
-    precision() == Precision::Bf16 && g.c_in >= 8 && super::gathered::applies(g) && available()
+pub fn active_for(g: &ConvGeom, p: Precision) -> bool {
+    p == Precision::Bf16 && g.c_in >= 8 && super::gathered::applies(g) && available()
 }
 
-/// Whether the weight gradient of `g` runs in bf16 now: as [`active_for`], and enough
+/// Whether the weight gradient of `g` runs in bf16 at precision `p`: as [`active_for`], and enough
 /// kernel taps to fill the tiles of 8 (a one-channel 3×3 first layer has 9 taps, two
 /// tiles of which the second would be 7/8 idle; its f32 kernel is faster).
-pub fn weight_grad_active_for(g: &ConvGeom) -> bool {
-    active_for(g) && g.kg().div_ceil(WT) * WT * 4 <= g.kg() * 5
+pub fn weight_grad_active_for(g: &ConvGeom, p: Precision) -> bool {
+    active_for(g, p) && g.kg().div_ceil(WT) * WT * 4 <= g.kg() * 5
 }
 
 /// Rounds to the nearest bf16 (ties to even), as its 16 bits; NaN stays NaN.
@@ -734,14 +710,5 @@ mod tests {
             unsafe { pair_dy_avx512(&g, &dy, &mut got) };
             assert_eq!(got, want, "c_out {c_out}, {oh}x{ow}");
         }
-    }
-
-    #[test]
-    fn precision_is_per_thread() {
-        set_precision(Precision::Bf16);
-        let other = std::thread::spawn(precision).join().unwrap();
-        assert_eq!(other, Precision::F32);
-        assert_eq!(precision(), Precision::Bf16);
-        set_precision(Precision::F32);
     }
 }

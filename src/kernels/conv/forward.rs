@@ -3,7 +3,6 @@
 use super::bf16;
 use super::direct::{self, Padded};
 use super::gathered::{self, Gathered};
-use super::geom::*;
 use super::im2col::*;
 use super::plan::*;
 use super::winograd;
@@ -15,7 +14,7 @@ use rayon::prelude::*;
 
 /// `y[n, c_out, oh, ow] = conv(x[n, c_in, h, w], weight[c_out, c_in/g, kh, kw]) + bias`.
 pub fn conv2d_forward(
-    g: &ConvGeom,
+    plan: &ConvPlan,
     n: usize,
     x: &[f32],
     weight: &[f32],
@@ -23,14 +22,14 @@ pub fn conv2d_forward(
     y: &mut [f32],
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
-    forward(g, n, x, weight, bias, y, None, (false, false), ws)
+    forward(plan, n, x, weight, bias, y, None, (false, false), ws)
 }
 
 /// [`conv2d_forward`] followed by a ReLU, applied to each image's output while it is in
 /// cache (in the output transform of the Winograd kernel): the eval-mode path of a
 /// convolution with a folded BatchNorm + ReLU after it.
 pub fn conv2d_forward_relu(
-    g: &ConvGeom,
+    plan: &ConvPlan,
     n: usize,
     x: &[f32],
     weight: &[f32],
@@ -38,16 +37,17 @@ pub fn conv2d_forward_relu(
     y: &mut [f32],
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
-    forward(g, n, x, weight, bias, y, None, (true, false), ws)
+    forward(plan, n, x, weight, bias, y, None, (true, false), ws)
 }
 
 /// Whether [`conv2d_forward_pooled`] takes `g` now: layers the Winograd kernel computes
 /// (f32, or bf16 where the CPU runs its bf16 form), with at least a 2×2 output.
-pub fn pooled_applies(g: &ConvGeom) -> bool {
-    Path::of(g) == Path::Winograd
+pub fn pooled_applies(plan: &ConvPlan) -> bool {
+    let g = &plan.geom;
+    plan.forward == Path::Winograd
         && g.oh >= 2
         && g.ow >= 2
-        && (!bf16::active_for(g) || winograd::bf16_available())
+        && (!plan.bf16_forward || winograd::bf16_available())
 }
 
 /// [`conv2d_forward`], optionally a ReLU, then a 2×2 max pool with stride 2 (floor mode,
@@ -57,7 +57,7 @@ pub fn pooled_applies(g: &ConvGeom) -> bool {
 /// An error unless [`pooled_applies`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_pooled(
-    g: &ConvGeom,
+    plan: &ConvPlan,
     n: usize,
     x: &[f32],
     weight: &[f32],
@@ -66,14 +66,14 @@ pub fn conv2d_forward_pooled(
     y: &mut [f32],
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
-    if !pooled_applies(g) {
+    if !pooled_applies(plan) {
         return Err(Error::config(
             "conv2d_forward_pooled",
             "geometry",
-            format!("{g:?} is not one the Winograd kernel computes; run the convolution and the pool apart"),
+            format!("{:?} is not one the Winograd kernel computes; run the convolution and the pool apart", plan.geom),
         ));
     }
-    forward(g, n, x, weight, bias, y, None, (relu, true), ws)
+    forward(plan, n, x, weight, bias, y, None, (relu, true), ws)
 }
 
 /// [`conv2d_forward`], and the [`seg_moments`] (mean, M2) of every output plane `(n,
@@ -82,7 +82,7 @@ pub fn conv2d_forward_pooled(
 /// without reading the output back from memory.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_moments(
-    g: &ConvGeom,
+    plan: &ConvPlan,
     n: usize,
     x: &[f32],
     weight: &[f32],
@@ -91,13 +91,28 @@ pub fn conv2d_forward_moments(
     moments: &mut [(f64, f64)],
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
-    check_len("conv2d_forward", "moments", moments.len(), n * g.c_out)?;
-    forward(g, n, x, weight, bias, y, Some(moments), (false, false), ws)
+    check_len(
+        "conv2d_forward",
+        "moments",
+        moments.len(),
+        n * plan.geom.c_out,
+    )?;
+    forward(
+        plan,
+        n,
+        x,
+        weight,
+        bias,
+        y,
+        Some(moments),
+        (false, false),
+        ws,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
-    g: &ConvGeom,
+    plan: &ConvPlan,
     n: usize,
     x: &[f32],
     weight: &[f32],
@@ -107,6 +122,7 @@ pub(crate) fn forward(
     (relu, pool): (bool, bool),
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
+    let g = &plan.geom;
     let ep_len = winograd::Epilogue {
         bias: None,
         relu,
@@ -123,7 +139,7 @@ pub(crate) fn forward(
         return Ok(());
     }
     let chunks = chunk_count(n);
-    let path = Path::of(g);
+    let path = plan.forward;
     let gd = Gathered::of(g);
     let wplan = winograd::Plan::of(g);
     let col_len = match path {
@@ -146,7 +162,7 @@ pub(crate) fn forward(
         col_len
     };
     ws.prepare(chunks, col_len, 0);
-    let bf = bf16::active_for(g);
+    let bf = plan.bf16_forward;
     // bf16 products of a layer the Winograd kernel takes: its bf16 form.
     let wbf = bf && path == Path::Winograd && winograd::bf16_available();
     let bf_len = gd.len(&bf16::paired_geom(g));
@@ -304,4 +320,42 @@ pub(crate) fn forward(
             }
             Ok(())
         })
+}
+
+/// Times the forward of every f32 candidate path of `plan`'s geometry on this batch (one
+/// untimed run to size the buffers, then the best of two) and returns the plan with the
+/// fastest; a bf16 plan, or a geometry with one candidate, is returned as it is. The
+/// candidates compute the same convolution; their results differ in rounding only.
+#[allow(clippy::too_many_arguments)]
+pub fn autotune_forward(
+    plan: &ConvPlan,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    ws: &mut ConvWorkspace,
+) -> Result<ConvPlan> {
+    let candidates = Path::candidates(&plan.geom);
+    if plan.bf16_forward || candidates.len() < 2 || n == 0 {
+        return Ok(*plan);
+    }
+    let g = &plan.geom;
+    let mut y = vec![0.0f32; n * g.c_out * g.ohw()];
+    let mut best: Option<(f64, ConvPlan)> = None;
+    for path in candidates {
+        let Some(p) = plan.with_forward(path) else {
+            continue;
+        };
+        forward(&p, n, x, weight, bias, &mut y, None, (false, false), ws)?;
+        let mut t = f64::INFINITY;
+        for _ in 0..2 {
+            let start = std::time::Instant::now();
+            forward(&p, n, x, weight, bias, &mut y, None, (false, false), ws)?;
+            t = t.min(start.elapsed().as_secs_f64());
+        }
+        if best.as_ref().is_none_or(|(bt, _)| t < *bt) {
+            best = Some((t, p));
+        }
+    }
+    Ok(best.map_or(*plan, |(_, p)| ConvPlan { tuned: true, ..p }))
 }

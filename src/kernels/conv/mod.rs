@@ -30,12 +30,13 @@ mod workspace;
 
 pub use backward::{conv2d_backward, conv2d_backward_relu_input};
 pub use forward::{
-    conv2d_forward, conv2d_forward_moments, conv2d_forward_pooled, conv2d_forward_relu,
-    pooled_applies,
+    autotune_forward, conv2d_forward, conv2d_forward_moments, conv2d_forward_pooled,
+    conv2d_forward_relu, pooled_applies,
 };
 pub(crate) use geom::has_avx512;
 pub use geom::{out_size, ConvGeom};
 pub use im2col::{col2im, im2col};
+pub use plan::{ConvPlan, Path, Tuning};
 pub use workspace::ConvWorkspace;
 
 #[cfg(test)]
@@ -130,7 +131,7 @@ mod tests {
     /// Runs every case through forward and backward and compares with the naive twin
     /// within `tol` (relative to 1 + |value|); `prep` maps every operand first. Returns
     /// how many cases the bf16 kernels took.
-    fn compare_cases(prep: fn(f32) -> f32, tol: f32) -> usize {
+    fn compare_cases(prep: fn(f32) -> f32, tol: f32, prec: bf16::Precision) -> usize {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let mut vec =
             |len: usize| -> Vec<f32> { rand_vec(len, &mut rng).into_iter().map(prep).collect() };
@@ -143,7 +144,7 @@ mod tests {
         // is a few times that of bf16 products, checked here against the output's rms
         // (its own test in `winograd` checks it against the same arithmetic, tightly).
         let winograd_bf16 = |t: &ConvGeom| {
-            bf16::active_for(t) && winograd::applies(t) && winograd::bf16_available()
+            bf16::active_for(t, prec) && winograd::applies(t) && winograd::bf16_available()
         };
         let check = |got: &[f32], want: &[f32], what: &str, g: &ConvGeom, wino: bool| {
             if wino {
@@ -154,21 +155,31 @@ mod tests {
         };
         for &(n, c_in, h, w, c_out, k, s, p, d, grp) in CASES {
             let g = ConvGeom::new(c_in, h, w, c_out, k, s, p, d, grp).unwrap();
-            bf_cases += usize::from(bf16::active_for(&g));
+            bf_cases += usize::from(bf16::active_for(&g, prec));
+            let plan = ConvPlan::new(g, prec);
             let x = vec(n * c_in * h * w);
             let wt = vec(c_out * g.kg());
             let b = vec(c_out);
             let mut y = vec![0.0; n * c_out * g.ohw()];
-            conv2d_forward(&g, n, &x, &wt, Some(&b), &mut y, &mut ws).unwrap();
+            conv2d_forward(&plan, n, &x, &wt, Some(&b), &mut y, &mut ws).unwrap();
             let want = naive::conv2d_forward(&g, n, &x, &wt, Some(&b));
             check(&y, &want, "y", &g, winograd_bf16(&g));
+            // Every other kernel that takes the geometry (what autotuning may pick).
+            if prec == bf16::Precision::F32 {
+                for path in Path::candidates(&g) {
+                    let forced = plan.with_forward(path).unwrap();
+                    let mut yp = vec![0.0; y.len()];
+                    conv2d_forward(&forced, n, &x, &wt, Some(&b), &mut yp, &mut ws).unwrap();
+                    check(&yp, &want, path.name(), &g, false);
+                }
+            }
 
             let dy = vec(y.len());
             let mut dx = vec![9.0; x.len()];
             let mut dw = vec![0.5; wt.len()];
             let mut db = vec![0.25; c_out];
             conv2d_backward(
-                &g,
+                &plan,
                 n,
                 &x,
                 &wt,
@@ -192,7 +203,7 @@ mod tests {
 
     #[test]
     fn forward_and_backward_match_the_naive_twin() {
-        assert_eq!(compare_cases(|v| v, 1e-4), 0);
+        assert_eq!(compare_cases(|v| v, 1e-4, bf16::Precision::F32), 0);
     }
 
     #[test]
@@ -203,9 +214,7 @@ mod tests {
         // Operands already in bf16: their products are exact in f32 and only the order
         // of the f32 sums differs from the twin (except on the bf16 Winograd kernel,
         // which rounds transformed operands: see `compare_cases`).
-        bf16::set_precision(bf16::Precision::Bf16);
-        let taken = compare_cases(bf16::round, 1e-4);
-        bf16::set_precision(bf16::Precision::F32);
+        let taken = compare_cases(bf16::round, 1e-4, bf16::Precision::Bf16);
         assert!(taken >= 8, "the bf16 kernels took only {taken} cases");
     }
 
@@ -216,9 +225,7 @@ mod tests {
         }
         // Each operand rounded to 8 significant bits: relative error ≤ 2⁻⁸ per factor,
         // so a few 1e-3 on sums of up to ~200 unit-sized products of random sign.
-        bf16::set_precision(bf16::Precision::Bf16);
-        compare_cases(|v| v, 5e-2);
-        bf16::set_precision(bf16::Precision::F32);
+        compare_cases(|v| v, 5e-2, bf16::Precision::Bf16);
     }
 
     fn assert_close_rms(got: &[f32], want: &[f32], what: &str, g: &ConvGeom, frac: f32) {
@@ -262,10 +269,22 @@ mod tests {
             let dy = rand_vec(n * co * g.ohw(), &mut rng);
             let mut ws = ConvWorkspace::default();
             let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
-            conv2d_backward(&g, n, &x, &wt, &dy, Some(&mut dx), &mut dw, None, &mut ws).unwrap();
+            let plan = ConvPlan::f32(g);
+            conv2d_backward(
+                &plan,
+                n,
+                &x,
+                &wt,
+                &dy,
+                Some(&mut dx),
+                &mut dw,
+                None,
+                &mut ws,
+            )
+            .unwrap();
             relu_mask(&mut dx, &x);
             let (mut dx2, mut dw2) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
-            conv2d_backward_relu_input(&g, n, &x, &wt, &dy, &mut dx2, &mut dw2, None, &mut ws)
+            conv2d_backward_relu_input(&plan, n, &x, &wt, &dy, &mut dx2, &mut dw2, None, &mut ws)
                 .unwrap();
             assert_eq!(dx, dx2, "{g:?}");
             assert_eq!(dw, dw2, "{g:?}");

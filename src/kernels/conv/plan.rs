@@ -1,13 +1,22 @@
-//! Which algorithm computes a convolution: the kernel paths and the rules that pick one.
+//! Which algorithm computes a convolution: the kernel paths, the rules that pick one, and
+//! the [`ConvPlan`] that holds the choice for one geometry and precision.
+//!
+//! The static rules (the default) pick, for the forward: Winograd F(2×2, 3×3) where it
+//! applies, else the direct kernel, else the gathered one, else im2col + GEMM; under bf16
+//! the bf16 Winograd form or the bf16 gathered kernel where [`bf16::active_for`] says so.
+//! [`ConvPlan::autotune`] instead times every f32 forward candidate that applies, once, and
+//! keeps the fastest (cuDNN's benchmark mode).
 
-use super::direct::{self};
-use super::gathered::{self};
+use super::bf16::{self, Precision};
+use super::direct;
+use super::gathered;
 use super::geom::*;
+use super::strided;
 use super::winograd;
 
 /// Which kernel computes a convolution (forward, or the input gradient as one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Path {
+pub enum Path {
     /// [`winograd`]: F(2×2, 3×3) for stride-1 3×3 layers with enough channels.
     Winograd,
     /// [`direct`]: stride 1, whole vectors of output columns.
@@ -19,7 +28,8 @@ pub(crate) enum Path {
 }
 
 impl Path {
-    pub(crate) fn of(g: &ConvGeom) -> Self {
+    /// The static rule: the first kernel, in the order of the variants, that applies.
+    pub fn of(g: &ConvGeom) -> Self {
         if winograd::applies(g) {
             Path::Winograd
         } else if direct::applies(g) {
@@ -65,5 +75,155 @@ pub(crate) fn gemm_images(g: &ConvGeom) -> usize {
         (128 / g.ohw()).max(2)
     } else {
         1
+    }
+}
+
+impl Path {
+    /// Every path whose kernel computes `g` (im2col + GEMM always does).
+    pub fn candidates(g: &ConvGeom) -> Vec<Path> {
+        let mut v = vec![];
+        if winograd::applies(g) {
+            v.push(Path::Winograd);
+        }
+        if direct::applies(g) {
+            v.push(Path::Direct);
+        }
+        if gathered::applies(g) {
+            v.push(Path::Gathered);
+        }
+        v.push(Path::Gemm);
+        v
+    }
+
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Winograd => "winograd",
+            Path::Direct => "direct",
+            Path::Gathered => "gathered",
+            Path::Gemm => "gemm",
+        }
+    }
+}
+
+/// How a layer picks its plan: by the static rules (the default), or by timing the
+/// forward candidates once per geometry ([`super::autotune_forward`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tuning {
+    /// The rules of [`Path::of`] and [`bf16::active_for`].
+    #[default]
+    Static,
+    /// Time every f32 forward candidate once on the layer's first batch of a geometry.
+    Timed,
+}
+
+/// How one convolution is computed: its geometry, its precision and the kernel of each
+/// pass, chosen once (a layer keeps its plan while the input size and precision stay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvPlan {
+    /// The geometry.
+    pub geom: ConvGeom,
+    /// Products in f32 or bf16.
+    pub precision: Precision,
+    /// The kernel of the f32 forward ([`ConvPlan::forward_name`] tells what runs under
+    /// bf16).
+    pub forward: Path,
+    /// Whether the forward multiplies in bf16.
+    pub bf16_forward: bool,
+    /// Whether the weight gradient multiplies in bf16.
+    pub bf16_weight_grad: bool,
+    /// Whether the forward was timed ([`ConvPlan::autotune`]) rather than ruled.
+    pub tuned: bool,
+}
+
+impl ConvPlan {
+    /// The static choice for `g` at precision `p`.
+    pub fn new(g: ConvGeom, p: Precision) -> Self {
+        ConvPlan {
+            geom: g,
+            precision: p,
+            forward: Path::of(&g),
+            bf16_forward: bf16::active_for(&g, p),
+            bf16_weight_grad: bf16::weight_grad_active_for(&g, p),
+            tuned: false,
+        }
+    }
+
+    /// The f32 static choice.
+    pub fn f32(g: ConvGeom) -> Self {
+        Self::new(g, Precision::F32)
+    }
+
+    /// This plan with the forward on `path` (which must apply to the geometry: one of
+    /// [`Path::candidates`]); `None` when it does not.
+    pub fn with_forward(self, path: Path) -> Option<Self> {
+        Path::candidates(&self.geom)
+            .contains(&path)
+            .then_some(ConvPlan {
+                forward: path,
+                ..self
+            })
+    }
+
+    /// What the forward runs: `winograd`, `direct`, `gathered`, `gemm` (`gemm×B` when B
+    /// images share one product), or their bf16 forms.
+    pub fn forward_name(&self) -> String {
+        if self.bf16_forward {
+            if self.forward == Path::Winograd && winograd::bf16_available() {
+                return "winograd-bf16".into();
+            }
+            return "gathered-bf16".into();
+        }
+        match self.forward {
+            Path::Gemm if gemm_images(&self.geom) > 1 => {
+                format!("gemm×{}", gemm_images(&self.geom))
+            }
+            p => p.name().into(),
+        }
+    }
+
+    /// What the input gradient runs: a convolution of `dy` on a kernel path, strided
+    /// phases, or GEMM + col2im.
+    pub fn input_grad_name(&self) -> String {
+        match direct_input_grad(&self.geom) {
+            Some(t) if bf16::active_for(&t, self.precision) => {
+                if Path::of(&t) == Path::Winograd && winograd::bf16_available() {
+                    "winograd-bf16".into()
+                } else {
+                    "gathered-bf16".into()
+                }
+            }
+            Some(t) => Path::of(&t).name().into(),
+            None if has_avx512()
+                && strided::phases(&self.geom, &vec![0.0; self.geom.c_out * self.geom.kg()])
+                    .is_some() =>
+            {
+                "strided-phases".into()
+            }
+            None => "gemm+col2im".into(),
+        }
+    }
+
+    /// What the weight gradient runs.
+    pub fn weight_grad_name(&self) -> &'static str {
+        if self.bf16_weight_grad {
+            "gathered-bf16"
+        } else if winograd::weight_grad_applies(&self.geom) {
+            "winograd"
+        } else {
+            "gemm"
+        }
+    }
+
+    /// One line: `fwd winograd · dx direct · dw winograd (f32)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "fwd {}{} · dx {} · dw {} ({})",
+            self.forward_name(),
+            if self.tuned { " (timed)" } else { "" },
+            self.input_grad_name(),
+            self.weight_grad_name(),
+            self.precision
+        )
     }
 }

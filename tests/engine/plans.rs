@@ -1,0 +1,78 @@
+//! Convolution plans: chosen once per geometry and precision, printable, timed on
+//! request, and set on a whole model.
+
+use rand::SeedableRng;
+use strata::kernels::bf16::Precision;
+use strata::kernels::conv::{ConvGeom, ConvPlan, Path, Tuning};
+use strata::models;
+use strata::nn::{self, Conv2d, Conv2dConfig, Layer, Mode};
+use strata::Tensor;
+
+#[test]
+fn a_timed_plan_computes_what_the_static_one_does() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let cfg = Conv2dConfig::new(16, 16, 3).padding(1);
+    let mut a = Conv2d::new(cfg.clone(), &mut rng).unwrap();
+    let mut b = Conv2d::new(cfg, &mut rand::rngs::StdRng::seed_from_u64(1)).unwrap();
+    b.set_tuning(Tuning::Timed);
+    let x = Tensor::randn(&[4, 16, 10, 9], 0.0, 1.0, &mut rng);
+    let ya = a.forward(&x, Mode::Train).unwrap();
+    let yb = b.forward(&x, Mode::Train).unwrap();
+    let (pa, pb) = (*a.plan().unwrap(), *b.plan().unwrap());
+    assert!(!pa.tuned && pb.tuned, "{pa:?} {pb:?}");
+    assert_eq!(pa.forward, Path::Winograd);
+    assert!(Path::candidates(&pa.geom).contains(&pb.forward));
+    let err = ya
+        .data()
+        .iter()
+        .zip(yb.data())
+        .fold(0.0f32, |e, (p, q)| e.max((p - q).abs()));
+    assert!(err < 1e-4, "{err}");
+    // The plan is kept for the geometry, and renewed when the input size changes.
+    b.forward(&x, Mode::Eval).unwrap();
+    assert_eq!(*b.plan().unwrap(), pb);
+    let x2 = Tensor::randn(&[2, 16, 6, 6], 0.0, 1.0, &mut rng);
+    b.forward(&x2, Mode::Eval).unwrap();
+    assert_eq!(b.plan().unwrap().geom.h, 6);
+    // Backward follows whichever forward ran.
+    b.forward(&x, Mode::Train).unwrap();
+    let dx = b.backward(&Tensor::full(yb.shape(), 0.5)).unwrap();
+    assert_eq!(dx.shape(), x.shape());
+}
+
+#[test]
+fn plans_name_their_kernels_and_follow_the_model_precision() {
+    let g = ConvGeom::new(16, 8, 8, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+    let p = ConvPlan::f32(g);
+    assert_eq!(
+        p.describe(),
+        "fwd winograd · dx winograd · dw winograd (f32)"
+    );
+    let strided = ConvGeom::new(16, 8, 8, 32, (1, 1), (2, 2), (0, 0), (1, 1), 1).unwrap();
+    assert!(ConvPlan::f32(strided).describe().starts_with("fwd gemm"));
+    assert_eq!(p.with_forward(Path::Gemm).unwrap().forward_name(), "gemm");
+    assert!(ConvPlan::f32(strided)
+        .with_forward(Path::Winograd)
+        .is_none());
+
+    let mut cfg = models::default_config("resnet20").unwrap();
+    cfg.width = 0.25;
+    let mut m = models::build("resnet20", Some(cfg)).unwrap();
+    nn::set_precision(&mut m, Precision::Bf16);
+    let x = Tensor::randn(
+        &[2, 3, 32, 32],
+        0.0,
+        1.0,
+        &mut rand::rngs::StdRng::seed_from_u64(4),
+    );
+    m.forward(&x, Mode::Eval).unwrap();
+    let plans = nn::conv_plans(&mut m);
+    assert_eq!(plans.len(), 21, "{plans:?}");
+    assert_eq!(plans[0].0, "conv1");
+    assert!(plans.iter().all(|(_, p)| p.precision == Precision::Bf16));
+    nn::set_precision(&mut m, Precision::F32);
+    m.forward(&x, Mode::Eval).unwrap();
+    assert!(nn::conv_plans(&mut m)
+        .iter()
+        .all(|(_, p)| p.precision == Precision::F32 && !p.bf16_forward));
+}
