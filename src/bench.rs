@@ -19,6 +19,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::bf16::Precision;
+use crate::kernels::conv::Tuning;
 use crate::loss::CrossEntropy;
 use crate::models::Model;
 use crate::nn::{zero_grad, Layer, Mode};
@@ -72,6 +73,9 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Products of the convolutions (bf16: mixed precision, see [`crate::kernels::bf16`]).
     pub precision: Precision,
+    /// How the convolutions pick their kernels (static rules, or timed once per layer
+    /// during the warm-up).
+    pub tuning: Tuning,
 }
 
 impl Default for BenchOptions {
@@ -84,6 +88,7 @@ impl Default for BenchOptions {
             profile_iters: 3,
             seed: 0,
             precision: Precision::F32,
+            tuning: Tuning::Static,
         }
     }
 }
@@ -232,6 +237,7 @@ impl Step {
 /// Measures `model` (see the module notes).
 pub fn run(model: &mut Model, opts: &BenchOptions) -> Result<BenchReport> {
     crate::nn::set_precision(model, opts.precision);
+    crate::nn::set_tuning(model, opts.tuning);
     if opts.batch == 0 || opts.iters == 0 {
         return Err(Error::config(
             "bench",

@@ -7,6 +7,7 @@ use clap::Args;
 use std::path::PathBuf;
 use strata::bench::{self, BenchMode, BenchOptions, BenchReport};
 use strata::kernels::bf16::Precision;
+use strata::kernels::conv::Tuning;
 use strata::models;
 use strata::plot::{line_chart, Chart, Series};
 
@@ -20,6 +21,7 @@ use strata::plot::{line_chart, Chart, Series};
   strata bench --model resnet20,resnet56,resnet110 --plot depth.svg
   strata bench --model resnet20 --thread-counts 1,2 --plot threads.svg
   strata bench --model resnet20 --precision bf16  mixed precision (AVX-512 BF16)
+  strata bench --model resnet20 --conv-tuning timed  time each conv's kernels, keep the fastest
 
 A list in --model, --batch or --thread-counts makes a sweep: one line per configuration,
 and with --plot an SVG chart (images/s against batch or threads; time per step against
@@ -60,6 +62,11 @@ pub struct BenchArgs {
     /// f32 sums and everything else f32; needs AVX-512 BF16, f32 without it).
     #[arg(long, default_value = "f32", value_name = "f32|bf16")]
     pub precision: String,
+    /// How each convolution picks its kernel: `static` (fixed rules per geometry) or
+    /// `timed` (every kernel that applies is timed once on the first batch and the
+    /// fastest kept, as cuDNN's benchmark mode). The table's last column shows the choice.
+    #[arg(long, default_value = "static", value_name = "static|timed")]
+    pub conv_tuning: String,
     /// Write the sweep as an SVG chart to this file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -89,6 +96,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mode: BenchMode = args.mode.parse()?;
     let precision: Precision = args.precision.parse()?;
     super::warn_without_bf16(precision);
+    let tuning = match args.conv_tuning.as_str() {
+        "static" => Tuning::Static,
+        "timed" => Tuning::Timed,
+        other => bail!("--conv-tuning `{other}`: use static or timed"),
+    };
     let names: Vec<String> = list("model", &args.model)?;
     let batches: Vec<usize> = list("batch", &args.batch)?;
     let threads: Vec<usize> = match &args.thread_counts {
@@ -117,6 +129,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     profile_iters: if sweep { 0 } else { args.profile_iters },
                     seed: 0,
                     precision,
+                    tuning,
                 };
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(t)

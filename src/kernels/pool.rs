@@ -166,6 +166,11 @@ fn max_plane_2x2(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
 /// [`max_plane_2x2`], 16 outputs at a time: each row pair's even and odd columns
 /// separated by permutes, the running maximum and its index kept with the same rule
 /// ([`beats`]: larger, or a NaN over a number; ties keep the first) as lane masks.
+///
+/// # Safety
+/// The CPU must support AVX-512F. The lengths the unchecked loads and stores rely on
+/// (`xp` at least `2 * oh * w`, `2 * ow <= w`, `yp` and `ap` at least `oh * ow`) are
+/// asserted on entry.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn max_plane_2x2_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {

@@ -3,6 +3,10 @@
 /// Transposes a 16 × 16 block of 32-bit elements held in 16 registers: `r[a]` lane `b`
 /// becomes `r[b]` lane `a` (32-bit and 64-bit interleaves, then two rounds of 128-bit
 /// lane shuffles).
+///
+/// # Safety
+/// The CPU must support AVX-512F. There is nothing else to uphold: only `r` and
+/// registers are touched.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]

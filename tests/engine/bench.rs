@@ -79,6 +79,7 @@ fn inference_has_no_backward_and_bad_options_are_errors() {
         profile_iters: 1,
         seed: 1,
         precision: Precision::F32,
+        ..BenchOptions::default()
     };
     let r = bench::run(&mut model, &opts).unwrap();
     assert!(r.layers.iter().all(|l| l.backward_ms == 0.0));
@@ -106,6 +107,7 @@ fn a_bf16_bench_reports_its_precision_and_its_plans() {
         profile_iters: 1,
         seed: 2,
         precision: Precision::Bf16,
+        ..BenchOptions::default()
     };
     let r = bench::run(&mut model, &opts).unwrap();
     assert_eq!(r.precision, Precision::Bf16);

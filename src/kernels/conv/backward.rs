@@ -8,6 +8,7 @@ use super::im2col::*;
 use super::plan::*;
 use super::strided;
 use super::winograd;
+use super::winograd_dw;
 use super::workspace::*;
 use crate::error::Result;
 use crate::kernels::gemm::{matmul, Accumulate, Par, Trans};
@@ -127,17 +128,17 @@ pub(crate) fn backward(
     // the direct kernel takes it and is the faster (thin inputs: measured 1.2–1.8× on
     // c_in ≤ 16, 0.4–0.6× on 32–64 channels); im2col + GEMM otherwise. The direct one
     // accumulates in the natural layout; Winograd's `dU` follows it in `dw`.
-    let wino_dw = !bf_dw && winograd::weight_grad_applies(g);
+    let wino_dw = !bf_dw && winograd_dw::weight_grad_applies(g);
     let direct_dw = !wino_dw && direct::applies(g) && g.c_in <= 16;
     let dw_len = if bf_dw {
         w_len.max(bf16::wgrad_acc_len(g))
     } else if wino_dw {
-        w_len + winograd::wgrad_acc_len(g)
+        w_len + winograd_dw::wgrad_acc_len(g)
     } else {
         w_len
     };
     let wino_work = if wino_dw {
-        winograd::wgrad_work_len(g)
+        winograd_dw::wgrad_work_len(g)
     } else {
         0
     };
@@ -238,7 +239,7 @@ pub(crate) fn backward(
                     direct::pad_image(g, pd, xi, p);
                     direct::weight_grad(g, pd, p, dyi, &mut dw[..w_len]);
                 } else if wino_dw {
-                    let len = winograd::wgrad_pad_len(g);
+                    let len = winograd_dw::wgrad_pad_len(g);
                     if *pad_cl_for != Some(*g) {
                         pad_cl.clear();
                         pad_cl.resize(len, 0.0);
@@ -246,7 +247,7 @@ pub(crate) fn backward(
                     }
                     let acc = &mut dw[w_len..dw_len];
                     let work = &mut col[..wino_work];
-                    winograd::weight_grad_image(g, xi, dyi, acc, &mut pad_cl[..len], work);
+                    winograd_dw::weight_grad_image(g, xi, dyi, acc, &mut pad_cl[..len], work);
                 }
                 // dw_gᵀ[kg, cg_out] += col_g · dy_gᵀ. The transposed product keeps the
                 // long dimension (kg) in the GEMM's rows: 2–6× faster than dy_g · col_gᵀ
@@ -448,7 +449,7 @@ pub(crate) fn backward(
             }
             if wino_dw {
                 let (d, acc) = dw[..dw_len].split_at_mut(w_len);
-                winograd::weight_grad_finish(g, acc, d);
+                winograd_dw::weight_grad_finish(g, acc, d);
             }
             Ok(())
         })?;

@@ -158,6 +158,9 @@ pub fn to_pairs(g: &ConvGeom, x: &[f32], out: &mut [u32]) {
     }
 }
 
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16. `lo`, and `hi` when given, must
+/// hold at least `dst.len()` values: the vector loop reads them unchecked, 16 at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn pairs_avx512(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u32]) {
@@ -238,6 +241,10 @@ pub fn gather_plain(g: &ConvGeom, gd: Gathered, x: &[f32], tmp: &mut Vec<u32>, q
     super::gathered::gather_image(g, gd, &half[..n], q);
 }
 
+/// # Safety
+/// The CPU must support AVX-512F, BW, VL and BF16. `g` must come from `ConvGeom::new`
+/// and `gd` be `Gathered::of(g)`; `x` must hold at least `g.c_in * g.h * g.w` values
+/// and `q` at least `gd.len(&paired_geom(g)) - SLACK` (both asserted by `gather_pairs`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 unsafe fn gather_pairs_avx512(
@@ -251,6 +258,10 @@ unsafe fn gather_pairs_avx512(
     gather_converted::<FORM_PAIRS, u32>(g, gd, x, tmp, q);
 }
 
+/// # Safety
+/// The CPU must support AVX-512F, BW, VL and BF16. `g` must come from `ConvGeom::new`
+/// and `gd` be `Gathered::of(g)`; `x` must hold at least `g.c_in * g.h * g.w` values
+/// and `q` at least `gd.len(g) - SLACK` (both asserted by `gather_plain`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 unsafe fn gather_plain_avx512(
@@ -278,6 +289,9 @@ pub fn to_plain(x: &[f32], out: &mut [u16]) {
     }
 }
 
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16, and `out` must hold at least
+/// `x.len()` values: the vector loop stores into it unchecked, 16 at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn plain_avx512(x: &[f32], out: &mut [u16]) {
@@ -343,6 +357,11 @@ pub fn image(
     };
 }
 
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16. `gp` must be the paired geometry
+/// (`paired_geom`) and `gd` be `Gathered::of(gp)`; `q` must hold at least `gd.len(gp)`
+/// values (slack included: the last tile's idle lanes read into it) and `y` at least
+/// `gp.c_out * gp.ohw()`. `wp` is sliced with bounds checks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn image_avx512(
@@ -367,6 +386,11 @@ unsafe fn image_avx512(
 const LANES: usize = 16;
 
 /// The f32 gathered tile with channel pairs: one `vdpbf16ps` per weight and vector.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16. With `at = ((p, ohw), (co0, cob))`:
+/// `q` must hold at least `p + off + 16 * NV` values for every `off` in `taps`, `wb` at
+/// least `taps.len() * COB`, and `y` at least `(co0 + cob) * ohw` (see `store_tile`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 // Indexed on both axes of `acc` in the inner loop; plain indices keep it in registers.
@@ -468,6 +492,11 @@ fn pair_dy_scalar(g: &ConvGeom, dy: &[f32], tmp: &mut Vec<u32>, out: &mut [u32])
 /// channel's 32 positions are converted into one vector of 16 pairs
 /// (`vcvtne2ps2bf16`), and the 16 × 16 block of pairs is transposed in registers
 /// (32-bit and 64-bit interleaves, then two rounds of 128-bit lane shuffles).
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16. `dy` must hold at least
+/// `g.c_out * g.ohw()` values (its loads are masked to the plane) and `out` at least
+/// `wgrad_dy_len(g)`; `pair_dy` asserts both.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn pair_dy_avx512(g: &ConvGeom, dy: &[f32], out: &mut [u32]) {
@@ -526,6 +555,10 @@ pub fn weight_grad(g: &ConvGeom, gd: Gathered, q: &[u16], d: &[u32], acc: &mut [
 /// Taps per weight-gradient tile.
 const WT: usize = 8;
 
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16. `gd` must be `Gathered::of(g)`, and
+/// `q`, `d` and `acc` must hold at least `wgrad_input_len(g, gd)`, `wgrad_dy_len(g)` and
+/// `wgrad_acc_len(g)` values (asserted by `weight_grad`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn weight_grad_avx512(g: &ConvGeom, gd: Gathered, q: &[u16], d: &[u32], acc: &mut [f32]) {
@@ -533,6 +566,11 @@ unsafe fn weight_grad_avx512(g: &ConvGeom, gd: Gathered, q: &[u16], d: &[u32], a
 }
 
 /// [`weight_grad_avx512`] with the tap offsets given.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16. `q` must hold at least
+/// `off + even_ohw(g)` values for every `off` in `taps`, `d` at least
+/// `wgrad_dy_len(g)`, and `acc` at least `taps.len() * co_lanes(g)`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn weight_grad_taps(g: &ConvGeom, taps: &[usize], q: &[u16], d: &[u32], acc: &mut [f32]) {
@@ -558,6 +596,10 @@ unsafe fn weight_grad_taps(g: &ConvGeom, taps: &[usize], q: &[u16], d: &[u32], a
     }
 }
 
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16, and `c0 + 16 * NV <= col`. `q` must
+/// hold at least `offs[t] + 2 * pairs` values for every `t` (two are read as one `u32`),
+/// `d` at least `pairs * col`, and `acc` at least `(t0 + nt) * col`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]

@@ -138,6 +138,11 @@ fn image_scalar(
     }
 }
 
+/// # Safety
+/// The CPU must support AVX-512F. `pd` must be `Padded::of(g)` (its rows and row stride
+/// cover every tile's unmasked loads), `p` must hold at least `pd.len(g)` values, `wp`
+/// at least `g.c_out.div_ceil(COB) * g.c_in * g.kh * g.kw * COB` and `y` at least
+/// `g.c_out * g.oh * g.ow`. `image` asserts the lengths.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn image_avx512(
@@ -249,6 +254,10 @@ fn weight_grad_fallback(g: &ConvGeom, pd: Padded, p: &[f32], dy: &[f32], dw: &mu
 const WCO: usize = 3;
 const TAPS: usize = 9;
 
+/// # Safety
+/// The CPU must support AVX-512F. `pd` must be `Padded::of(g)`, `p` must hold at least
+/// `pd.len(g)` values and `dy` at least `g.c_out * g.oh * g.ow` (its loads are masked to
+/// `ow`); `weight_grad` asserts the lengths. `dw` is indexed with bounds checks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn weight_grad_avx512(g: &ConvGeom, pd: Padded, p: &[f32], dy: &[f32], dw: &mut [f32]) {

@@ -153,6 +153,10 @@ pub fn gather_f32(g: &ConvGeom, gd: Gathered, x: &[f32], plane: &mut Vec<u32>, q
     gather_image(g, gd, x, q);
 }
 
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512BW. `g` must come from `ConvGeom::new` and
+/// `gd` be `Gathered::of(g)`; `x` must hold at least `g.c_in * g.h * g.w` values and `q`
+/// at least `gd.len(g) - SLACK` (both asserted by `gather_f32`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn gather_f32_avx512(
@@ -181,6 +185,8 @@ unsafe fn gather_f32_avx512(
 /// AVX-512 F and BW must be present, and VL and BF16 for the bf16 forms; `x` must
 /// hold `g.c_in` planes of `h·w` and `q` the gathered part of `gd` for the buffer's
 /// channels; `T` must be `f32`, `u32` or `u16` for `FORM` f32, pairs, plain.
+/// `g` must come from `ConvGeom::new` and `gd` be `Gathered::of(g)`: the row copies
+/// out of the padded plane and the block writes into `q` rely on both.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn gather_converted<const FORM: u8, T>(
@@ -304,6 +310,11 @@ pub(crate) unsafe fn gather_converted<const FORM: u8, T>(
 
 /// Copies `n` bytes from `src` to `dst` (zeros with no `src`), 64 at a time, the last
 /// ones masked.
+///
+/// # Safety
+/// The caller must be compiled with AVX-512F and BW, on a CPU that has them: this is
+/// `#[inline(always)]` with no `target_feature` of its own. `dst` must be valid for
+/// writes of `n` bytes, and `src`, when given, for reads of `n` bytes.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn copy_bytes(src: Option<*const u8>, dst: *mut u8, n: usize) {
@@ -484,6 +495,10 @@ pub(crate) unsafe fn store_tile<const NV: usize>(
     }
 }
 
+/// # Safety
+/// The CPU must support AVX-512F. `gd` must be `Gathered::of(g)`, `q` must hold at least
+/// `gd.len(g)` values (slack included: the last tile's idle lanes read into it) and `y`
+/// at least `g.c_out * g.ohw()`; `image` asserts both. `wp` is sliced with bounds checks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn image_avx512(
@@ -507,6 +522,11 @@ unsafe fn image_avx512(
 
 /// One register tile: output channels `co0..co0 + cob`, positions `p..p + 16·NV`
 /// (`at = ((p, ohw), (co0, cob))`).
+///
+/// # Safety
+/// The CPU must support AVX-512F. With `at = ((p, ohw), (co0, cob))`: `q` must hold at
+/// least `p + off + 16 * NV` values for every `off` in `taps`, `wb` at least
+/// `taps.len() * COB`, and `y` at least `(co0 + cob) * ohw` (see `store_tile`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 // `acc[v][j]` is indexed on both axes in the inner loop, kept as plain indices so the

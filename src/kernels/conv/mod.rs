@@ -26,6 +26,7 @@ mod im2col;
 mod plan;
 pub(crate) mod strided;
 pub mod winograd;
+pub mod winograd_dw;
 mod workspace;
 
 pub use backward::{conv2d_backward, conv2d_backward_relu_input};

@@ -13,6 +13,7 @@ use super::gathered;
 use super::geom::*;
 use super::strided;
 use super::winograd;
+use super::winograd_dw;
 
 /// Which kernel computes a convolution (forward, or the input gradient as one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,7 +209,7 @@ impl ConvPlan {
     pub fn weight_grad_name(&self) -> &'static str {
         if self.bf16_weight_grad {
             "gathered-bf16"
-        } else if winograd::weight_grad_applies(&self.geom) {
+        } else if winograd_dw::weight_grad_applies(&self.geom) {
             "winograd"
         } else {
             "gemm"

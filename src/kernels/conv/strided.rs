@@ -190,6 +190,12 @@ pub(crate) fn scatter(g: &ConvGeom, ph: &Phase, y: &[f32], dx: &mut [f32]) {
 /// [`scatter`] with vector expands: a row of the phase's columns is read 16/sw values
 /// at a time, spread to every `sw`-th lane from lane `b` (`vexpandps`) and stored
 /// under that lane mask, which leaves the other phases' columns as they are.
+///
+/// # Safety
+/// The CPU must support AVX-512F, and `g.stride.1 <= 16`. `ph` must be a phase of `g`
+/// from `phases`, so its rows, columns and offsets lie inside both planes; `dx` must
+/// hold at least `g.c_in * g.h * g.w` values and, when `ph.conv` is `Some((pg, _))`,
+/// `y` at least `g.c_in * pg.ohw()` (`scatter` asserts both).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn scatter_avx512(g: &ConvGeom, ph: &Phase, y: &[f32], dx: &mut [f32]) {
