@@ -397,6 +397,10 @@ impl Layer for Conv2d {
 }
 
 impl Fuse for Conv2d {
+    fn folds_affine(&self) -> bool {
+        true
+    }
+
     fn gives_moments(&self) -> bool {
         true
     }

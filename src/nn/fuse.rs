@@ -23,6 +23,12 @@ use std::any::Any;
 
 /// The fusion side of a layer; every method has the "does not fuse" default.
 pub trait Fuse: Layer {
+    /// Whether [`Fuse::forward_folded`] can fold a per-channel affine map into this
+    /// layer's weights (a convolution).
+    fn folds_affine(&self) -> bool {
+        false
+    }
+
     /// Takes over a ReLU that directly follows this layer, applying it in its own output
     /// pass (and its mask in backward); returns whether it did. The normalization layers
     /// do; see [`Sequential::fuse`].
@@ -229,6 +235,9 @@ impl dyn Layer {
     }
     pub(crate) fn masks_relu_input(&self) -> bool {
         self.fusion().is_some_and(|f| f.masks_relu_input())
+    }
+    pub(crate) fn folds_affine(&self) -> bool {
+        self.fusion().is_some_and(|f| f.folds_affine())
     }
     pub(crate) fn eval_affine(&self) -> Option<ChannelAffine> {
         self.fusion().and_then(|f| f.eval_affine())

@@ -28,6 +28,7 @@ mod activation;
 mod channel_norm;
 mod conv2d;
 mod dropout;
+pub mod exec;
 mod flatten;
 pub mod fuse;
 mod layer_norm;

@@ -4,7 +4,7 @@
 //! `"layer1.0"` has its weight at `layer1.0.conv1.weight`.
 
 use super::fuse::Fuse;
-use super::{join, ChannelAffine, Layer, Mode, Param, ReluOutput};
+use super::{join, Layer, Mode, Param, ReluOutput};
 use crate::error::Result;
 use crate::profile::{self, Phase};
 use crate::tensor::Tensor;
@@ -12,7 +12,7 @@ use crate::tensor::Tensor;
 /// An ordered list of named layers.
 #[derive(Debug, Default)]
 pub struct Sequential {
-    layers: Vec<(String, Box<dyn Layer>)>,
+    pub(super) layers: Vec<(String, Box<dyn Layer>)>,
 }
 
 impl Sequential {
@@ -80,124 +80,6 @@ impl Sequential {
         }
         Ok(h.unwrap_or_else(|| x.clone()))
     }
-
-    /// The layer that applies the ReLU mask of layer `i`'s input, when that input is a
-    /// ReLU's output: the layer before, or the one before a run of fused pass-through
-    /// ReLUs.
-    fn relu_mask_owner(&self, i: usize) -> Option<usize> {
-        let mut j = i.checked_sub(1)?;
-        loop {
-            match self.layers[j].1.relu_output() {
-                ReluOutput::Applies => return Some(j),
-                ReluOutput::PassThrough => j = j.checked_sub(1)?,
-                ReluOutput::No => return None,
-            }
-        }
-    }
-
-    /// The backward; with `premasked_last`, `dy` is already masked for the last
-    /// layer's ReLU; with `mask_first`, the first layer masks its input gradient for the
-    /// ReLU before this container.
-    fn backward_with(
-        &mut self,
-        dy: &Tensor,
-        premasked_last: bool,
-        mask_first: bool,
-    ) -> Result<Tensor> {
-        // When a layer's input is a ReLU's output, the layer masks its input gradient
-        // itself while it is in cache, and the layer that would apply the mask skips it
-        // ([`Layer::backward_relu`]): the same numbers, one pass fewer.
-        let mut d: Option<Tensor> = None;
-        // The index of the layer whose mask is already applied.
-        let n = self.layers.len();
-        let mut premasked: Option<usize> = n.checked_sub(1).filter(|_| premasked_last);
-        for i in (0..self.layers.len()).rev() {
-            let owner = self.relu_mask_owner(i);
-            let mask_here =
-                (owner.is_some() || (i == 0 && mask_first)) && self.layers[i].1.masks_relu_input();
-            let g = d.as_ref().unwrap_or(dy);
-            let (name, layer) = &mut self.layers[i];
-            let pre = premasked == Some(i);
-            let out = profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
-                if pre || mask_here {
-                    l.backward_relu(g, pre, mask_here)
-                } else {
-                    l.backward(g)
-                }
-            })?;
-            if mask_here {
-                premasked = owner;
-            } else if pre {
-                premasked = None;
-            }
-            d = Some(out);
-        }
-        Ok(d.unwrap_or_else(|| dy.clone()))
-    }
-
-    /// Eval-mode forward, folding each eval-mode normalization into the convolution
-    /// before it ([`Layer::eval_affine`], [`Layer::forward_folded`]); the folded
-    /// normalization is still listed in profiles, with no time of its own.
-    fn forward_eval(&mut self, x: &Tensor) -> Result<Tensor> {
-        let mut h: Option<Tensor> = None;
-        let mut i = 0;
-        while i < self.layers.len() {
-            let input = h.as_ref().unwrap_or(x);
-            let affine = self.layers.get(i + 1).and_then(|(_, l)| l.eval_affine());
-            // conv → norm (→ ReLU) → 2×2 max pool: the pool in the convolution's epilogue
-            // too, when it can. A fused ReLU passes through; a plain one is absorbed.
-            if let Some(a) = &affine {
-                let mut relu = a.relu;
-                let mut j = i + 2;
-                while let Some((_, l)) = self.layers.get(j) {
-                    match l.relu_output() {
-                        ReluOutput::PassThrough => {}
-                        ReluOutput::Applies if l.is_relu() => relu = true,
-                        _ => break,
-                    }
-                    j += 1;
-                }
-                if self
-                    .layers
-                    .get(j)
-                    .is_some_and(|(_, l)| l.eval_max_pool_2x2())
-                {
-                    let a = ChannelAffine { relu, ..a.clone() };
-                    let (name, layer) = &mut self.layers[i];
-                    let pooled = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
-                        l.forward_folded_pooled(input, &a)
-                    });
-                    if let Some(y) = pooled {
-                        for (name, l) in &mut self.layers[i + 1..=j] {
-                            profile::layer(name, l.as_mut(), Phase::Forward, |_| ());
-                        }
-                        h = Some(y?);
-                        i = j + 1;
-                        continue;
-                    }
-                }
-            }
-            let (name, layer) = &mut self.layers[i];
-            if let Some(a) = affine {
-                let folded = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
-                    l.forward_folded(input, &a)
-                });
-                if let Some(y) = folded {
-                    let (name, norm) = &mut self.layers[i + 1];
-                    profile::layer(name, norm.as_mut(), Phase::Forward, |_| ());
-                    h = Some(y?);
-                    i += 2;
-                    continue;
-                }
-            }
-            let y = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
-                l.forward(input, Mode::Eval)
-            })?;
-            h = Some(y);
-            i += 1;
-        }
-        Ok(h.unwrap_or_else(|| x.clone()))
-    }
 }
 
 impl Layer for Sequential {
@@ -206,48 +88,11 @@ impl Layer for Sequential {
     }
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        if mode == Mode::Eval {
-            return self.forward_eval(x);
-        }
-        // A normalization with batch statistics takes the moments of its input's planes
-        // from the convolution before it, which computes them while each image's output
-        // is in cache ([`Layer::forward_moments`]): the same numbers, one pass fewer.
-        let mut h: Option<Tensor> = None;
-        let mut i = 0;
-        while i < self.layers.len() {
-            let input = h.as_ref().unwrap_or(x);
-            let next_takes = self
-                .layers
-                .get(i + 1)
-                .is_some_and(|(_, l)| l.takes_moments(mode));
-            let (name, layer) = &mut self.layers[i];
-            if next_takes && layer.gives_moments() {
-                let out = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
-                    l.forward_moments(input, mode)
-                });
-                if let Some(out) = out {
-                    let (y, m) = out?;
-                    let (name, norm) = &mut self.layers[i + 1];
-                    let z = profile::layer(name, norm.as_mut(), Phase::Forward, |l| {
-                        l.forward_with_moments(&y, mode, &m)
-                            .unwrap_or_else(|| l.forward(&y, mode))
-                    })?;
-                    h = Some(z);
-                    i += 2;
-                    continue;
-                }
-            }
-            let y = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
-                l.forward(input, mode)
-            })?;
-            h = Some(y);
-            i += 1;
-        }
-        Ok(h.unwrap_or_else(|| x.clone()))
+        self.forward_fused(x, mode)
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        self.backward_with(dy, false, false)
+        self.backward_fused(dy, false, false)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -331,7 +176,7 @@ impl Fuse for Sequential {
     fn backward_relu(&mut self, dy: &Tensor, premasked: bool, mask_input: bool) -> Result<Tensor> {
         let premasked = premasked && self.relu_output() == ReluOutput::Applies;
         let mask_input = mask_input && self.masks_relu_input();
-        self.backward_with(dy, premasked, mask_input)
+        self.backward_fused(dy, premasked, mask_input)
     }
 
     fn fuse(&mut self) -> usize {
@@ -530,7 +375,10 @@ mod tests {
         let x = Tensor::randn(&[3, 2, 8, 6], 0.0, 1.0, &mut rng);
         for fuse in [true, false] {
             let (mut handed, mut apart) = (relu_chain(3, fuse, None), relu_chain(3, fuse, None));
-            assert_eq!(handed.relu_mask_owner(3), Some(if fuse { 1 } else { 2 }));
+            assert_eq!(
+                super::super::exec::relu_mask_owner(&handed.layers, 3),
+                Some(if fuse { 1 } else { 2 })
+            );
             assert!(apart.layers[3].1.children().is_empty());
             assert_handed_equals_apart(&mut handed, &mut apart, &x, &mut rng, &format!("{fuse}"));
         }
@@ -552,7 +400,10 @@ mod tests {
         for fuse in [true, false] {
             let (mut handed, mut apart) =
                 (relu_chain(4, fuse, pool()), relu_chain(4, fuse, pool()));
-            assert_eq!(handed.relu_mask_owner(3), Some(if fuse { 1 } else { 2 }));
+            assert_eq!(
+                super::super::exec::relu_mask_owner(&handed.layers, 3),
+                Some(if fuse { 1 } else { 2 })
+            );
             assert!(handed.layers[3].1.masks_relu_input());
             assert_handed_equals_apart(&mut handed, &mut apart, &x, &mut rng, &format!("{fuse}"));
         }

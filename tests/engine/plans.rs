@@ -76,3 +76,43 @@ fn plans_name_their_kernels_and_follow_the_model_precision() {
         .iter()
         .all(|(_, p)| p.precision == Precision::F32 && !p.bf16_forward));
 }
+
+#[test]
+fn the_fusion_pass_lists_the_fused_steps_of_each_mode() {
+    let m = models::build("fmnist-cnn", None).unwrap();
+    let children = m.net.children();
+    let features = children
+        .iter()
+        .find(|(n, _)| *n == "features")
+        .and_then(|(_, l)| (*l as &dyn std::any::Any).downcast_ref::<nn::Sequential>())
+        .expect("fmnist-cnn has a features block");
+    let train = features.execution(Mode::Train);
+    let eval = features.execution(Mode::Eval);
+    assert_eq!(
+        train[..3],
+        ["0 + 1 (moments)", "2", "3 + 4 (moments)"],
+        "{train:?}"
+    );
+    assert_eq!(
+        eval[..3],
+        ["0 + 1 (folded)", "2", "3 + 4 + 5 + 6 (folded, pooled)"],
+        "{eval:?}"
+    );
+    // EvalGrad keeps the caches: nothing is folded, moments are handed as in training
+    // only where the normalization uses batch statistics (not in EvalGrad).
+    let grad = features.execution(Mode::EvalGrad);
+    assert!(
+        grad.iter()
+            .all(|s| !s.contains("folded") && !s.contains("moments")),
+        "{grad:?}"
+    );
+    // Unfused (each ReLU its own layer), training still hands the moments over.
+    let plain = models::build_with("fmnist-cnn", None, false).unwrap();
+    let pc = plain.net.children();
+    let pf = pc
+        .iter()
+        .find(|(n, _)| *n == "features")
+        .and_then(|(_, l)| (*l as &dyn std::any::Any).downcast_ref::<nn::Sequential>())
+        .unwrap();
+    assert_eq!(pf.execution(Mode::Train)[..2], ["0 + 1 (moments)", "2"]);
+}

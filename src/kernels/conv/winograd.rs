@@ -482,6 +482,12 @@ pub(crate) fn lane_mask(n: usize) -> u16 {
 /// `Bᵀ d B` of the `n ≤ 16` tiles of one chunk of one channel, tile `i` in lane `i`,
 /// as 16 vectors (`ξ = 4·i + j`); `base` is the padded plane at the chunk's first row
 /// and column.
+///
+/// # Safety
+/// The CPU must support AVX-512F, and `n ≤ 16`. Rows `base + r·rs` (`r < 4`) must be
+/// valid for reads of columns `0 ..= 2n + 1` (the loads are masked to them), and
+/// `base + 3·rs + LANES + 2` inside `base`'s allocation: the upper loads' addresses are
+/// formed even when their masks are empty.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -526,6 +532,11 @@ unsafe fn input_chunk(base: *const f32, rs: usize, n: usize) -> [std::arch::x86_
 }
 
 /// The input transform of one band into `v[c_in][ξ][bandp]` (channels `cs` apart).
+///
+/// # Safety
+/// The CPU must support AVX-512F. `plan` must be `Plan::of(g)`, `rb ≤ plan.rows` and
+/// `ty0 + rb ≤ plan.th`; `p` must hold at least `plan.pad_len(g)` values (asserted by
+/// `image`) and `v` at least `g.c_in * plan.cs` (the part of `work` `image` splits off).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn input_avx512(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usize, v: &mut [f32]) {
@@ -549,6 +560,12 @@ unsafe fn input_avx512(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usi
 
 /// The input transform of one band in bf16 channel pairs: `v[c_in/2][ξ][bandp]`, each
 /// element channel `2c` (low half) and `2c + 1` (high half), zero past `c_in`.
+///
+/// # Safety
+/// The CPU must support AVX-512F, BW and BF16. `plan` must be `Plan::of(g)`,
+/// `rb ≤ plan.rows` and `ty0 + rb ≤ plan.th`; `p` must hold at least `plan.pad_len(g)`
+/// values and `v` at least `g.c_in.div_ceil(2) * plan.cs` (`image_bf16` asserts both, `v`
+/// as `plan.pairs_len(g)`, one vector more for its alignment skip).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn input_bf16(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usize, v: &mut [u32]) {
@@ -582,6 +599,7 @@ unsafe fn input_bf16(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usize
 
 /// A register tile of the products ([`tile`], [`tile_bf16`]): `(reduction length,
 /// weights, first column of V, row stride, first element of M)`.
+/// Calling one needs what [`tile`] needs (see its `# Safety`).
 type TileFn<T> = unsafe fn(usize, *const T, *const T, usize, *mut f32);
 
 /// The 16 products `M_ξ = U_ξ · V_ξ` of one band, into `m[k][ξ][bandp]` (rows `cs`
@@ -590,8 +608,10 @@ type TileFn<T> = unsafe fn(usize, *const T, *const T, usize, *mut f32);
 /// or their pairs).
 ///
 /// # Safety
-/// `u`, `v` and `m` must hold the plan's band for `reduce` and `g.c_out`, and the CPU
-/// must run `tiles`.
+/// The CPU must support what `tiles` are compiled for (AVX-512F; BF16 too for
+/// [`tile_bf16`]). With `rb ≤ plan.rows`: `u` must hold at least `XI * plan.kp * reduce`
+/// values, `v` at least `reduce * plan.cs` and `m` at least `plan.kp * plan.cs` (all 8
+/// channels of a block are written); `image` and `image_bf16` assert or split these.
 unsafe fn multiply<T>(
     plan: &Plan,
     reduce: usize,
@@ -622,6 +642,12 @@ unsafe fn multiply<T>(
 
 /// One register tile: `out[k][n·16 ..] = Σ_c w[c][k] · col[c][n·16 ..]` for 8 output
 /// channels and `N` vectors of tiles (rows of `col` and `out` are `stride` apart).
+///
+/// # Safety
+/// The CPU must support AVX-512F. `w` must be valid for reads of `c_in * KB` floats,
+/// `col` for reads of `c_in` rows of `N * LANES` floats `stride` apart, and `out` for
+/// writes of `KB` rows of `N * LANES` floats `stride` apart. `multiply` takes them from
+/// `u`, `v`, `m` with `stride = plan.cs` and `j·16 + N·16 ≤ plan.bandp`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -656,6 +682,12 @@ unsafe fn tile<const N: usize>(
 }
 
 /// [`tile`] on `pairs` channel pairs with `vdpbf16ps`.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16. `w` must be valid for reads of
+/// `pairs * KB` values, `col` for reads of `pairs` rows of `N * LANES` values `stride`
+/// apart, and `out` for writes of `KB` rows of `N * LANES` floats `stride` apart (as
+/// `multiply` gives them, like [`tile`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
@@ -690,6 +722,12 @@ unsafe fn tile_bf16<const N: usize>(
 }
 
 /// The output transform of one band, plus the epilogue, into `y[c_out, oh, ow]`.
+///
+/// # Safety
+/// The CPU must support AVX-512F. `plan` must be `Plan::of(g)`, `rb ≤ plan.rows` and
+/// `ty0 + rb ≤ plan.th`; `m` must hold at least `g.c_out * plan.cs` values (whole-vector
+/// loads run up to 16 lanes past a row's tiles, within its `cs`) and `y` at least
+/// `ep.out_len(g)` (`image` and `image_bf16` assert `y`, and `work` for `m`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn output_avx512(

@@ -106,6 +106,12 @@ pub fn weight_grad_finish(g: &ConvGeom, acc: &[f32], dw: &mut [f32]) {
 /// `dst[((r + r0)·rs + col + c0)·c16 + ch] = src[(ch·rows + r)·cols + col]` for every
 /// channel `ch < chans` (lanes past `chans` up to `c16` get zeros): planes to
 /// channels-last, 16 × 16 blocks transposed in registers.
+///
+/// # Safety
+/// The CPU must support AVX-512F. `c16` must be a multiple of 16 (each store writes 16
+/// channels) and `c0 + cols ≤ rs`; `src` must be valid for reads of `chans·rows·cols`
+/// floats and `dst` for writes of `(r0 + rows)·rs·c16`. `wgrad_avx512` passes `x` into
+/// `xt` (`Plan::of`: `hp ≥ h + 2·pad.0`, `rs ≥ w + 2·pad.1`) and `dy` into `ow`-wide rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -141,6 +147,11 @@ unsafe fn to_channels_last(
     }
 }
 
+/// # Safety
+/// The CPU must support AVX-512F. `x` must hold at least `g.c_in * g.h * g.w` values,
+/// `dy` `g.c_out * g.ohw()`, `acc` `wgrad_acc_len(g)`, `xt` `wgrad_pad_len(g)` and `work`
+/// `wgrad_work_len(g)`: all asserted by `weight_grad_image`. The tile loads stay in `xt`
+/// by `Plan::of` (rows `≤ 2·th + 1 < hp`, columns `≤ 2·tw + 1 < rs`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn wgrad_avx512(
@@ -282,6 +293,12 @@ unsafe fn wgrad_avx512(
 
 /// `acc[i][q·16 ..] += Σ_l v[l][i] · d[l][q·16 ..]` for 8 input channels `i` and `N`
 /// vectors of output channels; rows of `v` are `vs` apart, of `d` and `acc` `ds`.
+///
+/// # Safety
+/// The CPU must support AVX-512F. `acc` must be valid for reads and writes of 8 rows of
+/// `N * LANES` floats `ds` apart, `d` for reads of `nt` such rows, and `v` for reads of
+/// `nt` rows of 8 floats `vs` apart. `wgrad_avx512` keeps them inside `acc`, `DY` and `V`
+/// (`c0 + 8 ≤ c16`, `kv + 16·N ≤ k16`, `nt ≤ band`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
