@@ -485,9 +485,9 @@ pub(crate) fn lane_mask(n: usize) -> u16 {
 ///
 /// # Safety
 /// The CPU must support AVX-512F, and `n ≤ 16`. Rows `base + r·rs` (`r < 4`) must be
-/// valid for reads of columns `0 ..= 2n + 1` (the loads are masked to them), and
-/// `base + 3·rs + LANES + 2` inside `base`'s allocation: the upper loads' addresses are
-/// formed even when their masks are empty.
+/// valid for reads of columns `0 ..= 2n + 1` (the loads are masked to them; the upper
+/// loads' addresses are formed with `wrapping_add`, so an empty mask past the end of the
+/// buffer is no access at all).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -506,9 +506,9 @@ unsafe fn input_chunk(base: *const f32, rs: usize, n: usize) -> [std::arch::x86_
     for (r, ur) in u.iter_mut().enumerate() {
         let row = base.add(r * rs);
         let a = _mm512_maskz_loadu_ps(ma, row);
-        let b = _mm512_maskz_loadu_ps(mb, row.add(LANES));
+        let b = _mm512_maskz_loadu_ps(mb, row.wrapping_add(LANES));
         let a2 = _mm512_maskz_loadu_ps(ma2, row.add(2));
-        let b2 = _mm512_maskz_loadu_ps(mb2, row.add(LANES + 2));
+        let b2 = _mm512_maskz_loadu_ps(mb2, row.wrapping_add(LANES + 2));
         let d0 = _mm512_permutex2var_ps(a, even, b);
         let d1 = _mm512_permutex2var_ps(a, odd, b);
         let d2 = _mm512_permutex2var_ps(a2, even, b2);
@@ -802,12 +802,12 @@ unsafe fn output_avx512(
             let dst = yp.add((k * g.oh + 2 * ty) * g.ow + 2 * tx0);
             let (r0, r1) = row(&s0);
             _mm512_mask_storeu_ps(dst, mask0, r0);
-            _mm512_mask_storeu_ps(dst.add(LANES), mask1, r1);
+            _mm512_mask_storeu_ps(dst.wrapping_add(LANES), mask1, r1);
             if second_row {
                 let (r0, r1) = row(&s1);
                 let dst = dst.add(g.ow);
                 _mm512_mask_storeu_ps(dst, mask0, r0);
-                _mm512_mask_storeu_ps(dst.add(LANES), mask1, r1);
+                _mm512_mask_storeu_ps(dst.wrapping_add(LANES), mask1, r1);
             }
         }
     }
