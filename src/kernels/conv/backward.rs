@@ -123,13 +123,11 @@ pub(crate) fn backward(
         .is_some_and(|t| bf16::active_for(t, plan.precision));
     let wbf_dx = bf_dx && dpath == Path::Winograd && winograd::bf16_available();
     let gd = Gathered::of(g);
-    // The weight gradient by Winograd on the 3×3 layers it takes (also faster than the
-    // direct kernel on 16→16: resnet20 f32 training +3–6%); from the padded input where
-    // the direct kernel takes it and is the faster (thin inputs: measured 1.2–1.8× on
-    // c_in ≤ 16, 0.4–0.6× on 32–64 channels); im2col + GEMM otherwise. The direct one
+    // The weight gradient's kernel ([`ConvPlan::weight_grad`]). The direct one
     // accumulates in the natural layout; Winograd's `dU` follows it in `dw`.
-    let wino_dw = !bf_dw && winograd_dw::weight_grad_applies(g);
-    let direct_dw = !wino_dw && direct::applies(g) && g.c_in <= 16;
+    let wk = plan.weight_grad();
+    let wino_dw = wk == WeightGrad::Winograd;
+    let direct_dw = wk == WeightGrad::Direct;
     let dw_len = if bf_dw {
         w_len.max(bf16::wgrad_acc_len(g))
     } else if wino_dw {

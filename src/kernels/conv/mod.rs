@@ -37,7 +37,7 @@ pub use forward::{
 pub(crate) use geom::has_avx512;
 pub use geom::{out_size, ConvGeom};
 pub use im2col::{col2im, im2col};
-pub use plan::{ConvPlan, Path, Tuning};
+pub use plan::{ConvPlan, Path, Tuning, WeightGrad};
 pub use workspace::ConvWorkspace;
 
 #[cfg(test)]
