@@ -127,7 +127,7 @@ pub fn read_tensors(path: &Path) -> Result<(BTreeMap<String, Tensor>, BTreeMap<S
     ))
 }
 
-fn tensors_to_bytes(
+pub(crate) fn tensors_to_bytes(
     state: BTreeMap<String, Tensor>,
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {

@@ -54,8 +54,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     strata::alloc::keep_freed_memory();
     if let Some(t) = cli.threads {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if t == 0 || t > 4 * cores {
+            eprintln!(
+                "error: --threads {t}: give 1 to {} (this machine has {cores} cores; \
+                 leave the flag out to use them all)",
+                4 * cores
+            );
+            return ExitCode::from(2);
+        }
         if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(t.max(1))
+            .num_threads(t)
             .build_global()
         {
             eprintln!("error: --threads {t}: {e}");

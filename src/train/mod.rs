@@ -1,8 +1,8 @@
 //! Training: the loop, validation, history, checkpoints, resume, guards.
 //!
 //! A run lives in a folder: `config.toml` (the resolved configuration), `history.jsonl`
-//! (see [`history`]), `last.safetensors` + `last.optim.safetensors` (weights, then
-//! optimizer state, after every epoch), `best.safetensors` (the best epoch by the
+//! (see [`history`]), `optim-EPOCH.safetensors` + `last.safetensors` (optimizer state,
+//! then the weights naming it: one commit after every epoch, see `commit.rs`), `best.safetensors` (the best epoch by the
 //! monitored validation number) and `metrics.json` (test accuracy, per class, confusion
 //! matrix). Weights files are plain torchvision-named state dicts (they load into
 //! PyTorch); the optimizer state lives beside them so that they stay so.
@@ -14,6 +14,7 @@
 //! Resuming from the checkpoint of epoch `e` therefore replays epochs `e+1..` exactly as
 //! an uninterrupted run with the same thread count would.
 
+mod commit;
 pub mod config;
 pub mod history;
 pub mod metrics;
@@ -64,9 +65,19 @@ impl RunPaths {
     pub fn last(&self) -> PathBuf {
         self.dir.join("last.safetensors")
     }
-    /// `last.optim.safetensors`
+    /// `last.optim.safetensors`: the optimizer state of runs written before the state
+    /// file was named in `last`'s header ([`RunPaths::optim`]); read when resuming them.
     pub fn last_optim(&self) -> PathBuf {
         self.dir.join("last.optim.safetensors")
+    }
+    /// `optim-EPOCH.safetensors`: the optimizer state after `epoch` epochs. `last`'s
+    /// header names the one it belongs to, with its SHA-256.
+    pub fn optim(&self, epoch: u64) -> PathBuf {
+        self.dir.join(format!("optim-{epoch:05}.safetensors"))
+    }
+    /// `.lock`: held (an advisory lock) by the process writing the run.
+    pub fn lock_file(&self) -> PathBuf {
+        self.dir.join(".lock")
     }
     /// `best.safetensors`
     pub fn best(&self) -> PathBuf {
@@ -270,11 +281,21 @@ fn run_in(
 
     // Where we start: fresh, or after the last checkpointed epoch.
     let (mut epoch0, mut best, mut bad_epochs, mut time0) = (0u64, None::<f64>, 0u64, 0.0f64);
+    if !resume {
+        std::fs::create_dir_all(&paths.dir).map_err(|source| Error::Io {
+            path: paths.dir.clone(),
+            source,
+        })?;
+    }
+    // Held until the run returns: a second writer of this folder is refused.
+    let _lock = commit::lock(paths)?;
     if resume {
         let last = paths.last();
         let (_, meta) = checkpoint::load(&mut trainer.model, &last, true)?;
-        let (state, _) = checkpoint::read_tensors(&paths.last_optim())?;
+        let state = commit::read_optimizer(paths, &meta)?;
         trainer.optimizer.load_state(&state)?;
+        let kept = meta.get(commit::META_OPTIM_FILE).map(|n| paths.dir.join(n));
+        commit::clean(paths, kept.as_deref())?;
         epoch0 = meta_num(&meta, META_EPOCH, &last)? as u64;
         trainer.step = meta_num(&meta, META_STEP, &last)? as u64;
         best = meta.get("strata.best").and_then(|v| v.parse().ok());
@@ -293,10 +314,6 @@ fn run_in(
             trainer.step
         ));
     } else {
-        std::fs::create_dir_all(&paths.dir).map_err(|source| Error::Io {
-            path: paths.dir.clone(),
-            source,
-        })?;
         checkpoint::write_atomic(&paths.config(), cfg.to_toml()?.as_bytes())?;
         checkpoint::write_atomic(&paths.history(), b"")?;
     }
@@ -370,17 +387,12 @@ fn run_in(
             "strata.time_s".into(),
             (time0 + start.elapsed().as_secs_f64()).to_string(),
         );
-        // Optimizer state first: a crash between the two writes leaves a `last` that
-        // still matches an optimizer state one epoch newer at worst, never older.
-        checkpoint::write_tensors(
-            &paths.last_optim(),
-            trainer.optimizer.state_tensors(),
-            &BTreeMap::new(),
-        )?;
-        checkpoint::save(&mut trainer.model, &paths.last(), &meta)?;
+        // One commit per epoch (see `commit`): best, then the optimizer state under a new
+        // name, then `last` naming it — the rename of `last` is the commit point.
         if improved || score.is_none() {
             checkpoint::save(&mut trainer.model, &paths.best(), &meta)?;
         }
+        commit::commit_epoch(paths, &mut trainer, epochs_done, &mut meta)?;
         if let Some(patience) = cfg.early_stop {
             if score.is_some() && bad_epochs >= patience {
                 obs.note(&format!(

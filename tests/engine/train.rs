@@ -55,7 +55,7 @@ fn a_tiny_model_learns_on_the_embedded_subset() {
     assert!(conf.accuracy() > 0.7, "test accuracy {}", conf.accuracy());
     for f in [
         paths.last(),
-        paths.last_optim(),
+        paths.optim(3),
         paths.best(),
         paths.metrics(),
         paths.config(),
@@ -369,5 +369,92 @@ fn bench_sweeps_print_json_and_plot_and_reject_bad_options() {
         let out = strata(&bad).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         assert!(!out.stderr.is_empty());
+    }
+}
+
+fn small_run(data: String) -> TrainConfig {
+    TrainConfig {
+        data,
+        epochs: 2,
+        batch_size: 64,
+        per_class: Some(40),
+        width: Some(0.25),
+        augment: String::new(),
+        workers: 1,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn a_run_folder_written_by_another_process_is_refused_with_its_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = RunPaths::new(dir.path());
+    let mut holder = std::fs::File::create(paths.lock_file()).unwrap();
+    holder.try_lock().unwrap();
+    std::io::Write::write_all(&mut holder, b"4242").unwrap();
+    let err = train::run(&small_run(embedded()), &paths, false, &mut Quiet).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("process 4242") && msg.contains("--run-dir"),
+        "{msg}"
+    );
+    assert!(
+        !paths.history().exists(),
+        "the refused run wrote its history"
+    );
+    // Released (as when the holder dies): the run goes ahead.
+    drop(holder);
+    train::run(&small_run(embedded()), &paths, false, &mut Quiet).unwrap();
+}
+
+#[test]
+fn a_checkpoint_is_one_commit_and_resume_checks_and_cleans_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = RunPaths::new(dir.path());
+    let mut cfg = small_run(embedded());
+    train::run(&cfg, &paths, false, &mut Quiet).unwrap();
+    // One optimizer file, the one `last` names; the older commit's is gone.
+    let optim: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("optim-"))
+        .collect();
+    assert_eq!(optim, ["optim-00002.safetensors"]);
+    let meta = strata::checkpoint::read_metadata(&paths.last()).unwrap();
+    assert_eq!(meta["strata.optim_file"], "optim-00002.safetensors");
+
+    // Leftovers of a killed write are removed by the resume, which goes on.
+    std::fs::write(dir.path().join("last.safetensors.tmp"), b"half").unwrap();
+    std::fs::write(paths.optim(3), b"a commit that never happened").unwrap();
+    cfg.epochs = 3;
+    train::run(&cfg, &paths, true, &mut Quiet).unwrap();
+    assert!(!dir.path().join("last.safetensors.tmp").exists());
+    let meta = strata::checkpoint::read_metadata(&paths.last()).unwrap();
+    assert_eq!(meta["strata.epoch"], "3");
+    assert!(paths.optim(3).exists() && !paths.optim(2).exists());
+
+    // An optimizer state that is not the committed one is refused, by name.
+    std::fs::write(paths.optim(3), b"tampered").unwrap();
+    cfg.epochs = 4;
+    let err = train::run(&cfg, &paths, true, &mut Quiet).unwrap_err();
+    assert!(
+        err.to_string().contains("checksum") && err.to_string().contains("optim-00003"),
+        "{err}"
+    );
+    std::fs::remove_file(paths.optim(3)).unwrap();
+    let err = train::run(&cfg, &paths, true, &mut Quiet).unwrap_err();
+    assert!(err.to_string().contains("incomplete"), "{err}");
+}
+
+#[test]
+fn thread_counts_out_of_range_are_refused_before_any_work() {
+    for t in ["0", "100000"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["--threads", t, "models"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--threads {t}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--threads") && err.contains("cores"), "{err}");
     }
 }
