@@ -119,10 +119,15 @@ fn parse_schedule(s: &str) -> Result<Schedule> {
 impl TrainArgs {
     /// Defaults ← config file ← flags.
     pub fn resolve(&self) -> Result<TrainConfig> {
-        let mut c = match &self.config {
+        let c = match &self.config {
             Some(p) => TrainConfig::from_toml(p)?,
             None => TrainConfig::default(),
         };
+        self.resolve_onto(c)
+    }
+
+    /// `c` with the flags that were given applied.
+    pub fn resolve_onto(&self, mut c: TrainConfig) -> Result<TrainConfig> {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
         }
@@ -329,9 +334,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                     dir.display()
                 )
             })?;
-            if let Some(e) = args.epochs {
-                cfg.epochs = e;
+            // The run goes on as configured: only --epochs (a longer or shorter run) and
+            // --workers (loader threads; the batches are the same) may change.
+            let asked = args.resolve_onto(cfg.clone())?;
+            let conflicts = cfg.differences(&asked, train::RESUME_MAY_CHANGE);
+            if !conflicts.is_empty() {
+                bail!(
+                    "--resume continues {} as its config.toml says; these flags differ from it: {}. \
+                     Leave them out (only --epochs and --workers may change), or start a new run \
+                     with --run-dir",
+                    dir.display(),
+                    conflicts.join(", ")
+                );
             }
+            cfg.epochs = asked.epochs;
+            cfg.workers = asked.workers;
             (cfg, paths, true)
         }
         None => {

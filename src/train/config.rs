@@ -114,7 +114,37 @@ impl Default for TrainConfig {
     }
 }
 
+/// A configuration value for a person: strings bare, f32 fields at f32 precision.
+fn show(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && (f as f32) as f64 == f => format!("{}", f as f32),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
 impl TrainConfig {
+    /// The fields (other than `allowed`) whose values differ between `self` and `other`,
+    /// as `name old → new` with the flag spelling of the name.
+    pub fn differences(&self, other: &TrainConfig, allowed: &[&str]) -> Vec<String> {
+        let (Ok(a), Ok(b)) = (serde_json::to_value(self), serde_json::to_value(other)) else {
+            return vec![];
+        };
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+            return vec![];
+        };
+        a.iter()
+            .filter(|(k, _)| !allowed.contains(&k.as_str()))
+            .filter_map(|(k, x)| {
+                let y = b.get(k).unwrap_or(&serde_json::Value::Null);
+                (x != y).then(|| format!("{} {} → {}", k.replace('_', "-"), show(x), show(y)))
+            })
+            .collect()
+    }
+
     /// Reads a TOML file; unknown keys are errors that name them.
     pub fn from_toml(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {

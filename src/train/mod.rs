@@ -168,6 +168,10 @@ pub fn model_config(cfg: &TrainConfig, classes: usize, shape: [usize; 3]) -> Res
     Ok(m)
 }
 
+/// The configuration fields a resumed run may change: the length of the run, and the
+/// loader's threads (the batches do not depend on them).
+pub const RESUME_MAY_CHANGE: &[&str] = &["epochs", "workers"];
+
 /// Header key: completed epochs.
 pub const META_EPOCH: &str = "strata.epoch";
 /// Header key: optimizer steps.
@@ -290,12 +294,30 @@ fn run_in(
     // Held until the run returns: a second writer of this folder is refused.
     let _lock = commit::lock(paths)?;
     if resume {
+        // The run goes on as its config.toml says, but for the fields that may change.
+        let saved = TrainConfig::from_toml(&paths.config())?;
+        let conflicts = saved.differences(cfg, RESUME_MAY_CHANGE);
+        if !conflicts.is_empty() {
+            return Err(Error::config(
+                "resume",
+                "config",
+                format!(
+                    "{} is resumed with a configuration that differs from its config.toml: {} \
+                     (only {} may change); start a new run for the rest",
+                    paths.dir.display(),
+                    conflicts.join(", "),
+                    RESUME_MAY_CHANGE.join(" and ")
+                ),
+            ));
+        }
         let last = paths.last();
         let (_, meta) = checkpoint::load(&mut trainer.model, &last, true)?;
         let state = commit::read_optimizer(paths, &meta)?;
         trainer.optimizer.load_state(&state)?;
         let kept = meta.get(commit::META_OPTIM_FILE).map(|n| paths.dir.join(n));
         commit::clean(paths, kept.as_deref())?;
+        // The configuration the run goes on with (a changed epoch count).
+        checkpoint::write_atomic(&paths.config(), cfg.to_toml()?.as_bytes())?;
         epoch0 = meta_num(&meta, META_EPOCH, &last)? as u64;
         trainer.step = meta_num(&meta, META_STEP, &last)? as u64;
         best = meta.get("strata.best").and_then(|v| v.parse().ok());

@@ -458,3 +458,40 @@ fn thread_counts_out_of_range_are_refused_before_any_work() {
         assert!(err.contains("--threads") && err.contains("cores"), "{err}");
     }
 }
+
+#[test]
+fn resume_refuses_flags_that_change_the_run_and_records_a_new_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = RunPaths::new(dir.path());
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..small_run(embedded())
+    };
+    train::run(&cfg, &paths, false, &mut Quiet).unwrap();
+    let run = dir.path().to_str().unwrap();
+    let out = strata(&[
+        "train", "--resume", run, "--lr", "0.5", "--model", "resnet20",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lr 0.1") && err.contains("model"), "{err}");
+    assert!(!err.contains("epochs 1"), "{err}");
+    // In the library too.
+    let other = TrainConfig {
+        lr: 0.5,
+        ..cfg.clone()
+    };
+    let e = train::run(&other, &paths, true, &mut Quiet).unwrap_err();
+    assert!(e.to_string().contains("lr"), "{e}");
+    // A longer run is allowed, and config.toml says so afterwards.
+    let out = strata(&["train", "--resume", run, "--epochs", "2", "--workers", "1"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let saved = TrainConfig::from_toml(&paths.config()).unwrap();
+    assert_eq!(saved.epochs, 2);
+    let hist = History::read(&paths.history()).unwrap();
+    assert_eq!(hist.iter().filter(|r| r.kind == "epoch").count(), 2);
+}
