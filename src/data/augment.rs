@@ -50,6 +50,7 @@ comma-separated steps, applied in order (erase and cutout always after normaliza
   rrc[:SMIN-SMAX[:RMIN-RMAX[:HxW]]]
                            random resized crop, area scale (0.08-1), aspect ratio
                            (0.75-1.333), output size (input size)
+  resize:HxW                the whole image resized to HxW (bilinear)
   jitter:S | jitter:B:C:S:H
                            color jitter; one value sets brightness = contrast =
                            saturation = S, hue 0 (saturation and hue: RGB only)
@@ -81,6 +82,21 @@ impl Augment {
     /// No augmentation.
     pub fn none() -> Self {
         Augment::default()
+    }
+
+    /// What evaluation applies to images of `shape` for a model trained on this
+    /// pipeline's output: nothing, or a resize to the training output size when the
+    /// pipeline changes the size (a `rrc:…:HxW` crop), so that validation, test and
+    /// prediction images reach the network at the size it was built for.
+    pub fn for_eval(&self, shape: [usize; 3]) -> Self {
+        let [_, h, w] = self.output_shape(shape);
+        if [h, w] == [shape[1], shape[2]] {
+            Augment::none()
+        } else {
+            Augment {
+                steps: vec![Transform::Resize { size: [h, w] }],
+            }
+        }
     }
 
     /// Parses the CLI syntax ([`AUGMENT_SYNTAX`]); errors name the bad step.
@@ -140,6 +156,15 @@ impl Augment {
                         }
                     };
                     Transform::ResizedCrop { scale, ratio, size }
+                }
+                "resize" => {
+                    arity(1, 1)?;
+                    let a = args[0];
+                    let bad = || invalid("resize", format!("`{a}` is not HxW"));
+                    let (h, w) = a.split_once('x').ok_or_else(bad)?;
+                    Transform::Resize {
+                        size: [h.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?],
+                    }
                 }
                 "jitter" => {
                     if args.len() == 1 {
@@ -231,6 +256,7 @@ impl fmt::Display for Augment {
                     PadMode::Zero => format!("crop:{padding}"),
                     PadMode::Reflect => format!("crop:{padding}:reflect"),
                 },
+                Transform::Resize { size: [h, w] } => format!("resize:{h}x{w}"),
                 Transform::ResizedCrop { scale, ratio, size } => {
                     let mut s = format!("rrc:{}-{}:{}-{}", scale[0], scale[1], ratio[0], ratio[1]);
                     if let Some([h, w]) = size {

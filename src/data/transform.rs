@@ -118,6 +118,13 @@ pub enum Transform {
         #[serde(default)]
         size: Option<[usize; 2]>,
     },
+    /// The whole image resized to `size` (bilinear, as [`Transform::ResizedCrop`]
+    /// resizes): deterministic; what evaluation uses when a training augmentation changes
+    /// the image size.
+    Resize {
+        /// Output `[H, W]`.
+        size: [usize; 2],
+    },
     /// Color jitter; 0 disables a component.
     Jitter {
         /// Brightness strength b: factor in [max(0, 1−b), 1+b].
@@ -194,6 +201,13 @@ impl Transform {
                 format!("{padding} pixels is not plausible"),
             )),
             Transform::Crop { .. } => Ok(()),
+            Transform::Resize { size: [h, w] } => {
+                if h == 0 || w == 0 || h > 4096 || w > 4096 {
+                    Err(invalid("resize", format!("{h}x{w} is not a usable size")))
+                } else {
+                    Ok(())
+                }
+            }
             Transform::ResizedCrop { scale, ratio, size } => {
                 check_range("rrc.scale", scale, Some(1.0))?;
                 check_range("rrc.ratio", ratio, None)?;
@@ -253,7 +267,8 @@ impl Transform {
             Transform::ResizedCrop {
                 size: Some([oh, ow]),
                 ..
-            } => [c, *oh, *ow],
+            }
+            | Transform::Resize { size: [oh, ow] } => [c, *oh, *ow],
             _ => [c, h, w],
         }
     }
@@ -269,6 +284,11 @@ impl Transform {
                 }
             }
             Transform::Crop { padding, mode } => crop(img, scratch, rng, padding, mode),
+            Transform::Resize { size: [oh, ow] } => {
+                if (img.h, img.w) != (oh, ow) {
+                    resize_bilinear(img, scratch, (0, 0, img.h, img.w), (oh, ow));
+                }
+            }
             Transform::ResizedCrop { scale, ratio, size } => {
                 let [oh, ow] = size.unwrap_or([img.h, img.w]);
                 let (top, left, ch, cw) = rrc_box(img.h, img.w, scale, ratio, rng);

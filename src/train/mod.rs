@@ -226,6 +226,29 @@ fn prepare_data(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<RunData> {
     })
 }
 
+/// Whether `e` says a split is not there (rather than there and unreadable).
+fn split_absent(e: &Error) -> bool {
+    match e {
+        Error::NotFound { .. } => true,
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        Error::Format { reason, .. } => reason.contains("only a training split"),
+        _ => false,
+    }
+}
+
+/// The test split of the run's data: `None` (with a note) when the dataset has none, an
+/// error when it has one that cannot be read.
+fn load_test_split(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<Option<ImageDataset>> {
+    match data::load(&cfg.data, Split::Test) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if split_absent(&e) => {
+            obs.note(&format!("no test split will be evaluated: {e}"));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs (or resumes) the training described by `cfg` in `paths`.
 pub fn run(
     cfg: &TrainConfig,
@@ -263,12 +286,20 @@ fn run_in(
         augment,
         normalize: d.normalize.clone(),
     };
+    // Validation and test images reach the network at the size it was built for.
+    let eval_augment = augment.for_eval(d.train.shape());
     let train_loader = Loader::new(Arc::new(d.train), loader_cfg(augment, true))?;
     let val_loader = match d.val {
         Some(v) => Some(Loader::new(
             Arc::new(v),
-            loader_cfg(Augment::none(), false),
+            loader_cfg(eval_augment.clone(), false),
         )?),
+        None => None,
+    };
+    // The test split is read now: a corrupt one fails before any training, an absent one
+    // is a note.
+    let test_loader = match load_test_split(cfg, obs)? {
+        Some(t) => Some(Loader::new(Arc::new(t), loader_cfg(eval_augment, false))?),
         None => None,
     };
     let per_epoch = train_loader.len() as u64;
@@ -428,15 +459,9 @@ fn run_in(
     }
 
     // Final test of the last model, when the dataset has a test split.
-    let test = match data::load(&cfg.data, Split::Test) {
-        Ok(t) => {
-            let tl = Loader::new(Arc::new(t), loader_cfg(Augment::none(), false))?;
-            Some(trainer.evaluate(&tl)?)
-        }
-        Err(e) => {
-            obs.note(&format!("no test split evaluated: {e}"));
-            None
-        }
+    let test = match &test_loader {
+        Some(tl) => Some(trainer.evaluate(tl)?),
+        None => None,
     };
     let outcome = Outcome {
         epochs: epochs_done,

@@ -495,3 +495,60 @@ fn resume_refuses_flags_that_change_the_run_and_records_a_new_length() {
     let hist = History::read(&paths.history()).unwrap();
     assert_eq!(hist.iter().filter(|r| r.kind == "epoch").count(), 2);
 }
+
+/// A copy of the embedded subset in `dir`, with `edit` applied to its files.
+fn embedded_copy(dir: &Path, edit: impl Fn(&Path)) -> String {
+    for e in std::fs::read_dir(embedded()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    edit(dir);
+    dir.display().to_string()
+}
+
+#[test]
+fn a_size_changing_augmentation_evaluates_at_the_trained_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        epochs: 1,
+        augment: "rrc:0.5-1:0.75-1.33:24x24".into(),
+        ..small_run(embedded())
+    };
+    let out = train::run(&cfg, &RunPaths::new(dir.path()), false, &mut Quiet).unwrap();
+    let (_, conf) = out.test.expect("a test split");
+    assert_eq!(conf.total(), 1000);
+    let aug = strata::data::Augment::parse(&cfg.augment).unwrap();
+    assert_eq!(aug.for_eval([1, 28, 28]).to_string(), "resize:24x24");
+    assert!(strata::data::Augment::parse("flip,crop:2")
+        .unwrap()
+        .for_eval([1, 28, 28])
+        .is_empty());
+}
+
+#[test]
+fn a_corrupt_test_split_fails_before_training_and_an_absent_one_is_a_note() {
+    let data = tempfile::tempdir().unwrap();
+    let corrupt = embedded_copy(data.path(), |d| {
+        std::fs::write(d.join("t10k-images-idx3-ubyte.gz"), b"not gzip").unwrap();
+    });
+    let run = tempfile::tempdir().unwrap();
+    let paths = RunPaths::new(&run.path().join("r"));
+    let err = train::run(&small_run(corrupt), &paths, false, &mut Quiet).unwrap_err();
+    assert!(err.to_string().contains("t10k-images"), "{err}");
+    assert!(
+        !paths.history().exists(),
+        "training started before the test split was read"
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let absent = embedded_copy(data.path(), |d| {
+        std::fs::remove_file(d.join("t10k-images-idx3-ubyte.gz")).unwrap();
+        std::fs::remove_file(d.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    });
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..small_run(absent)
+    };
+    let out = train::run(&cfg, &RunPaths::new(run.path()), false, &mut Quiet).unwrap();
+    assert!(out.test.is_none());
+}
