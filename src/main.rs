@@ -33,6 +33,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a model (default: fmnist-cnn on Fashion-MNIST, the lecture's recipe).
+    #[command(allow_negative_numbers = true)]
     Train(cli::train::TrainArgs),
     /// Evaluate a run or checkpoint: accuracy, per-class table, confusion matrix.
     Eval(cli::train::EvalArgs),
@@ -90,10 +91,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             exit_code(&e)
         }
     }
+}
+
+/// The error and its causes, each said once (a strata error already includes the
+/// operating system's message it wraps).
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 /// 1 when a run failed (e.g. a download), 2 for usage and input errors.

@@ -552,3 +552,15 @@ fn a_corrupt_test_split_fails_before_training_and_an_absent_one_is_a_note() {
     let out = train::run(&cfg, &RunPaths::new(run.path()), false, &mut Quiet).unwrap();
     assert!(out.test.is_none());
 }
+
+#[test]
+fn a_negative_learning_rate_is_refused_as_one_and_os_errors_are_said_once() {
+    let out = strata(&["train", "--lr", "-1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lr") && err.contains("positive"), "{err}");
+    let out = strata(&["eval", "/nonexistent/run"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}
