@@ -164,6 +164,21 @@ pub fn save(net: &mut dyn Layer, path: &Path, metadata: &BTreeMap<String, String
     write_atomic(path, &bytes)
 }
 
+/// For the kill tests: `STRATA_TEST_SLOW_WRITE_MS=N` sleeps N ms between writing a
+/// temporary file and renaming it, so that a test's kills can land inside checkpoint
+/// writes. Unset (always, outside those tests), it costs one cached lookup.
+fn slow_write_hook() {
+    static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("STRATA_TEST_SLOW_WRITE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(ms) = *delay {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 /// Writes `bytes` to `path` through `<path>.tmp` and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
@@ -177,6 +192,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        slow_write_hook();
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {

@@ -564,3 +564,101 @@ fn a_negative_learning_rate_is_refused_as_one_and_os_errors_are_said_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
+
+/// The weights of a checkpoint, by name, as bits.
+fn weight_bits(path: &Path) -> Vec<(String, Vec<u32>)> {
+    let (t, _) = strata::checkpoint::read_tensors(path).unwrap();
+    t.into_iter()
+        .map(|(k, v)| (k, v.data().iter().map(|x| x.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn twenty_kills_at_random_moments_resume_into_the_uninterrupted_run() {
+    use rand::{Rng, SeedableRng};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = embedded();
+    let common = [
+        "train",
+        "--data",
+        &data,
+        "--per-class",
+        "60",
+        "--epochs",
+        "12",
+        "--batch-size",
+        "32",
+        "--width",
+        "0.25",
+        "--dropout",
+        "0.2",
+        "--log-every",
+        "4",
+        "--workers",
+        "1",
+    ];
+    let full = tmp.path().join("full");
+    assert_ok(
+        &strata(&common)
+            .arg("--run-dir")
+            .arg(&full)
+            .output()
+            .unwrap(),
+    );
+
+    let killed = tmp.path().join("killed");
+    let paths = RunPaths::new(&killed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (mut kills, mut starts) = (0, 0);
+    while !paths.metrics().exists() {
+        starts += 1;
+        assert!(starts < 200, "the run never finished");
+        let mut cmd = if paths.last().exists() {
+            let mut c = strata(&["train", "--resume"]);
+            c.arg(&killed);
+            c
+        } else {
+            let mut c = strata(&common);
+            c.arg("--run-dir").arg(&killed);
+            c
+        };
+        // Slow checkpoint writes make the moments inside them likely targets.
+        cmd.env("STRATA_TEST_SLOW_WRITE_MS", "40")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if kills >= 20 {
+            assert!(cmd.status().unwrap().success(), "the last resume failed");
+            continue;
+        }
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(30..400)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 20, "only {kills} kills");
+    let a: Vec<_> = History::read(&RunPaths::new(&full).history())
+        .unwrap()
+        .iter()
+        .map(replayable)
+        .collect();
+    let b: Vec<_> = History::read(&paths.history())
+        .unwrap()
+        .iter()
+        .map(replayable)
+        .collect();
+    assert_eq!(a, b, "the history after {kills} kills differs");
+    assert_eq!(
+        weight_bits(&RunPaths::new(&full).last()),
+        weight_bits(&paths.last()),
+        "the weights after {kills} kills differ"
+    );
+    let left: Vec<_> = std::fs::read_dir(&killed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "leftovers: {left:?}");
+}
