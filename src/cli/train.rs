@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use strata::data::{self, Augment, Loader, LoaderConfig, Split};
 use strata::optim::{OptimizerConfig, Schedule};
@@ -239,22 +240,45 @@ impl TrainArgs {
     }
 }
 
-/// A progress bar on a terminal, plain lines otherwise.
+/// A progress bar on a terminal, plain lines otherwise; stops on Ctrl-C.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
     log_every: u64,
+    stop: Arc<AtomicBool>,
 }
 
 impl Progress {
-    fn new(log_every: u64) -> Self {
+    fn new(log_every: u64, stop: Arc<AtomicBool>) -> Self {
         Progress {
             bar: None,
             log_every,
+            stop,
         }
     }
 }
 
+/// The first Ctrl-C sets the flag (training stops at the next step, the last
+/// checkpoint intact); a second one ends the process at once.
+fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step (Ctrl-C again to quit at once)");
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: cannot catch Ctrl-C ({e}); it will end the run at once");
+    }
+    stop
+}
+
 impl Observer for Progress {
+    fn should_stop(&mut self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
     fn iteration(&mut self, p: &IterProgress) {
         let msg = format!(
             "loss {:.4} acc {:.2}% lr {:.2e} {:.0} img/s",
@@ -366,8 +390,25 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     };
     eprintln!("run folder: {}", paths.dir.display());
     super::warn_without_bf16(cfg.precision);
-    let mut progress = Progress::new(cfg.log_every);
+    let mut progress = Progress::new(cfg.log_every, stop_on_ctrl_c());
     let outcome = train::run(&cfg, &paths, resume, &mut progress)?;
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    if outcome.interrupted {
+        let saved = if paths.last().exists() {
+            format!(
+                "the last checkpoint (epoch {}) is intact; continue with: strata train --resume {}",
+                outcome.epochs,
+                paths.dir.display()
+            )
+        } else {
+            "no epoch had finished, so nothing was saved".to_string()
+        };
+        eprintln!("stopped during epoch {}: {saved}", outcome.epochs + 1);
+        // 128 + SIGINT, as a shell reports a process ended by Ctrl-C.
+        std::process::exit(130);
+    }
     let mut text = format!(
         "\n{} on {}: {} epochs in {:.0}s{}\n",
         cfg.model,

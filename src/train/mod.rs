@@ -118,6 +118,12 @@ pub trait Observer {
     fn epoch(&mut self, _r: &Record) {}
     /// A message for the person (data source, resume, early stop).
     fn note(&mut self, _msg: &str) {}
+    /// Asked after every step: whether to stop now (Ctrl-C). The run then ends at that
+    /// step boundary without a checkpoint of the unfinished epoch: the last commit stays
+    /// the state to resume from ([`Outcome::interrupted`]).
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that ignores everything.
@@ -139,6 +145,9 @@ pub struct Outcome {
     pub class_names: Vec<String>,
     /// Wall time of the whole run in seconds (over resumes).
     pub time_s: f64,
+    /// Whether the run was stopped on request ([`Observer::should_stop`]) during epoch
+    /// `epochs + 1`; then nothing of that epoch was saved and there is no test.
+    pub interrupted: bool,
 }
 
 /// The model configuration of a run: the model's defaults, the run's overrides, and the
@@ -385,12 +394,17 @@ fn run_in(
 
     let start = Instant::now();
     let mut stopped_early = false;
+    let mut interrupted = false;
     let mut epochs_done = epoch0;
     for epoch in epoch0..cfg.epochs {
         let mut log = RunLog::new(obs, &history, cfg, per_epoch, time0, start);
         let stats = trainer.epoch(&train_loader, epoch, &mut [&mut log])?;
         if let Some(e) = log.error.take() {
             return Err(e);
+        }
+        if log.interrupted {
+            interrupted = true;
+            break;
         }
         let val = match &val_loader {
             Some(l) => Some(trainer.evaluate(l)?),
@@ -460,8 +474,8 @@ fn run_in(
 
     // Final test of the last model, when the dataset has a test split.
     let test = match &test_loader {
-        Some(tl) => Some(trainer.evaluate(tl)?),
-        None => None,
+        Some(tl) if !interrupted => Some(trainer.evaluate(tl)?),
+        _ => None,
     };
     let outcome = Outcome {
         epochs: epochs_done,
@@ -476,8 +490,11 @@ fn run_in(
         test,
         class_names,
         time_s: time0 + start.elapsed().as_secs_f64(),
+        interrupted,
     };
-    write_metrics(paths, &outcome)?;
+    if !interrupted {
+        write_metrics(paths, &outcome)?;
+    }
     Ok(outcome)
 }
 

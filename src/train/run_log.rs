@@ -24,6 +24,8 @@ pub(super) struct RunLog<'a> {
     t_window: Instant,
     /// The first error (writing the history); training stops on it.
     pub(super) error: Option<Error>,
+    /// Whether the observer asked to stop.
+    pub(super) interrupted: bool,
 }
 
 impl<'a> RunLog<'a> {
@@ -48,6 +50,7 @@ impl<'a> RunLog<'a> {
             window: (0.0, 0, 0),
             t_window: Instant::now(),
             error: None,
+            interrupted: false,
         }
     }
 }
@@ -93,6 +96,10 @@ impl Hook for RunLog<'_> {
             }
             self.window = (0.0, 0, 0);
             self.t_window = Instant::now();
+        }
+        if self.obs.should_stop() {
+            self.interrupted = true;
+            return Control::Stop;
         }
         Control::Continue
     }

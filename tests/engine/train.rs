@@ -662,3 +662,83 @@ fn twenty_kills_at_random_moments_resume_into_the_uninterrupted_run() {
         .collect();
     assert!(left.is_empty(), "leftovers: {left:?}");
 }
+
+#[test]
+fn ctrl_c_stops_at_a_step_boundary_keeps_the_checkpoint_and_says_how_to_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = embedded();
+    let common = [
+        "train",
+        "--data",
+        &data,
+        "--per-class",
+        "60",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "32",
+        "--width",
+        "0.25",
+        "--log-every",
+        "4",
+        "--workers",
+        "1",
+    ];
+    let full = tmp.path().join("full");
+    assert_ok(
+        &strata(&common)
+            .arg("--run-dir")
+            .arg(&full)
+            .output()
+            .unwrap(),
+    );
+    let run = tmp.path().join("run");
+    let paths = RunPaths::new(&run);
+    let child = strata(&common)
+        .arg("--run-dir")
+        .arg(&run)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !paths.last().exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("--resume") && err.contains("is intact"),
+        "{err}"
+    );
+    assert!(!paths.metrics().exists());
+    let leftovers = std::fs::read_dir(&run)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+    assert_ok(&strata(&["train", "--resume"]).arg(&run).output().unwrap());
+    let a: Vec<_> = History::read(&RunPaths::new(&full).history())
+        .unwrap()
+        .iter()
+        .map(replayable)
+        .collect();
+    let b: Vec<_> = History::read(&paths.history())
+        .unwrap()
+        .iter()
+        .map(replayable)
+        .collect();
+    assert_eq!(a, b);
+}
