@@ -65,8 +65,8 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this value. Default: off.
     #[arg(long, value_name = "NORM")]
     pub clip_grad: Option<f32>,
-    /// Augmentations, comma-separated (see `strata data --help`), or `none`.
-    /// Default: flip,crop:2.
+    /// Augmentations, comma-separated (see `strata data --help`), `none`, or `auto`.
+    /// Default: auto = flip,crop:2, and crop:2 alone for handwritten digits (mnist).
     #[arg(long, value_name = "LIST")]
     pub augment: Option<String>,
     /// Fraction of the training split held out for validation. Default: 0.1.

@@ -47,7 +47,9 @@ pub struct TrainConfig {
     /// Products of the convolutions: f32, or bf16 (mixed precision: bf16 products, f32
     /// sums, master weights and everything else in f32; AVX-512 BF16 CPUs).
     pub precision: Precision,
-    /// Augmentation pipeline (`strata data --help` for the syntax); empty for none.
+    /// Augmentation pipeline (`strata data --help` for the syntax); empty for none;
+    /// `auto` (the default) for the dataset's: `flip,crop:2`, without the flip on
+    /// handwritten digits (`mnist`: a mirrored 2 is not a 2).
     pub augment: String,
     /// Fraction of the training split held out for validation (stratified).
     pub val_fraction: f64,
@@ -97,7 +99,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             clip_grad: None,
             precision: Precision::F32,
-            augment: "flip,crop:2".into(),
+            augment: "auto".into(),
             val_fraction: 0.1,
             per_class: None,
             seed: 0,
@@ -127,6 +129,19 @@ fn show(v: &serde_json::Value) -> String {
 }
 
 impl TrainConfig {
+    /// The augmentation pipeline, `auto` resolved for the dataset.
+    pub fn resolved_augment(&self) -> String {
+        if self.augment != "auto" {
+            return self.augment.clone();
+        }
+        let name = std::path::Path::new(&self.data)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let digits = name == "mnist" || name.starts_with("mnist-") || name.starts_with("mnist_");
+        if digits { "crop:2" } else { "flip,crop:2" }.to_string()
+    }
+
     /// The fields (other than `allowed`) whose values differ between `self` and `other`,
     /// as `name old → new` with the flag spelling of the name.
     pub fn differences(&self, other: &TrainConfig, allowed: &[&str]) -> Vec<String> {
@@ -205,7 +220,7 @@ impl TrainConfig {
         }
         // Names and strings that would otherwise fail only after the data is loaded.
         crate::models::default_config(&self.model)?;
-        crate::data::Augment::parse(&self.augment)?;
+        crate::data::Augment::parse(&self.resolved_augment())?;
         if let Some(s) = &self.norm {
             s.parse::<crate::models::NormKind>()?;
         }

@@ -265,7 +265,17 @@ pub fn run(
     resume: bool,
     obs: &mut dyn Observer,
 ) -> Result<Outcome> {
-    run_in(cfg, paths, resume, obs)
+    // The run records what it does: `auto` augmentation resolved for the dataset, and a
+    // data folder by its absolute path (so `eval` works from any directory).
+    let mut cfg = cfg.clone();
+    cfg.augment = cfg.resolved_augment();
+    let data = Path::new(&cfg.data);
+    if data.is_dir() && data.is_relative() {
+        if let Ok(abs) = std::fs::canonicalize(data) {
+            cfg.data = abs.display().to_string();
+        }
+    }
+    run_in(&cfg, paths, resume, obs)
 }
 
 use run_log::RunLog;

@@ -742,3 +742,31 @@ fn ctrl_c_stops_at_a_step_boundary_keeps_the_checkpoint_and_says_how_to_resume()
         .collect();
     assert_eq!(a, b);
 }
+
+#[test]
+fn the_default_augmentation_follows_the_dataset_and_a_run_records_it_resolved() {
+    let with = |data: &str| TrainConfig {
+        data: data.into(),
+        ..TrainConfig::default()
+    };
+    assert_eq!(with("mnist").resolved_augment(), "crop:2");
+    assert_eq!(with("/data/MNIST").resolved_augment(), "crop:2");
+    assert_eq!(with("fashion-mnist").resolved_augment(), "flip,crop:2");
+    assert_eq!(with("cifar10").resolved_augment(), "flip,crop:2");
+    let explicit = TrainConfig {
+        augment: "flip".into(),
+        ..with("mnist")
+    };
+    assert_eq!(explicit.resolved_augment(), "flip");
+    let dir = tempfile::tempdir().unwrap();
+    let paths = RunPaths::new(dir.path());
+    let cfg = TrainConfig {
+        epochs: 1,
+        augment: "auto".into(),
+        ..small_run(embedded())
+    };
+    train::run(&cfg, &paths, false, &mut Quiet).unwrap();
+    let saved = TrainConfig::from_toml(&paths.config()).unwrap();
+    assert_eq!(saved.augment, "flip,crop:2");
+    assert!(std::path::Path::new(&saved.data).is_absolute());
+}
