@@ -39,7 +39,8 @@ pub enum Error {
     /// Training diverged: the loss became NaN or infinite.
     #[error(
         "the loss became {loss} at epoch {epoch}, iteration {iteration} (step {step}) with learning rate {lr:.3e}; \
-         the last good checkpoint is kept. Try a learning rate 3-10x lower (--lr), gradient clipping \
+         nothing of this epoch was saved (the checkpoint of the last finished epoch, if there is one, \
+         is intact). Try a learning rate 3-10x lower (--lr), gradient clipping \
          (--clip-grad 1.0) or a warm-up (--warmup-epochs 1)"
     )]
     Diverged {

@@ -293,8 +293,8 @@ impl ImageDataset {
         for (class, mut members) in self.indices_by_class().into_iter().enumerate() {
             if members.len() < count {
                 return Err(Error::config(
-                    "ImageDataset::per_class",
-                    "count",
+                    "training data",
+                    "per_class",
                     format!(
                         "class {class} ({}) has only {} images, {count} were asked for",
                         self.class_names[class],

@@ -111,7 +111,7 @@ pub struct Loader {
 impl Loader {
     /// Checks the configuration against the dataset.
     pub fn new(dataset: Arc<ImageDataset>, config: LoaderConfig) -> Result<Self> {
-        let op = "Loader";
+        let op = "data loader";
         if config.batch_size == 0 {
             return Err(Error::config(op, "batch_size", "must be at least 1"));
         }
