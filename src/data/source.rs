@@ -233,7 +233,29 @@ enum Layout {
     Folder(PathBuf),
 }
 
+/// Whether `p` is a folder with at least one folder in it (a split of class folders,
+/// not a class folder of images).
+fn has_subdirs(p: &Path) -> bool {
+    std::fs::read_dir(p).is_ok_and(|entries| entries.flatten().any(|e| e.path().is_dir()))
+}
+
 fn detect(dir: &Path, split: Split, hint: Option<Known>) -> Result<Layout> {
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        let p = dir.join(name);
+        if p.is_dir() {
+            return Err(Error::Format {
+                path: p,
+                reason: "is a folder, where an IDX dataset has a file of that name (or the same \
+                         name with .gz): put the file itself here"
+                    .into(),
+            });
+        }
+    }
     if idx_file(dir, "train", "images-idx3-ubyte").is_some()
         || idx_file(dir, "t10k", "images-idx3-ubyte").is_some()
     {
@@ -261,9 +283,10 @@ fn detect(dir: &Path, split: Split, hint: Option<Known>) -> Result<Layout> {
         Split::Train => &["train"],
         Split::Test => &["test", "val"],
     };
+    // Split folders hold class folders; a `train` folder of images is a class.
     let has_splits = ["train", "test", "val"]
         .iter()
-        .any(|s| dir.join(s).is_dir());
+        .any(|s| has_subdirs(&dir.join(s)));
     if has_splits {
         return split_dirs
             .iter()

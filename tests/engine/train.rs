@@ -770,3 +770,31 @@ fn the_default_augmentation_follows_the_dataset_and_a_run_records_it_resolved() 
     assert_eq!(saved.augment, "flip,crop:2");
     assert!(std::path::Path::new(&saved.data).is_absolute());
 }
+
+#[test]
+fn image_folders_tell_classes_from_splits_and_idx_files_from_folders() {
+    use strata::data::{self, Split};
+    let root = tempfile::tempdir().unwrap();
+    // Classes named `train` and `boat`, images directly inside: one split of 2 classes.
+    for class in ["train", "boat"] {
+        let d = root.path().join(class);
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..3 {
+            image::GrayImage::from_pixel(6, 6, image::Luma([40 * i as u8]))
+                .save(d.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let ds = data::load(root.path().to_str().unwrap(), Split::Train).unwrap();
+    assert_eq!(ds.num_classes(), 2);
+    assert_eq!(ds.len(), 6);
+
+    let idx = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(idx.path().join("train-images-idx3-ubyte")).unwrap();
+    let err = data::load(idx.path().to_str().unwrap(), Split::Train).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("train-images-idx3-ubyte") && msg.contains("is a folder"),
+        "{msg}"
+    );
+}
