@@ -108,7 +108,7 @@ fn mixed_precision_learns_as_well_as_f32() {
 }
 
 /// The fields of a record that must replay exactly (not the wall-clock ones).
-fn replayable(r: &Record) -> (String, u64, u64, u32, u64, u64, Option<u64>, Option<u64>) {
+fn replayable(r: &Record) -> Replay {
     (
         r.kind.clone(),
         r.epoch,
@@ -119,6 +119,16 @@ fn replayable(r: &Record) -> (String, u64, u64, u32, u64, u64, Option<u64>, Opti
         r.val_loss.map(f64::to_bits),
         r.val_acc.map(f64::to_bits),
     )
+}
+
+/// The replayable fields of every record of the run in `dir`.
+type Replay = (String, u64, u64, u32, u64, u64, Option<u64>, Option<u64>);
+fn replayed(dir: &Path) -> Vec<Replay> {
+    History::read(&RunPaths::new(dir).history())
+        .unwrap()
+        .iter()
+        .map(replayable)
+        .collect()
 }
 
 /// Fails the test with the command's stderr unless it exited successfully.
@@ -201,16 +211,7 @@ fn a_killed_run_resumes_into_the_uninterrupted_history() {
         .output()
         .unwrap();
     assert_ok(&out);
-    let a: Vec<_> = History::read(&RunPaths::new(&full).history())
-        .unwrap()
-        .iter()
-        .map(replayable)
-        .collect();
-    let b: Vec<_> = History::read(&paths.history())
-        .unwrap()
-        .iter()
-        .map(replayable)
-        .collect();
+    let (a, b) = (replayed(&full), replayed(&paths.dir));
     assert_eq!(a.len(), b.len(), "history lengths differ");
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert_eq!(x, y, "history line {i} differs after resume");
@@ -639,16 +640,7 @@ fn twenty_kills_at_random_moments_resume_into_the_uninterrupted_run() {
         child.wait().unwrap();
     }
     assert!(kills >= 20, "only {kills} kills");
-    let a: Vec<_> = History::read(&RunPaths::new(&full).history())
-        .unwrap()
-        .iter()
-        .map(replayable)
-        .collect();
-    let b: Vec<_> = History::read(&paths.history())
-        .unwrap()
-        .iter()
-        .map(replayable)
-        .collect();
+    let (a, b) = (replayed(&full), replayed(&paths.dir));
     assert_eq!(a, b, "the history after {kills} kills differs");
     assert_eq!(
         weight_bits(&RunPaths::new(&full).last()),
@@ -730,16 +722,7 @@ fn ctrl_c_stops_at_a_step_boundary_keeps_the_checkpoint_and_says_how_to_resume()
         .count();
     assert_eq!(leftovers, 0);
     assert_ok(&strata(&["train", "--resume"]).arg(&run).output().unwrap());
-    let a: Vec<_> = History::read(&RunPaths::new(&full).history())
-        .unwrap()
-        .iter()
-        .map(replayable)
-        .collect();
-    let b: Vec<_> = History::read(&paths.history())
-        .unwrap()
-        .iter()
-        .map(replayable)
-        .collect();
+    let (a, b) = (replayed(&full), replayed(&paths.dir));
     assert_eq!(a, b);
 }
 
