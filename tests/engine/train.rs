@@ -781,3 +781,38 @@ fn image_folders_tell_classes_from_splits_and_idx_files_from_folders() {
         "{msg}"
     );
 }
+
+#[test]
+fn same_threads_give_the_same_bits_and_other_thread_counts_agree_closely() {
+    let run = |threads: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = RunPaths::new(dir.path());
+        let cfg = TrainConfig {
+            epochs: 2,
+            ..small_run(embedded())
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| train::run(&cfg, &paths, false, &mut Quiet))
+            .unwrap();
+        (replayed(dir.path()), weight_bits(&paths.last()))
+    };
+    let (h2, w2) = run(2);
+    let (h2b, w2b) = run(2);
+    assert_eq!(h2, h2b, "two runs with 2 threads differ");
+    assert_eq!(w2, w2b);
+    // Another thread count sums in another order: the numbers differ in the last bits,
+    // and the runs stay close (docs/training.md states the tolerance).
+    let (h1, _) = run(1);
+    assert_eq!(h1.len(), h2.len());
+    for (a, b) in h1.iter().zip(&h2) {
+        let (la, lb) = (f64::from_bits(a.4), f64::from_bits(b.4));
+        assert!(
+            (la - lb).abs() <= 1e-3 * lb.abs().max(1.0),
+            "train loss {la} (1 thread) vs {lb} (2 threads) at step {}",
+            a.2
+        );
+    }
+}
