@@ -259,6 +259,44 @@ pub fn mul_into(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// Elements per parallel task of the Mish maps.
+const MISH_CHUNK: usize = 1 << 14;
+
+/// `(tanh(softplus(x)), σ(x))` in f64.
+fn parts(x: f32) -> (f64, f64) {
+    let x = x as f64;
+    // softplus without overflow: for large x, ln(1 + eˣ) = x + ln(1 + e⁻ˣ).
+    let sp = if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    };
+    (sp.tanh(), 1.0 / (1.0 + (-x).exp()))
+}
+
+/// Mish: `y = x·tanh(softplus(x))` (in f64, rounded once).
+pub fn mish_forward(x: &[f32], y: &mut [f32]) {
+    y.par_chunks_mut(MISH_CHUNK)
+        .zip(x.par_chunks(MISH_CHUNK))
+        .for_each(|(y, x)| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x as f64 * parts(x).0) as f32;
+            }
+        });
+}
+
+/// Mish's backward: `dx = dy·(tanh(sp) + x·σ(x)·(1 − tanh²(sp)))`, `sp = softplus(x)`.
+pub fn mish_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    dx.par_chunks_mut(MISH_CHUNK)
+        .zip(x.par_chunks(MISH_CHUNK).zip(dy.par_chunks(MISH_CHUNK)))
+        .for_each(|(dx, (x, dy))| {
+            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                let (t, s) = parts(x);
+                *dx = (dy as f64 * (t + x as f64 * s * (1.0 - t * t))) as f32;
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -474,6 +474,84 @@ pub fn channel_norm_backward(
     }
 }
 
+/// Normalization over rows of `m` contiguous values (PyTorch's `LayerNorm` over a
+/// trailing `normalized_shape`), with an optional per-element weight and bias of length
+/// `m`. Mean and biased variance per row in f64.
+pub struct RowNorm<'a> {
+    /// Values per row.
+    pub m: usize,
+    /// Added to the variance.
+    pub eps: f32,
+    /// Per-element scale, if any.
+    pub weight: Option<&'a [f32]>,
+    /// Per-element shift, if any.
+    pub bias: Option<&'a [f32]>,
+}
+
+impl RowNorm<'_> {
+    /// `y = x̂·w + b` with `x̂ = (x − μ)·r`; writes `x̂` and `r = 1/σ` per row for backward.
+    pub fn forward(&self, x: &[f32], y: &mut [f32], xhat: &mut [f32], rstd: &mut [f32]) {
+        let (m, eps, w, b) = (self.m, self.eps as f64, self.weight, self.bias);
+        y.par_chunks_mut(m)
+            .zip(xhat.par_chunks_mut(m))
+            .zip(rstd.par_iter_mut())
+            .zip(x.par_chunks(m))
+            .for_each(|(((y, xh), r), x)| {
+                let mean = x.iter().map(|&v| v as f64).sum::<f64>() / m as f64;
+                let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m as f64;
+                let rs = 1.0 / (var + eps).sqrt();
+                *r = rs as f32;
+                for (i, (xh, &v)) in xh.iter_mut().zip(x).enumerate() {
+                    let h = ((v as f64 - mean) * rs) as f32;
+                    *xh = h;
+                    y[i] = match (w, b) {
+                        (Some(w), Some(b)) => h * w[i] + b[i],
+                        (Some(w), None) => h * w[i],
+                        _ => h,
+                    };
+                }
+            });
+    }
+
+    /// `dx = r·(g − mean(g) − x̂·mean(g·x̂))` per row, with `g = dy·w`.
+    pub fn backward(&self, xhat: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let (m, w) = (self.m, self.weight);
+        dx.par_chunks_mut(m)
+            .zip(xhat.par_chunks(m))
+            .zip(rstd.par_iter())
+            .zip(dy.par_chunks(m))
+            .for_each(|(((dx, xh), &r), dy)| {
+                let g = |i: usize| dy[i] as f64 * w.map_or(1.0, |w| w[i] as f64);
+                let (mut sg, mut sgx) = (0.0f64, 0.0f64);
+                for (i, &h) in xh.iter().enumerate() {
+                    sg += g(i);
+                    sgx += g(i) * h as f64;
+                }
+                let (mg, mgx) = (sg / m as f64, sgx / m as f64);
+                for (i, (d, &h)) in dx.iter_mut().zip(xh).enumerate() {
+                    *d = (r as f64 * (g(i) - mg - h as f64 * mgx)) as f32;
+                }
+            });
+    }
+
+    /// `(Σ_rows dy·x̂, Σ_rows dy)` element by element: the weight and bias gradients.
+    pub fn param_grads(m: usize, xhat: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let rows = dy.len() / m.max(1);
+        (0..m)
+            .into_par_iter()
+            .map(|i| {
+                let (mut w, mut b) = (0.0f64, 0.0f64);
+                for r in 0..rows {
+                    let k = r * m + i;
+                    w += dy[k] as f64 * xhat[k] as f64;
+                    b += dy[k] as f64;
+                }
+                (w as f32, b as f32)
+            })
+            .unzip()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

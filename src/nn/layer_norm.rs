@@ -8,12 +8,12 @@
 //!
 //! Backward, with `x̂ = (x − μ)·r`, `g = dy·w`, over each row of `M` elements:
 //! `dx = r·(g − mean(g) − x̂·mean(g·x̂))`, `dw = Σ_rows dy·x̂`, `db = Σ_rows dy`.
-//! Sums in f64.
+//! Sums in f64 ([`RowNorm`]).
 
 use super::{check_dy, join, no_cache, Layer, Mode, Param};
 use crate::error::{Error, Result};
+use crate::kernels::norm::RowNorm;
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 
 /// What backward needs: `x̂` and `1/σ` per row.
 #[derive(Debug)]
@@ -103,32 +103,18 @@ impl Layer for LayerNorm {
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let m = self.row_len(x.shape())?;
-        let eps = self.eps as f64;
         let w = self.weight.as_ref().map(|p| p.value.data());
         let b = self.bias.as_ref().map(|p| p.value.data());
         let mut y = Tensor::for_overwrite(x.shape());
         let mut xhat = vec![0.0f32; x.len()];
         let mut rstd = vec![0.0f32; x.len() / m];
-        y.data_mut()
-            .par_chunks_mut(m)
-            .zip(xhat.par_chunks_mut(m))
-            .zip(rstd.par_iter_mut())
-            .zip(x.data().par_chunks(m))
-            .for_each(|(((y, xh), r), x)| {
-                let mean = x.iter().map(|&v| v as f64).sum::<f64>() / m as f64;
-                let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m as f64;
-                let rs = 1.0 / (var + eps).sqrt();
-                *r = rs as f32;
-                for (i, (xh, &v)) in xh.iter_mut().zip(x).enumerate() {
-                    let h = ((v as f64 - mean) * rs) as f32;
-                    *xh = h;
-                    y[i] = match (w, b) {
-                        (Some(w), Some(b)) => h * w[i] + b[i],
-                        (Some(w), None) => h * w[i],
-                        _ => h,
-                    };
-                }
-            });
+        let rows = RowNorm {
+            m,
+            eps: self.eps,
+            weight: w,
+            bias: b,
+        };
+        rows.forward(x.data(), y.data_mut(), &mut xhat, &mut rstd);
         self.cache = mode.caches().then(|| Cache {
             xhat,
             rstd,
@@ -141,35 +127,16 @@ impl Layer for LayerNorm {
         let c = self.cache.as_ref().ok_or_else(|| no_cache("LayerNorm"))?;
         check_dy("LayerNorm", dy, &c.shape)?;
         let m: usize = self.normalized_shape.iter().product();
-        let w = self.weight.as_ref().map(|p| p.value.data());
-        let mut dx = Tensor::for_overwrite(dy.shape());
-        dx.data_mut()
-            .par_chunks_mut(m)
-            .zip(c.xhat.par_chunks(m))
-            .zip(c.rstd.par_iter())
-            .zip(dy.data().par_chunks(m))
-            .for_each(|(((dx, xh), &r), dy)| {
-                let g = |i: usize| dy[i] as f64 * w.map_or(1.0, |w| w[i] as f64);
-                let (mut sg, mut sgx) = (0.0f64, 0.0f64);
-                for (i, &h) in xh.iter().enumerate() {
-                    sg += g(i);
-                    sgx += g(i) * h as f64;
-                }
-                let (mg, mgx) = (sg / m as f64, sgx / m as f64);
-                for (i, (d, &h)) in dx.iter_mut().zip(xh).enumerate() {
-                    *d = (r as f64 * (g(i) - mg - h as f64 * mgx)) as f32;
-                }
-            });
-        // Parameter gradients: sums over the rows, element by element.
-        let rows = c.rstd.len();
-        let sum_rows = |f: &(dyn Fn(usize) -> f64 + Sync)| -> Vec<f32> {
-            (0..m)
-                .into_par_iter()
-                .map(|i| (0..rows).map(|r| f(r * m + i)).sum::<f64>() as f32)
-                .collect()
+        let rows = RowNorm {
+            m,
+            eps: self.eps,
+            weight: self.weight.as_ref().map(|p| p.value.data()),
+            bias: None,
         };
+        let mut dx = Tensor::for_overwrite(dy.shape());
+        rows.backward(&c.xhat, &c.rstd, dy.data(), dx.data_mut());
+        let (dw, db) = RowNorm::param_grads(m, &c.xhat, dy.data());
         if let Some(p) = self.weight.as_mut() {
-            let dw = sum_rows(&|k| dy.data()[k] as f64 * c.xhat[k] as f64);
             p.grad
                 .data_mut()
                 .iter_mut()
@@ -177,7 +144,6 @@ impl Layer for LayerNorm {
                 .for_each(|(g, d)| *g += d);
         }
         if let Some(p) = self.bias.as_mut() {
-            let db = sum_rows(&|k| dy.data()[k] as f64);
             p.grad
                 .data_mut()
                 .iter_mut()

@@ -27,6 +27,7 @@ mod plan;
 pub(crate) mod strided;
 pub mod winograd;
 pub mod winograd_dw;
+mod winograd_tile;
 mod workspace;
 
 pub use backward::{conv2d_backward, conv2d_backward_relu_input};
