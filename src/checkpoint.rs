@@ -99,16 +99,30 @@ pub fn write_tensors(
     write_atomic(path, &tensors_to_bytes(tensors, metadata)?)
 }
 
+fn not_safetensors(path: &Path, e: safetensors::SafeTensorError) -> Error {
+    format_err(
+        path,
+        format!("not a valid safetensors file ({e}); was it truncated or written by another tool?"),
+    )
+}
+
 /// Reads every tensor of a safetensors file as f32, with the file's metadata.
 pub fn read_tensors(path: &Path) -> Result<(BTreeMap<String, Tensor>, BTreeMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| format_err(path, format!("not a valid safetensors file ({e})")))?;
+    tensors_from_bytes(&bytes, path)
+}
+
+/// [`read_tensors`] from bytes already in memory (`path` names them in errors).
+pub fn tensors_from_bytes(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(BTreeMap<String, Tensor>, BTreeMap<String, String>)> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| not_safetensors(path, e))?;
     let (_, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| format_err(path, e.to_string()))?;
+        SafeTensors::read_metadata(bytes).map_err(|e| format_err(path, e.to_string()))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let data = decode(path, &name, &view)?;
@@ -238,8 +252,7 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
         path: path.to_path_buf(),
         source,
     })?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| format_err(path, format!("not a valid safetensors file ({e})")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| not_safetensors(path, e))?;
     Ok(header
         .metadata()
         .clone()
@@ -270,14 +283,7 @@ pub fn load_bytes(
     path: &Path,
     strict: bool,
 ) -> Result<(LoadReport, BTreeMap<String, String>)> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| {
-        format_err(
-            path,
-            format!(
-                "not a valid safetensors file ({e}); was it truncated or written by another tool?"
-            ),
-        )
-    })?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| not_safetensors(path, e))?;
     let (_, header) =
         SafeTensors::read_metadata(bytes).map_err(|e| format_err(path, e.to_string()))?;
     let metadata: BTreeMap<String, String> = header

@@ -148,7 +148,13 @@ pub fn fit(im: DynamicImage, [h, w]: [usize; 2]) -> DynamicImage {
 /// Decodes one file, checking its size when no resize is asked for.
 fn decode(path: &Path) -> std::result::Result<DynamicImage, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    image::load_from_memory(&bytes).map_err(|e| format!("cannot decode image: {e}"))
+    decode_bytes(&bytes)
+}
+
+/// Decodes one image file's bytes (PNG, JPEG; what the folder loader reads), or says
+/// why it cannot. The entry point of the `image` fuzz target.
+pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
+    image::load_from_memory(bytes).map_err(|e| format!("cannot decode image: {e}"))
 }
 
 /// Loads an image folder; see the module documentation.

@@ -207,6 +207,16 @@ impl TrainConfig {
                 format!("must be ≥ 0, got {}", self.warmup_epochs),
             );
         }
+        if f64::from(self.warmup_epochs) > self.epochs as f64 {
+            return bad(
+                "warmup_epochs",
+                format!(
+                    "{} is longer than the run ({} epochs): the rate would never reach its peak; \
+                     warm up for a fraction of the run",
+                    self.warmup_epochs, self.epochs
+                ),
+            );
+        }
         if let Some(c) = self.clip_grad {
             if c.is_nan() || c <= 0.0 {
                 return bad("clip_grad", format!("must be > 0, got {c}"));
@@ -230,6 +240,15 @@ impl TrainConfig {
         if let Some(s) = &self.init {
             s.parse::<crate::models::InitScheme>()?;
         }
+        // The schedule's shape and the model's numbers (width, dropout), with the model's
+        // default classes and input: the data only changes those two.
+        crate::optim::LrSchedule::new(self.lr, 1, 0, self.schedule.clone())?;
+        let d = crate::models::default_config(&self.model)?;
+        crate::train::model_config(
+            self,
+            d.classes,
+            [d.in_channels, d.input_size[0], d.input_size[1]],
+        )?;
         self.optimizer.validate()
     }
 }

@@ -214,7 +214,16 @@ fn prepare_data(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<RunData> {
     };
     let (train, val) = if cfg.val_fraction > 0.0 {
         let (t, v) = full.stratified_split(cfg.val_fraction, cfg.seed)?;
-        (t, Some(v))
+        if v.is_empty() {
+            obs.note(&format!(
+                "note: no validation images: {} of each class's images rounds to none; \
+                 training without validation (raise --val-fraction or --per-class for it)",
+                cfg.val_fraction
+            ));
+            (t, None)
+        } else {
+            (t, Some(v))
+        }
     } else {
         (full, None)
     };

@@ -1,7 +1,9 @@
 //! Integration tests of the engine, in one binary: PyTorch parity on committed
 //! fixtures, finite-difference gradient checks, and errors on bad calls.
 
+mod bad_input;
 mod bench;
+mod determinism;
 mod errors;
 mod fixtures;
 mod gradcheck;
