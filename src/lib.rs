@@ -32,6 +32,7 @@ pub mod error;
 pub mod init;
 pub mod kernels;
 pub mod loss;
+pub mod method;
 pub mod models;
 pub mod nn;
 pub mod optim;

@@ -17,6 +17,8 @@ use std::process::ExitCode;
 ///   strata summary vgg16 --input 3x224x224
 ///   strata summary resnet56 --norm group:8 --width 0.5
 ///   strata bench --model resnet20          images/s of a training step, per-layer times
+///   strata check                           sanity checks before training (initial loss, data,
+///                                          activations and gradients, overfit 20 images)
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about, verbatim_doc_comment)]
 struct Cli {
@@ -47,6 +49,10 @@ enum Command {
     Layers,
     /// Speed of a training step or inference: images/s, GFLOP/s, memory, per-layer times.
     Bench(cli::bench::BenchArgs),
+    /// The lecture's sanity checks before training: initial loss, data, the network at
+    /// initialization layer by layer, overfitting a small sample. Exit 1 when one fails.
+    #[command(allow_negative_numbers = true)]
+    Check(cli::method::CheckArgs),
     /// Datasets: download, statistics, augmentation preview, loader benchmark.
     Data(cli::data::DataArgs),
 }
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
         }
         Command::Data(args) => cli::data::run(args),
         Command::Bench(args) => cli::bench::run(&args),
+        Command::Check(args) => cli::method::check(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

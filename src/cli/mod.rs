@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod method;
 pub mod models;
 pub mod train;
 

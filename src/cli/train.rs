@@ -10,12 +10,9 @@ use strata::data::{self, Augment, Loader, LoaderConfig, Split};
 use strata::optim::{OptimizerConfig, Schedule};
 use strata::train::{self, IterProgress, Observer, Record, RunPaths, TrainConfig};
 
-/// `strata train` flags; each overrides the config file, which overrides the defaults.
+/// `strata train` flags: where the run lives, and what it trains ([`RunFlags`]).
 #[derive(Args, Debug, Default)]
 pub struct TrainArgs {
-    /// A TOML file with any TrainConfig field (flags override it).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Continue the run in this folder from its last checkpoint (exactly, for the same
     /// --threads).
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
@@ -23,6 +20,22 @@ pub struct TrainArgs {
     /// Run folder. Default: runs/<model>-<data>[-N], the first free one.
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
+    /// Record per-layer activation, gradient and update statistics every N steps into
+    /// the run folder (watch.jsonl; `strata diagnose` reads them). Default: off.
+    #[arg(long, value_name = "N")]
+    pub watch: Option<u64>,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// What a run trains — model, data, optimizer, schedule, augmentation: shared by
+/// `train`, `check` and `lr-find`. Each flag overrides the config file, which overrides
+/// the defaults.
+#[derive(Args, Debug, Default)]
+pub struct RunFlags {
+    /// A TOML file with any TrainConfig field (flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Model name (`strata models`). Default: fmnist-cnn.
     #[arg(long)]
     pub model: Option<String>,
@@ -117,7 +130,7 @@ fn parse_schedule(s: &str) -> Result<Schedule> {
     })
 }
 
-impl TrainArgs {
+impl RunFlags {
     /// Defaults ← config file ← flags.
     pub fn resolve(&self) -> Result<TrainConfig> {
         let c = match &self.config {
@@ -360,7 +373,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             })?;
             // The run goes on as configured: only --epochs (a longer or shorter run) and
             // --workers (loader threads; the batches are the same) may change.
-            let asked = args.resolve_onto(cfg.clone())?;
+            let asked = args.run.resolve_onto(cfg.clone())?;
             let conflicts = cfg.differences(&asked, train::RESUME_MAY_CHANGE);
             if !conflicts.is_empty() {
                 bail!(
@@ -373,10 +386,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
             cfg.epochs = asked.epochs;
             cfg.workers = asked.workers;
+            if args.watch.is_some() {
+                cfg.watch = args.watch;
+            }
             (cfg, paths, true)
         }
         None => {
-            let cfg = args.resolve()?;
+            let mut cfg = args.run.resolve()?;
+            if args.watch.is_some() {
+                cfg.watch = args.watch;
+            }
             let dir = args.run_dir.clone().unwrap_or_else(|| free_run_dir(&cfg));
             if RunPaths::new(&dir).last().exists() {
                 bail!(

@@ -75,6 +75,9 @@ pub struct TrainConfig {
     pub dropout: Option<f32>,
     /// Weight-initialization override: kaiming, xavier, pytorch, normal:STD.
     pub init: Option<String>,
+    /// Record per-layer statistics every this many steps (`watch.jsonl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -112,6 +115,7 @@ impl Default for TrainConfig {
             activation: None,
             dropout: None,
             init: None,
+            watch: None,
         }
     }
 }
@@ -224,6 +228,9 @@ impl TrainConfig {
         }
         if self.per_class == Some(0) {
             return bad("per_class", "must be ≥ 1".into());
+        }
+        if self.watch == Some(0) {
+            return bad("watch", "must be ≥ 1 (steps between records)".into());
         }
         if self.log_every == 0 {
             return bad("log_every", "must be ≥ 1".into());

@@ -19,24 +19,25 @@ pub mod config;
 pub mod history;
 pub mod metrics;
 mod run_log;
+pub mod setup;
+pub mod stats;
 pub mod trainer;
+pub mod watch;
 
 pub use config::{Monitor, TrainConfig};
 pub use history::{History, Record};
 pub use metrics::Confusion;
+pub use setup::{model_config, Setup};
 pub use trainer::{
     epoch_seed, evaluate, Control, EpochStats, ForwardView, Hook, StepInfo, StepResult, Trainer,
 };
 
 use crate::checkpoint;
-use crate::data::{self, Augment, ImageDataset, Loader, LoaderConfig, Normalize, Split};
+use crate::data::Normalize;
 use crate::error::{Error, Result};
-use crate::loss::CrossEntropy;
-use crate::models::{self, Model, ModelConfig};
-use crate::optim::{LrSchedule, Optimizer};
+use crate::models::Model;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// The files of a run folder.
@@ -82,6 +83,10 @@ impl RunPaths {
     /// `best.safetensors`
     pub fn best(&self) -> PathBuf {
         self.dir.join("best.safetensors")
+    }
+    /// `watch.jsonl` (`--watch`)
+    pub fn watch(&self) -> PathBuf {
+        self.dir.join("watch.jsonl")
     }
     /// `metrics.json`
     pub fn metrics(&self) -> PathBuf {
@@ -150,36 +155,9 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
-/// The model configuration of a run: the model's defaults, the run's overrides, and the
-/// data's classes and image shape.
-pub fn model_config(cfg: &TrainConfig, classes: usize, shape: [usize; 3]) -> Result<ModelConfig> {
-    let mut m = models::default_config(&cfg.model)?;
-    m.classes = classes;
-    m.in_channels = shape[0];
-    m.input_size = [shape[1], shape[2]];
-    m.seed = cfg.seed;
-    if let Some(w) = cfg.width {
-        m.width = w;
-    }
-    if let Some(s) = &cfg.norm {
-        m.norm = s.parse()?;
-    }
-    if let Some(s) = &cfg.activation {
-        m.activation = s.parse()?;
-    }
-    if let Some(d) = cfg.dropout {
-        m.dropout = d;
-    }
-    if let Some(s) = &cfg.init {
-        m.init = s.parse()?;
-    }
-    m.validate()?;
-    Ok(m)
-}
-
 /// The configuration fields a resumed run may change: the length of the run, and the
 /// loader's threads (the batches do not depend on them).
-pub const RESUME_MAY_CHANGE: &[&str] = &["epochs", "workers"];
+pub const RESUME_MAY_CHANGE: &[&str] = &["epochs", "workers", "watch"];
 
 /// Header key: completed epochs.
 pub const META_EPOCH: &str = "strata.epoch";
@@ -197,74 +175,6 @@ fn meta_num(meta: &BTreeMap<String, String>, key: &str, path: &Path) -> Result<f
             path: path.to_path_buf(),
             reason: format!("no `{key}` in the header: this checkpoint cannot resume a run"),
         })
-}
-
-/// The data of a run: train and validation splits, and the normalization.
-struct RunData {
-    train: ImageDataset,
-    val: Option<ImageDataset>,
-    normalize: Normalize,
-}
-
-fn prepare_data(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<RunData> {
-    let full = data::load(&cfg.data, Split::Train)?;
-    let full = match cfg.per_class {
-        Some(k) => full.per_class(k, cfg.seed)?,
-        None => full,
-    };
-    let (train, val) = if cfg.val_fraction > 0.0 {
-        let (t, v) = full.stratified_split(cfg.val_fraction, cfg.seed)?;
-        if v.is_empty() {
-            obs.note(&format!(
-                "note: no validation images: {} of each class's images rounds to none; \
-                 training without validation (raise --val-fraction or --per-class for it)",
-                cfg.val_fraction
-            ));
-            (t, None)
-        } else {
-            (t, Some(v))
-        }
-    } else {
-        (full, None)
-    };
-    obs.note(&format!(
-        "data: {} — {} training images{}, {} classes, {:?}",
-        cfg.data,
-        train.len(),
-        val.as_ref()
-            .map_or(String::new(), |v| format!(", {} validation", v.len())),
-        train.num_classes(),
-        train.shape()
-    ));
-    let normalize = Normalize::from_dataset(&train);
-    Ok(RunData {
-        train,
-        val,
-        normalize,
-    })
-}
-
-/// Whether `e` says a split is not there (rather than there and unreadable).
-fn split_absent(e: &Error) -> bool {
-    match e {
-        Error::NotFound { .. } => true,
-        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-        Error::Format { reason, .. } => reason.contains("only a training split"),
-        _ => false,
-    }
-}
-
-/// The test split of the run's data: `None` (with a note) when the dataset has none, an
-/// error when it has one that cannot be read.
-fn load_test_split(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<Option<ImageDataset>> {
-    match data::load(&cfg.data, Split::Test) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if split_absent(&e) => {
-            obs.note(&format!("no test split will be evaluated: {e}"));
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Runs (or resumes) the training described by `cfg` in `paths`.
@@ -295,51 +205,16 @@ fn run_in(
     resume: bool,
     obs: &mut dyn Observer,
 ) -> Result<Outcome> {
-    cfg.validate()?;
-    let augment = Augment::parse(&cfg.augment)?;
-    let d = prepare_data(cfg, obs)?;
-    let classes = d.train.num_classes();
-    let class_names = d.train.class_names().to_vec();
-    let shape = augment.output_shape(d.train.shape());
-    let mconf = model_config(cfg, classes, shape)?;
-    let model = models::build(&cfg.model, Some(mconf))?;
-
-    let loader_cfg = |augment: Augment, shuffle: bool| LoaderConfig {
-        batch_size: cfg.batch_size,
-        shuffle,
-        drop_last: false,
-        seed: cfg.seed,
-        workers: cfg.workers,
-        prefetch: 4,
-        augment,
-        normalize: d.normalize.clone(),
-    };
-    // Validation and test images reach the network at the size it was built for.
-    let eval_augment = augment.for_eval(d.train.shape());
-    let train_loader = Loader::new(Arc::new(d.train), loader_cfg(augment, true))?;
-    let val_loader = match d.val {
-        Some(v) => Some(Loader::new(
-            Arc::new(v),
-            loader_cfg(eval_augment.clone(), false),
-        )?),
-        None => None,
-    };
-    // The test split is read now: a corrupt one fails before any training, an absent one
-    // is a note.
-    let test_loader = match load_test_split(cfg, obs)? {
-        Some(t) => Some(Loader::new(Arc::new(t), loader_cfg(eval_augment, false))?),
-        None => None,
-    };
+    let Setup {
+        mut trainer,
+        train_loader,
+        val_loader,
+        test_loader,
+        class_names,
+        normalize,
+        ..
+    } = Setup::new(cfg, true, obs)?;
     let per_epoch = train_loader.len() as u64;
-    let total = cfg.epochs * per_epoch;
-    let warmup = (cfg.warmup_epochs as f64 * per_epoch as f64).round() as u64;
-    let sched = LrSchedule::new(cfg.lr, total, warmup, cfg.schedule.clone())?;
-    let opt = Optimizer::new(cfg.optimizer.clone())?;
-    let mut trainer = Trainer::new(model, opt, sched);
-    trainer.loss = CrossEntropy::with_label_smoothing(cfg.label_smoothing)?;
-    trainer.clip_grad = cfg.clip_grad;
-    trainer.precision = cfg.precision;
-    trainer.seed = cfg.seed;
     let history = History::new(&paths.history());
 
     // Where we start: fresh, or after the last checkpointed epoch.
@@ -365,7 +240,7 @@ fn run_in(
                      (only {} may change); start a new run for the rest",
                     paths.dir.display(),
                     conflicts.join(", "),
-                    RESUME_MAY_CHANGE.join(" and ")
+                    RESUME_MAY_CHANGE.join(", ")
                 ),
             ));
         }
@@ -389,6 +264,7 @@ fn run_in(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
         history.truncate_after(epoch0)?;
+        watch::Watch::truncate(&paths.watch(), trainer.step)?;
         obs.note(&format!(
             "resuming {} after epoch {epoch0} (step {})",
             paths.dir.display(),
@@ -405,7 +281,7 @@ fn run_in(
         META_CLASSES.into(),
         serde_json::to_string(&class_names).unwrap_or_default(),
     );
-    meta.extend(d.normalize.to_metadata());
+    meta.extend(normalize.to_metadata());
     meta.insert(
         "strata.train".into(),
         serde_json::to_string(cfg).unwrap_or_default(),
@@ -415,10 +291,19 @@ fn run_in(
     let mut stopped_early = false;
     let mut interrupted = false;
     let mut epochs_done = epoch0;
+    let mut watch = cfg
+        .watch
+        .map(|n| watch::Watch::new(&mut trainer.model, n, &paths.watch()));
     for epoch in epoch0..cfg.epochs {
         let mut log = RunLog::new(obs, &history, cfg, per_epoch, time0, start);
-        let stats = trainer.epoch(&train_loader, epoch, &mut [&mut log])?;
+        let stats = match &mut watch {
+            Some(w) => trainer.epoch(&train_loader, epoch, &mut [&mut log, w])?,
+            None => trainer.epoch(&train_loader, epoch, &mut [&mut log])?,
+        };
         if let Some(e) = log.error.take() {
+            return Err(e);
+        }
+        if let Some(e) = watch.as_mut().and_then(|w| w.error.take()) {
             return Err(e);
         }
         if log.interrupted {
@@ -491,6 +376,9 @@ fn run_in(
         }
     }
 
+    if let Some(w) = &mut watch {
+        w.finish();
+    }
     // Final test of the last model, when the dataset has a test split.
     let test = match &test_loader {
         Some(tl) if !interrupted => Some(trainer.evaluate(tl)?),
@@ -565,7 +453,7 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
     let class_names = meta
         .get(META_CLASSES)
         .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_else(|| data::dataset::numbered_classes(model.config.classes));
+        .unwrap_or_else(|| crate::data::dataset::numbered_classes(model.config.classes));
     Ok(Trained {
         model,
         normalize,

@@ -1,0 +1,1 @@
+//! `strata diagnose` (next commit).

@@ -1,0 +1,1 @@
+//! `strata lr-find` (next commit).
