@@ -19,6 +19,8 @@ use std::process::ExitCode;
 ///   strata bench --model resnet20          images/s of a training step, per-layer times
 ///   strata check                           sanity checks before training (initial loss, data,
 ///                                          activations and gradients, overfit 20 images)
+///   strata lr-find --probe 1e-1,1e-2,1e-3  the learning-rate range test, and a probe of rates
+///   strata diagnose runs/fmnist-cnn-fashion-mnist   what the curves say, and what to do
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about, verbatim_doc_comment)]
 struct Cli {
@@ -53,6 +55,14 @@ enum Command {
     /// initialization layer by layer, overfitting a small sample. Exit 1 when one fails.
     #[command(allow_negative_numbers = true)]
     Check(cli::method::CheckArgs),
+    /// The learning-rate range test: a sweep from 1e-7 to 10, the loss against the rate,
+    /// a suggested rate; --probe trains at a few rates and tables how the loss fell.
+    #[command(name = "lr-find", allow_negative_numbers = true)]
+    LrFind(cli::method::LrFindArgs),
+    /// Read a run's curves (and --watch records): overfitting, underfitting, not trained
+    /// enough, learning rate too high or too low, dead layers — with the evidence and
+    /// what to do.
+    Diagnose(cli::method::DiagnoseArgs),
     /// Datasets: download, statistics, augmentation preview, loader benchmark.
     Data(cli::data::DataArgs),
 }
@@ -94,6 +104,8 @@ fn main() -> ExitCode {
         Command::Data(args) => cli::data::run(args),
         Command::Bench(args) => cli::bench::run(&args),
         Command::Check(args) => cli::method::check(&args),
+        Command::LrFind(args) => cli::method::lr_find(&args),
+        Command::Diagnose(args) => cli::method::diagnose(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

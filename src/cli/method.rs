@@ -133,3 +133,172 @@ fn render_check(r: &CheckReport, out: &Path) -> String {
     s.push_str(&format!("report: {}\n", out.join("check.json").display()));
     s
 }
+
+/// `strata lr-find` arguments.
+#[derive(Args, Debug)]
+pub struct LrFindArgs {
+    /// First rate of the sweep.
+    #[arg(long, default_value_t = 1e-7)]
+    pub start: f64,
+    /// Last rate of the sweep.
+    #[arg(long, default_value_t = 10.0)]
+    pub end: f64,
+    /// Steps of the sweep (one batch each).
+    #[arg(long, default_value_t = 200)]
+    pub iterations: usize,
+    /// Also train from the same initialization at each of these rates (comma-separated,
+    /// e.g. 1e-1,1e-2,1e-3,1e-4) and table how much the loss fell: the lecture's step 3.
+    #[arg(long, value_name = "RATES", value_delimiter = ',')]
+    pub probe: Vec<f64>,
+    /// Steps per probed rate.
+    #[arg(long, default_value_t = 100)]
+    pub probe_iterations: usize,
+    /// Folder for lr_find.json and lr_find.svg. Default: runs/lr-find-<model>-<data>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the report as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// `strata lr-find`.
+pub fn lr_find(args: &LrFindArgs) -> Result<()> {
+    use strata::method::lr_find::{self, LrFindOptions};
+    let cfg = args.run.resolve()?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("lr-find", &cfg));
+    let opts = LrFindOptions {
+        start: args.start,
+        end: args.end,
+        iterations: args.iterations,
+        probe: args.probe.clone(),
+        probe_iterations: args.probe_iterations,
+        out: Some(out.clone()),
+        ..LrFindOptions::default()
+    };
+    // Bad ranges fail before the data is read.
+    opts.validate()?;
+    let r = lr_find::lr_find(&cfg, &opts, &mut Notes)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let mut s = format!(
+        "\nlr-find: {} on {}, {} steps; {}\n\n",
+        r.model,
+        r.data,
+        r.points.len(),
+        r.stopped
+    );
+    s.push_str(&format!(
+        "  {:>10}  {:>9}  {:>9}\n",
+        "lr", "loss", "smoothed"
+    ));
+    let step = (r.points.len() / 12).max(1);
+    for p in r.points.iter().step_by(step) {
+        s.push_str(&format!(
+            "  {:>10.2e}  {:>9.4}  {:>9.4}\n",
+            p.lr, p.loss, p.smoothed
+        ));
+    }
+    s.push_str(&format!(
+        "\nlowest smoothed loss at lr {:.2e}; steepest fall at {:.2e}\n\
+         suggested learning rate: {:.2e}  ({})\n\
+         the configuration's rate: {:.2e}\n",
+        r.min_lr, r.steepest_lr, r.suggestion, r.rule, r.config_lr
+    ));
+    if !r.probe.is_empty() {
+        s.push_str(&format!(
+            "\nprobe: {} steps from the same initialization at each rate\n  {:>10}  {:>10}  {:>10}  {:>8}\n",
+            args.probe_iterations, "lr", "first", "last 10", "fall"
+        ));
+        for p in &r.probe {
+            s.push_str(&format!(
+                "  {:>10.2e}  {:>10.4}  {:>10.4}  {:>7.1}%{}\n",
+                p.lr,
+                p.start_loss,
+                p.end_loss,
+                p.fall * 100.0,
+                if p.diverged { "  (diverged)" } else { "" }
+            ));
+        }
+        if let Some(best) = r
+            .probe
+            .iter()
+            .filter(|p| !p.diverged)
+            .max_by(|a, b| a.fall.total_cmp(&b.fall))
+        {
+            s.push_str(&format!("  the loss fell most at lr {:.2e}\n", best.lr));
+        }
+    }
+    if let Some(p) = &r.plot {
+        s.push_str(&format!("\nplot: {}\n", p.display()));
+    }
+    s.push_str(&format!("report: {}\n", out.join("lr_find.json").display()));
+    super::models::out(&s)
+}
+
+/// `strata diagnose` arguments.
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    /// A run folder (history.jsonl, and watch.jsonl when trained with --watch).
+    pub run: PathBuf,
+    /// A TOML file overriding any threshold (docs/method.md lists them).
+    #[arg(long, value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
+    /// Print the diagnosis as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata diagnose`.
+pub fn diagnose(args: &DiagnoseArgs) -> Result<()> {
+    let t = thresholds(&args.thresholds)?;
+    let d = strata::method::diagnose::diagnose(&args.run, &t)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(());
+    }
+    let name = |c: strata::method::diagnose::Case| {
+        let s = format!("{c:?}");
+        s.chars()
+            .enumerate()
+            .flat_map(|(i, ch)| {
+                let sep = (i > 0 && ch.is_uppercase()).then_some(' ');
+                sep.into_iter().chain(ch.to_lowercase())
+            })
+            .collect::<String>()
+    };
+    let mut s = format!(
+        "\ndiagnosis of {} ({} epochs{}):\n",
+        args.run.display(),
+        d.epochs,
+        if d.watch_records > 0 {
+            format!(", {} watch records", d.watch_records)
+        } else {
+            String::new()
+        }
+    );
+    match (&d.verdict, &d.no_verdict) {
+        (Some(c), _) => s.push_str(&format!("verdict: {}\n", name(*c))),
+        (None, Some(why)) => s.push_str(&format!("no verdict: {why}\n")),
+        (None, None) => s.push_str("no verdict\n"),
+    }
+    for f in &d.findings {
+        s.push_str(&format!("\n{}\n", name(f.case)));
+        for e in &f.evidence {
+            s.push_str(&format!("  evidence: {e}\n"));
+        }
+        for r in &f.remedies {
+            s.push_str(&format!("  do:       {r}\n"));
+        }
+        for r in &f.non_remedies {
+            s.push_str(&format!("  not:      {r}\n"));
+        }
+    }
+    super::models::out(&s)
+}

@@ -1,1 +1,398 @@
-//! `strata diagnose` (next commit).
+//! `strata diagnose RUN`: reads a run's curves (and its watch records) and says which of
+//! the lecture's cases it is, with the evidence, the remedies and the non-remedies.
+//!
+//! The rules, over the epoch records (`L` training loss, `V` validation loss, `A`/`B`
+//! training/validation accuracy; the *window* is the last [`Thresholds::window`] epochs):
+//!
+//! | case | evidence |
+//! |---|---|
+//! | diverged | a non-finite loss, or `L` ending 1.5× above where it started |
+//! | learning rate too high | `L` goes up in more than [`Thresholds::oscillation`] of the epochs, or iteration losses spike above [`Thresholds::spike`] × their median |
+//! | learning rate too low (flat) | `L` fell by less than [`Thresholds::flat`] over the run |
+//! | overfitting | gap `A − B` above [`Thresholds::gap`] at the end, and `V` risen [`Thresholds::val_rise`] above its minimum (reached before the window) or the gap grown over the window |
+//! | not trained enough | the monitored loss (`V`, else `L`) still falls by more than [`Thresholds::improving`] per epoch over the window |
+//! | underfitting | `L` at a plateau, `A` below [`Thresholds::underfit_acc`], no gap |
+//! | healthy | none of these |
+//!
+//! When two of overfitting, underfitting, not trained enough and flat hold together, the
+//! evidence is mixed and there is no verdict (it says so, with both). Divergence
+//! outranks everything. From the watch records (the last one): ReLU layers with most
+//! channels dead, weights whose update ratio is outside
+//! [[`Thresholds::update_low`], [`Thresholds::update_high`]].
+
+use super::Thresholds;
+use crate::error::{Error, Result};
+use crate::train::stats::Unit;
+use crate::train::watch::{self, WatchRecord};
+use crate::train::{History, Record, RunPaths};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The lecture's cases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Case {
+    /// Nothing to fix.
+    Healthy,
+    /// Still improving when it stopped.
+    NotTrainedEnough,
+    /// Training keeps improving, validation does not.
+    Overfitting,
+    /// Both poor, at a plateau.
+    Underfitting,
+    /// The loss blew up.
+    Diverged,
+    /// Oscillation or spikes.
+    LrTooHigh,
+    /// A flat loss.
+    LrTooLow,
+    /// Layers whose ReLUs have died.
+    DeadLayers,
+    /// Layers that barely move, or move too much, per step.
+    BadUpdates,
+}
+
+/// One case with what shows it and what to do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The case.
+    pub case: Case,
+    /// The numbers that show it.
+    pub evidence: Vec<String>,
+    /// What helps.
+    pub remedies: Vec<String>,
+    /// What does not, though it is often tried.
+    pub non_remedies: Vec<String>,
+}
+
+/// What `diagnose` concluded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// Epoch records read.
+    pub epochs: usize,
+    /// The verdict, when the evidence allows one.
+    pub verdict: Option<Case>,
+    /// Why there is none.
+    pub no_verdict: Option<String>,
+    /// Every case whose evidence holds (curves first, then layers).
+    pub findings: Vec<Finding>,
+    /// Watch records read.
+    pub watch_records: usize,
+}
+
+fn finding(case: Case, evidence: Vec<String>, remedies: &[&str], non: &[&str]) -> Finding {
+    Finding {
+        case,
+        evidence,
+        remedies: remedies.iter().map(|s| s.to_string()).collect(),
+        non_remedies: non.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Diagnoses the run in `dir`.
+pub fn diagnose(dir: &Path, t: &Thresholds) -> Result<Diagnosis> {
+    let paths = RunPaths::new(dir);
+    if !paths.history().is_file() {
+        return Err(Error::Format {
+            path: dir.to_path_buf(),
+            reason: "not a run folder: no history.jsonl (give a folder written by `strata train`)"
+                .into(),
+        });
+    }
+    let history = History::read(&paths.history())?;
+    let watch = watch::read(&paths.watch())?;
+    diagnose_records(&history, &watch, t)
+}
+
+/// Diagnoses a history (and watch records) already read.
+pub fn diagnose_records(
+    history: &[Record],
+    watch: &[WatchRecord],
+    t: &Thresholds,
+) -> Result<Diagnosis> {
+    let epochs: Vec<&Record> = history.iter().filter(|r| r.kind == "epoch").collect();
+    if epochs.is_empty() {
+        return Err(Error::config(
+            "diagnose",
+            "history",
+            "the history has no finished epoch yet: nothing to read; train at least one epoch",
+        ));
+    }
+    let mut findings = curve_findings(history, &epochs, t);
+    let exclusive = [
+        Case::Overfitting,
+        Case::Underfitting,
+        Case::NotTrainedEnough,
+        Case::LrTooLow,
+    ];
+    let main: Vec<Case> = findings
+        .iter()
+        .map(|f| f.case)
+        .filter(|c| exclusive.contains(c))
+        .collect();
+    let (verdict, no_verdict) = if epochs.len() < t.min_epochs {
+        (
+            None,
+            Some(format!(
+                "only {} epoch(s): at least {} are needed to read trends",
+                epochs.len(),
+                t.min_epochs
+            )),
+        )
+    } else if findings.iter().any(|f| f.case == Case::Diverged) {
+        (Some(Case::Diverged), None)
+    } else if main.len() > 1 {
+        (
+            None,
+            Some(format!(
+                "mixed evidence: {} hold at once; see each one's numbers",
+                main.iter()
+                    .map(|c| format!("{c:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
+        )
+    } else if let Some(&c) = main.first() {
+        (Some(c), None)
+    } else if findings.iter().any(|f| f.case == Case::LrTooHigh) {
+        (Some(Case::LrTooHigh), None)
+    } else {
+        (Some(Case::Healthy), None)
+    };
+    if epochs.len() < t.min_epochs {
+        findings.clear();
+    }
+    findings.extend(layer_findings(watch, t));
+    Ok(Diagnosis {
+        epochs: epochs.len(),
+        verdict,
+        no_verdict,
+        findings,
+        watch_records: watch.len(),
+    })
+}
+
+/// Relative fall per epoch of `xs` over its last `w + 1` points (positive: falling).
+fn fall_per_epoch(xs: &[f64], w: usize) -> f64 {
+    let n = xs.len();
+    let w = w.min(n.saturating_sub(1)).max(1);
+    let (a, b) = (xs[n - 1 - w.min(n - 1)], xs[n - 1]);
+    (a - b) / a.abs().max(1e-12) / w as f64
+}
+
+fn curve_findings(history: &[Record], epochs: &[&Record], t: &Thresholds) -> Vec<Finding> {
+    let mut out = vec![];
+    let n = epochs.len();
+    let w = t.window.min(n.saturating_sub(1)).max(1);
+    let l: Vec<f64> = epochs.iter().map(|r| r.train_loss).collect();
+    let a: Vec<f64> = epochs.iter().map(|r| r.train_acc).collect();
+    let v: Option<Vec<f64>> = epochs.iter().map(|r| r.val_loss).collect();
+    let b: Option<Vec<f64>> = epochs.iter().map(|r| r.val_acc).collect();
+    let (l0, ll) = (l[0], l[n - 1]);
+
+    // Diverged.
+    if l.iter().any(|x| !x.is_finite()) || ll > 1.5 * l0 {
+        out.push(finding(
+            Case::Diverged,
+            vec![format!(
+                "training loss {l0:.4} at epoch 1, {ll:.4} at epoch {n}"
+            )],
+            &[
+                "lower the learning rate (strata lr-find)",
+                "warm up (--warmup-epochs 1) or clip gradients (--clip-grad 1)",
+                "check the initialization (strata check)",
+            ],
+            &["training longer", "a bigger model"],
+        ));
+        return out;
+    }
+    // Learning rate too high: oscillation, spikes.
+    let ups = l.windows(2).filter(|p| p[1] > p[0]).count();
+    let iters: Vec<f64> = history
+        .iter()
+        .filter(|r| r.kind == "iter" && r.epoch > 1)
+        .map(|r| r.train_loss)
+        .collect();
+    let median = {
+        let mut s = iters.clone();
+        s.sort_by(f64::total_cmp);
+        s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let spikes = iters.iter().filter(|&&x| x > t.spike * median).count();
+    if n > 2 && (ups as f64 / (n - 1) as f64 > t.oscillation || spikes >= 2) {
+        out.push(finding(
+            Case::LrTooHigh,
+            vec![format!(
+                "the training loss rose in {ups} of {} epochs; {spikes} iteration losses above {}× the median {median:.4}",
+                n - 1,
+                t.spike
+            )],
+            &[
+                "lower the learning rate (by 3–10×), or decay it (cosine, one-cycle)",
+                "a larger batch, or gradient clipping",
+            ],
+            &["more epochs at the same rate", "more regularization"],
+        ));
+    }
+    // Flat.
+    let total_fall = (l0 - ll) / l0.abs().max(1e-12);
+    if total_fall < t.flat {
+        out.push(finding(
+            Case::LrTooLow,
+            vec![format!(
+                "the training loss fell {:.1}% over {n} epochs ({l0:.4} → {ll:.4})",
+                total_fall * 100.0
+            )],
+            &[
+                "raise the learning rate (strata lr-find suggests one)",
+                "if a higher rate does not help: a bug — run strata check (can it overfit 20 images?)",
+            ],
+            &["training longer at this rate", "a bigger model"],
+        ));
+        return out;
+    }
+    // Overfitting, not trained enough, underfitting.
+    let gap_at = |i: usize| b.as_ref().map(|b| a[i] - b[i]);
+    let gap_end = gap_at(n - 1);
+    let mut overfit = false;
+    if let (Some(v), Some(g)) = (&v, gap_end) {
+        let (imin, vmin) =
+            v.iter().enumerate().fold(
+                (0, f64::INFINITY),
+                |(bi, bv), (i, &x)| if x < bv { (i, x) } else { (bi, bv) },
+            );
+        let rising = v[n - 1] > vmin * (1.0 + t.val_rise) && imin + w < n;
+        let growing = gap_at(n - 1 - w).is_some_and(|g0| g - g0 > 0.01);
+        if g > t.gap && (rising || growing) {
+            overfit = true;
+            out.push(finding(
+                Case::Overfitting,
+                vec![
+                    format!(
+                        "train − validation accuracy: {:.1} points at the end (> {:.1})",
+                        g * 100.0,
+                        t.gap * 100.0
+                    ),
+                    format!(
+                        "validation loss {:.4} at its lowest (epoch {}), {:.4} at the end{}",
+                        vmin,
+                        imin + 1,
+                        v[n - 1],
+                        if growing {
+                            "; the gap grew over the last epochs"
+                        } else {
+                            ""
+                        }
+                    ),
+                ],
+                &[
+                    "more data, or more augmentation",
+                    "more regularization: weight decay, dropout, label smoothing",
+                    "a smaller model",
+                    "stop earlier: best.safetensors already holds the best epoch (--early-stop)",
+                ],
+                &[
+                    "training longer",
+                    "a bigger model",
+                    "a higher learning rate",
+                ],
+            ));
+        }
+    }
+    let watched = v.clone().unwrap_or_else(|| l.clone());
+    let improving = fall_per_epoch(&watched, w);
+    if !overfit && improving > t.improving {
+        out.push(finding(
+            Case::NotTrainedEnough,
+            vec![format!(
+                "the {} loss still fell {:.1}% per epoch over the last {w} epochs",
+                if v.is_some() {
+                    "validation"
+                } else {
+                    "training"
+                },
+                improving * 100.0
+            )],
+            &["train longer (more epochs; a schedule that ends at a low rate)"],
+            &["more regularization", "a smaller model"],
+        ));
+    } else if !overfit
+        && fall_per_epoch(&l, w) <= t.improving
+        && a[n - 1] < t.underfit_acc
+        && gap_end.is_none_or(|g| g <= t.gap)
+    {
+        out.push(finding(
+            Case::Underfitting,
+            vec![format!(
+                "training accuracy {:.1}% (< {:.0}%) and the training loss at a plateau ({:.2}% per epoch over the last {w} epochs){}",
+                a[n - 1] * 100.0,
+                t.underfit_acc * 100.0,
+                fall_per_epoch(&l, w) * 100.0,
+                gap_end.map_or(String::new(), |g| format!("; train − validation gap {:.1} points", g * 100.0))
+            )],
+            &[
+                "a bigger model (--width, a deeper network)",
+                "less regularization (weight decay, dropout, augmentation)",
+                "a better learning rate or schedule (strata lr-find)",
+            ],
+            &["more data", "more augmentation or regularization"],
+        ));
+    }
+    out
+}
+
+fn layer_findings(watch: &[WatchRecord], t: &Thresholds) -> Vec<Finding> {
+    let Some(last) = watch.last() else {
+        return vec![];
+    };
+    let mut out = vec![];
+    let dead: Vec<String> = last
+        .acts
+        .iter()
+        .filter(|s| s.unit == Unit::Relu && s.dead > t.dead)
+        .map(|s| format!("{}: {:.0}% of channels dead", s.name, s.dead * 100.0))
+        .collect();
+    if !dead.is_empty() {
+        out.push(finding(
+            Case::DeadLayers,
+            dead.into_iter()
+                .map(|e| format!("{e} (step {})", last.step))
+                .collect(),
+            &[
+                "a lower learning rate (large steps push units into the dead zone)",
+                "LeakyReLU or GELU (--activation), or normalization before the ReLU",
+            ],
+            &["training longer: a dead unit gets no gradient and stays dead"],
+        ));
+    }
+    let bad: Vec<String> = last
+        .params
+        .iter()
+        .filter_map(|p| {
+            let r = p.update_ratio?;
+            (r < t.update_low || r > t.update_high).then(|| {
+                format!(
+                    "{}: update ratio {r:.1e} ({})",
+                    p.name,
+                    if r < t.update_low {
+                        "barely moves"
+                    } else {
+                        "steps too large"
+                    }
+                )
+            })
+        })
+        .collect();
+    if !bad.is_empty() {
+        out.push(finding(
+            Case::BadUpdates,
+            bad,
+            &[
+                "update ratios near 1e-3 are the rule of thumb: raise the learning rate where they are far below, lower it where far above",
+                "late in a decaying schedule small ratios are expected",
+            ],
+            &[],
+        ));
+    }
+    out
+}
