@@ -301,7 +301,7 @@ fn curve_findings(history: &[Record], epochs: &[&Record], t: &Thresholds) -> Vec
     }
     let watched = v.clone().unwrap_or_else(|| l.clone());
     let improving = fall_per_epoch(&watched, w);
-    if !overfit && improving > t.improving {
+    if improving > t.improving {
         out.push(finding(
             Case::NotTrainedEnough,
             vec![format!(
@@ -316,7 +316,8 @@ fn curve_findings(history: &[Record], epochs: &[&Record], t: &Thresholds) -> Vec
             &["train longer (more epochs; a schedule that ends at a low rate)"],
             &["more regularization", "a smaller model"],
         ));
-    } else if !overfit
+    }
+    if !overfit
         && fall_per_epoch(&l, w) <= t.improving
         && a[n - 1] < t.underfit_acc
         && gap_end.is_none_or(|g| g <= t.gap)

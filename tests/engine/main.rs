@@ -7,6 +7,7 @@ mod determinism;
 mod errors;
 mod fixtures;
 mod gradcheck;
+mod method;
 mod models;
 mod parity;
 mod plans;
