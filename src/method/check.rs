@@ -436,6 +436,11 @@ fn layer_rows(acts: Vec<ActStats>, params: &[ParamStats], t: &Thresholds) -> Vec
                     LayerVerdict::Exploding,
                     format!("‖∂L/∂W‖/‖W‖ = {r:.2e} > {}", t.exploding_grad),
                 )
+            } else if let Some(r) = grad_ratio.filter(|&r| r < t.vanishing_grad_abs) {
+                (
+                    LayerVerdict::Vanishing,
+                    format!("‖∂L/∂W‖/‖W‖ = {r:.2e} < {}", t.vanishing_grad_abs),
+                )
             } else if let Some(r) = grad_ratio.filter(|&r| top > 0.0 && r < t.vanishing_grad * top)
             {
                 (

@@ -74,6 +74,10 @@ pub struct Thresholds {
     /// A weight whose relative gradient ‖∂L/∂W‖/‖W‖ is below this fraction of the
     /// largest layer's is "vanishing" [1e-3]: it learns a thousand times slower.
     pub vanishing_grad: f64,
+    /// A relative gradient ‖∂L/∂W‖/‖W‖ below this is "vanishing" whatever the other
+    /// layers do [1e-7]: a step at learning rate 0.1 would change the weight by less than
+    /// a millionth (healthy layers show 1e-3 to 1).
+    pub vanishing_grad_abs: f64,
     /// A relative gradient ‖∂L/∂W‖/‖W‖ above this is "exploding" [10.0]: one step at
     /// learning rate 0.1 would change the weight by more than itself.
     pub exploding_grad: f64,
@@ -82,7 +86,7 @@ pub struct Thresholds {
     /// Steps allowed to reach 100% training accuracy on it [300].
     pub overfit_steps: u64,
     /// After overfitting, validation accuracy below this multiple of chance (1/C) is a
-    /// warning: memorized, but nothing carries to new images [1.5].
+    /// warning: memorized, but nothing carries to new images [1.25].
     pub overfit_val_chance: f64,
     /// Update ratio ‖ΔW‖/‖W‖ per step below this: the layer barely moves [1e-4].
     pub update_low: f64,
@@ -125,10 +129,11 @@ impl Default for Thresholds {
             vanishing_std: 0.01,
             exploding_std: 10.0,
             vanishing_grad: 1e-3,
+            vanishing_grad_abs: 1e-7,
             exploding_grad: 10.0,
             overfit_images: 20,
             overfit_steps: 300,
-            overfit_val_chance: 1.5,
+            overfit_val_chance: 1.25,
             update_low: 1e-4,
             update_high: 1e-2,
             min_epochs: 3,
