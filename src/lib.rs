@@ -42,6 +42,7 @@ pub mod profile;
 pub mod summary;
 pub mod tensor;
 pub mod train;
+pub mod tune;
 
 pub use error::{Error, Result};
 /// The random-number crate of the layer constructors' `rng` arguments.

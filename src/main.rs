@@ -21,6 +21,7 @@ use std::process::ExitCode;
 ///                                          activations and gradients, overfit 20 images)
 ///   strata lr-find --probe 1e-1,1e-2,1e-3  the learning-rate range test, and a probe of rates
 ///   strata diagnose runs/fmnist-cnn-fashion-mnist   what the curves say, and what to do
+///   strata tune space.toml                 hyperparameter search (grid, random, halving; --ray)
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about, verbatim_doc_comment)]
 struct Cli {
@@ -63,6 +64,9 @@ enum Command {
     /// enough, learning rate too high or too low, dead layers — with the evidence and
     /// what to do.
     Diagnose(cli::method::DiagnoseArgs),
+    /// Hyperparameter search: grid, random or successive halving over any training
+    /// field, trials on this machine or a Ray cluster; results table, plots, best config.
+    Tune(cli::tune::TuneArgs),
     /// Datasets: download, statistics, augmentation preview, loader benchmark.
     Data(cli::data::DataArgs),
 }
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::method::check(&args),
         Command::LrFind(args) => cli::method::lr_find(&args),
         Command::Diagnose(args) => cli::method::diagnose(&args),
+        Command::Tune(args) => cli::tune::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! Line charts as self-contained SVG files (no fonts or system libraries needed).
 //!
-//! One function, [`line_chart`], serves every curve strata draws: throughput against
-//! batch size or depth (`strata bench` sweeps), and later loss and accuracy curves.
+//! [`line_chart`] serves every curve strata draws: throughput against batch size or
+//! depth (`strata bench` sweeps), the LR finder's sweep, a search's best-so-far;
+//! [`scatter_chart`] draws points alone (a search's trials against a hyperparameter).
 
 use crate::error::{Error, Result};
 use plotters::prelude::*;
@@ -57,6 +58,7 @@ fn draw<'a, X>(
     chart: &Chart,
     series: &[Series],
     path: &Path,
+    lines: bool,
 ) -> Result<()>
 where
     X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
@@ -68,13 +70,11 @@ where
         .map_err(|e| plot_err(path, e))?;
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        ctx.draw_series(LineSeries::new(
-            s.points.iter().copied(),
-            color.stroke_width(2),
-        ))
-        .map_err(|e| plot_err(path, e))?
-        .label(s.label.clone())
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        let shown = if lines { s.points.clone() } else { vec![] };
+        ctx.draw_series(LineSeries::new(shown, color.stroke_width(2)))
+            .map_err(|e| plot_err(path, e))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
         ctx.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| plot_err(path, e))?;
     }
@@ -89,6 +89,16 @@ where
 
 /// Draws `series` into an SVG file at `path` (800×500), with points marked and a legend.
 pub fn line_chart(path: &Path, chart: &Chart, series: &[Series]) -> Result<()> {
+    chart_svg(path, chart, series, true)
+}
+
+/// [`line_chart`] with the points alone, unjoined (trials of a search against one of
+/// their hyperparameters).
+pub fn scatter_chart(path: &Path, chart: &Chart, series: &[Series]) -> Result<()> {
+    chart_svg(path, chart, series, false)
+}
+
+fn chart_svg(path: &Path, chart: &Chart, series: &[Series], lines: bool) -> Result<()> {
     let pts = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
     for &(x, y) in pts {
@@ -117,12 +127,12 @@ pub fn line_chart(path: &Path, chart: &Chart, series: &[Series]) -> Result<()> {
         let ctx = builder
             .build_cartesian_2d((x0 * 0.9..x1 * 1.1).log_scale(), 0.0..y1)
             .map_err(|e| plot_err(path, e))?;
-        draw(ctx, chart, series, path)?;
+        draw(ctx, chart, series, path, lines)?;
     } else {
         let ctx = builder
             .build_cartesian_2d(x0..x1, 0.0..y1)
             .map_err(|e| plot_err(path, e))?;
-        draw(ctx, chart, series, path)?;
+        draw(ctx, chart, series, path, lines)?;
     }
     root.present().map_err(|e| plot_err(path, e))?;
     Ok(())

@@ -5,6 +5,7 @@ pub mod data;
 pub mod method;
 pub mod models;
 pub mod train;
+pub mod tune;
 
 use strata::kernels::bf16::{self, Precision};
 
