@@ -7,7 +7,7 @@
 //! | case | evidence |
 //! |---|---|
 //! | diverged | a non-finite loss, or `L` ending 1.5× above where it started |
-//! | learning rate too high | `L` goes up in more than [`Thresholds::oscillation`] of the epochs, or iteration losses spike above [`Thresholds::spike`] × their median |
+//! | learning rate too high | `L` goes up (by more than 2%, at least twice) in more than [`Thresholds::oscillation`] of the epochs whose learning rate did not rise, or iteration losses spike above [`Thresholds::spike`] × their median |
 //! | learning rate too low (flat) | `L` fell by less than [`Thresholds::flat`] over the run |
 //! | overfitting | gap `A − B` above [`Thresholds::gap`] at the end, and `V` risen [`Thresholds::val_rise`] above its minimum (reached before the window) or the gap grown over the window |
 //! | not trained enough | the monitored loss (`V`, else `L`) still falls by more than [`Thresholds::improving`] per epoch over the window |
@@ -16,8 +16,9 @@
 //!
 //! When two of overfitting, underfitting, not trained enough and flat hold together, the
 //! evidence is mixed and there is no verdict (it says so, with both). Divergence
-//! outranks everything. From the watch records (the last one): ReLU layers with most
-//! channels dead, weights whose update ratio is outside
+//! outranks everything. From the watch records: ReLU layers with most channels dead (the
+//! last record), weights whose median update ratio, over the records taken at half the
+//! run's largest learning rate or more, is outside
 //! [[`Thresholds::update_low`], [`Thresholds::update_high`]].
 
 use super::Thresholds;
@@ -207,7 +208,13 @@ fn curve_findings(history: &[Record], epochs: &[&Record], t: &Thresholds) -> Vec
         return out;
     }
     // Learning rate too high: oscillation, spikes.
-    let ups = l.windows(2).filter(|p| p[1] > p[0]).count();
+    // Rises of more than 2% (smaller ones are the noise of a small epoch), counted over
+    // the epochs whose learning rate did not go up (a warm-up raises the loss by design).
+    let lr: Vec<f32> = epochs.iter().map(|r| r.lr).collect();
+    let steady: Vec<usize> = (0..n.saturating_sub(1))
+        .filter(|&i| lr[i + 1] <= lr[i])
+        .collect();
+    let ups = steady.iter().filter(|&&i| l[i + 1] > l[i] * 1.02).count();
     let iters: Vec<f64> = history
         .iter()
         .filter(|r| r.kind == "iter" && r.epoch > 1)
@@ -219,12 +226,13 @@ fn curve_findings(history: &[Record], epochs: &[&Record], t: &Thresholds) -> Vec
         s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
     };
     let spikes = iters.iter().filter(|&&x| x > t.spike * median).count();
-    if n > 2 && (ups as f64 / (n - 1) as f64 > t.oscillation || spikes >= 2) {
+    if n > 2 && (ups as f64 / steady.len().max(1) as f64 > t.oscillation && ups >= 2 || spikes >= 2)
+    {
         out.push(finding(
             Case::LrTooHigh,
             vec![format!(
-                "the training loss rose in {ups} of {} epochs; {spikes} iteration losses above {}× the median {median:.4}",
-                n - 1,
+                "the training loss rose (by > 2%) in {ups} of the {} epochs whose learning rate did not rise; {spikes} iteration losses above {}× the median {median:.4}",
+                steady.len(),
                 t.spike
             )],
             &[
@@ -366,15 +374,32 @@ fn layer_findings(watch: &[WatchRecord], t: &Thresholds) -> Vec<Finding> {
             &["training longer: a dead unit gets no gradient and stays dead"],
         ));
     }
-    let bad: Vec<String> = last
-        .params
+    // Update ratios at the run's working rate: the records whose learning rate is at
+    // least half the largest recorded (a decaying schedule's tail moves little by design).
+    let top_lr = watch.iter().map(|r| r.lr).fold(0.0f32, f32::max);
+    let working: Vec<&WatchRecord> = watch.iter().filter(|r| r.lr >= 0.5 * top_lr).collect();
+    let mut names: Vec<&str> = working
         .iter()
-        .filter_map(|p| {
-            let r = p.update_ratio?;
+        .flat_map(|r| r.params.iter().map(|p| p.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let bad: Vec<String> = names
+        .into_iter()
+        .filter_map(|name| {
+            let mut rs: Vec<f64> = working
+                .iter()
+                .flat_map(|r| r.params.iter())
+                .filter(|p| p.name == name)
+                .filter_map(|p| p.update_ratio)
+                .collect();
+            rs.sort_by(f64::total_cmp);
+            let r = *rs.get(rs.len() / 2)?;
             (r < t.update_low || r > t.update_high).then(|| {
                 format!(
-                    "{}: update ratio {r:.1e} ({})",
-                    p.name,
+                    "{name}: median update ratio {r:.1e} over {} records at lr ≥ {:.1e} ({})",
+                    rs.len(),
+                    0.5 * top_lr,
                     if r < t.update_low {
                         "barely moves"
                     } else {
@@ -388,10 +413,7 @@ fn layer_findings(watch: &[WatchRecord], t: &Thresholds) -> Vec<Finding> {
         out.push(finding(
             Case::BadUpdates,
             bad,
-            &[
-                "update ratios near 1e-3 are the rule of thumb: raise the learning rate where they are far below, lower it where far above",
-                "late in a decaying schedule small ratios are expected",
-            ],
+            &["update ratios near 1e-3 are the rule of thumb: raise the learning rate where they are far below, lower it where far above"],
             &[],
         ));
     }

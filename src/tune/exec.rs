@@ -86,7 +86,9 @@ impl Executor for Local {
             path: job.dir.join("train.log"),
             source,
         })?;
-        let child = Command::new(&self.binary)
+        let mut cmd = Command::new(&self.binary);
+        die_with_parent(&mut cmd);
+        let child = cmd
             .args(train_args(&job, self.threads))
             .stdout(Stdio::null())
             .stderr(log)
@@ -129,6 +131,27 @@ impl Drop for Local {
         }
     }
 }
+
+/// A trial process dies with the search that started it, even when the search is
+/// killed (SIGKILL leaves no time for `Drop`): Linux's parent-death signal. Otherwise a
+/// trial would go on writing its folder, and the resumed search would find it locked.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // prctl(2), which is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn die_with_parent(_cmd: &mut Command) {}
 
 /// The `error:` line of a failed trial's log, or its exit code.
 pub fn last_error(dir: &Path, code: Option<i32>) -> String {

@@ -13,3 +13,4 @@ mod parity;
 mod plans;
 mod train;
 mod trainer;
+mod tune;
