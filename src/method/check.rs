@@ -439,7 +439,7 @@ fn layer_rows(acts: Vec<ActStats>, params: &[ParamStats], t: &Thresholds) -> Vec
             } else if let Some(r) = grad_ratio.filter(|&r| r < t.vanishing_grad_abs) {
                 (
                     LayerVerdict::Vanishing,
-                    format!("‖∂L/∂W‖/‖W‖ = {r:.2e} < {}", t.vanishing_grad_abs),
+                    format!("‖∂L/∂W‖/‖W‖ = {r:.2e} < {:e}", t.vanishing_grad_abs),
                 )
             } else if let Some(r) = grad_ratio.filter(|&r| top > 0.0 && r < t.vanishing_grad * top)
             {
@@ -482,9 +482,13 @@ fn inside_item(rows: &[LayerRow]) -> CheckItem {
     let mut details: Vec<String> = rows
         .iter()
         .filter_map(|r| {
-            r.reason
-                .as_ref()
-                .map(|why| format!("{}: {:?} ({why})", r.act.name, r.verdict).to_lowercase())
+            r.reason.as_ref().map(|why| {
+                format!(
+                    "{}: {} ({why})",
+                    r.act.name,
+                    format!("{:?}", r.verdict).to_lowercase()
+                )
+            })
         })
         .take(12)
         .collect();

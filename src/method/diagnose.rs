@@ -9,6 +9,7 @@
 //! | diverged | a non-finite loss, or `L` ending 1.5× above where it started |
 //! | learning rate too high | `L` goes up (by more than 2%, at least twice) in more than [`Thresholds::oscillation`] of the epochs whose learning rate did not rise, or iteration losses spike above [`Thresholds::spike`] × their median |
 //! | learning rate too low (flat) | `L` fell by less than [`Thresholds::flat`] over the run |
+//! | stuck at chance | training accuracy under 1.5× chance with `L` ≈ ln C (the number of classes from `metrics.json` or the checkpoint): too high a rate when the loss blew up on the way (a collapsed network), else too low a rate or a bug |
 //! | overfitting | gap `A − B` above [`Thresholds::gap`] at the end, and `V` risen [`Thresholds::val_rise`] above its minimum (reached before the window) or the gap grown over the window |
 //! | not trained enough | the monitored loss (`V`, else `L`) still falls by more than [`Thresholds::improving`] per epoch over the window |
 //! | underfitting | `L` at a plateau, `A` below [`Thresholds::underfit_acc`], no gap |
@@ -102,13 +103,29 @@ pub fn diagnose(dir: &Path, t: &Thresholds) -> Result<Diagnosis> {
     }
     let history = History::read(&paths.history())?;
     let watch = watch::read(&paths.watch())?;
-    diagnose_records(&history, &watch, t)
+    diagnose_records(&history, &watch, classes(&paths), t)
 }
 
-/// Diagnoses a history (and watch records) already read.
+/// The run's number of classes: from `metrics.json`, else from the last checkpoint.
+fn classes(paths: &RunPaths) -> Option<usize> {
+    let from_metrics = std::fs::read_to_string(paths.metrics())
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["classes"].as_array().map(Vec::len));
+    from_metrics.or_else(|| {
+        let meta = crate::checkpoint::read_metadata(&paths.last()).ok()?;
+        let names: Vec<String> =
+            serde_json::from_str(meta.get(crate::train::META_CLASSES)?).ok()?;
+        Some(names.len())
+    })
+}
+
+/// Diagnoses a history (and watch records) already read; `classes` (when known) lets it
+/// tell a network stuck at chance.
 pub fn diagnose_records(
     history: &[Record],
     watch: &[WatchRecord],
+    classes: Option<usize>,
     t: &Thresholds,
 ) -> Result<Diagnosis> {
     let epochs: Vec<&Record> = history.iter().filter(|r| r.kind == "epoch").collect();
@@ -119,7 +136,7 @@ pub fn diagnose_records(
             "the history has no finished epoch yet: nothing to read; train at least one epoch",
         ));
     }
-    let mut findings = curve_findings(history, &epochs, t);
+    let mut findings = curve_findings(history, &epochs, classes, t);
     let exclusive = [
         Case::Overfitting,
         Case::Underfitting,
@@ -181,7 +198,12 @@ fn fall_per_epoch(xs: &[f64], w: usize) -> f64 {
     (a - b) / a.abs().max(1e-12) / w as f64
 }
 
-fn curve_findings(history: &[Record], epochs: &[&Record], t: &Thresholds) -> Vec<Finding> {
+fn curve_findings(
+    history: &[Record],
+    epochs: &[&Record],
+    classes: Option<usize>,
+    t: &Thresholds,
+) -> Vec<Finding> {
     let mut out = vec![];
     let n = epochs.len();
     let w = t.window.min(n.saturating_sub(1)).max(1);
@@ -206,6 +228,45 @@ fn curve_findings(history: &[Record], epochs: &[&Record], t: &Thresholds) -> Vec
             &["training longer", "a bigger model"],
         ));
         return out;
+    }
+    // Stuck at chance: the network learned nothing (or collapsed after a blow-up).
+    if let Some(c) = classes.filter(|&c| c >= 2) {
+        let chance = 1.0 / c as f64;
+        let ln_c = (c as f64).ln();
+        let peak = l.iter().copied().fold(f64::MIN, f64::max);
+        if a[n - 1] < 1.5 * chance && (ll - ln_c).abs() < 0.1 * ln_c {
+            let blew_up = peak > 2.0 * ln_c;
+            let mut evidence = vec![format!(
+                "training accuracy {:.1}% for {c} classes (chance {:.1}%), training loss {ll:.4} ≈ ln({c}) = {ln_c:.4}: the network predicts nothing",
+                a[n - 1] * 100.0,
+                chance * 100.0
+            )];
+            if blew_up {
+                evidence.push(format!(
+                    "the training loss reached {peak:.1} on the way: it blew up, then collapsed to constant outputs (dead units)"
+                ));
+                out.push(finding(
+                    Case::LrTooHigh,
+                    evidence,
+                    &[
+                        "lower the learning rate by 10× or more (strata lr-find), warm up (--warmup-epochs)",
+                        "clip gradients (--clip-grad 1)",
+                    ],
+                    &["training longer: a collapsed network does not recover", "a bigger model"],
+                ));
+            } else {
+                out.push(finding(
+                    Case::LrTooLow,
+                    evidence,
+                    &[
+                        "run strata check: a network that cannot overfit 20 images has a bug",
+                        "raise the learning rate (strata lr-find)",
+                    ],
+                    &["training longer", "a bigger model"],
+                ));
+            }
+            return out;
+        }
     }
     // Learning rate too high: oscillation, spikes.
     // Rises of more than 2% (smaller ones are the noise of a small epoch), counted over

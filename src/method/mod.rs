@@ -88,9 +88,11 @@ pub struct Thresholds {
     /// After overfitting, validation accuracy below this multiple of chance (1/C) is a
     /// warning: memorized, but nothing carries to new images [1.25].
     pub overfit_val_chance: f64,
-    /// Update ratio ‖ΔW‖/‖W‖ per step below this: the layer barely moves [1e-4].
+    /// Update ratio ‖ΔW‖/‖W‖ per step below this: the layer barely moves [3e-5] (the
+    /// rule of thumb is about 1e-3; the band is 1.5 decades each way: BatchNorm networks at
+    /// the peak of a one-cycle schedule run near 1e-2 and train well).
     pub update_low: f64,
-    /// ... above this: the steps are too large for the layer [1e-2].
+    /// ... above this: the steps are too large for the layer [3e-2].
     pub update_high: f64,
     /// Diagnosis needs at least this many epochs [3].
     pub min_epochs: usize,
@@ -134,8 +136,8 @@ impl Default for Thresholds {
             overfit_images: 20,
             overfit_steps: 300,
             overfit_val_chance: 1.25,
-            update_low: 1e-4,
-            update_high: 1e-2,
+            update_low: 3e-5,
+            update_high: 3e-2,
             min_epochs: 3,
             window: 3,
             gap: 0.05,

@@ -182,7 +182,7 @@ fn history(rows: &[(f64, f64, f64, f64)]) -> Vec<Record> {
 }
 
 fn verdict(rows: &[(f64, f64, f64, f64)]) -> (Option<Case>, Vec<Case>, Option<String>) {
-    let d = diagnose_records(&history(rows), &[], &Thresholds::default()).unwrap();
+    let d = diagnose_records(&history(rows), &[], Some(10), &Thresholds::default()).unwrap();
     (
         d.verdict,
         d.findings.iter().map(|f| f.case).collect(),
@@ -284,6 +284,21 @@ fn diagnose_names_each_case_from_synthetic_curves_and_refuses_mixed_evidence() {
     ];
     let (v, found, _) = verdict(&osc);
     assert!(found.contains(&Case::LrTooHigh), "{v:?} {found:?}");
+    // Blown up, then stuck at chance with the loss at ln 10: a rate too high, not
+    // underfitting.
+    let collapsed = [
+        (185.0, 0.10, 2.2e5, 0.08),
+        (2.37, 0.09, 2.38, 0.1),
+        (2.34, 0.10, 2.35, 0.1),
+        (2.32, 0.09, 2.38, 0.1),
+        (2.32, 0.10, 2.33, 0.1),
+    ];
+    assert_eq!(
+        verdict(&collapsed).0,
+        Some(Case::LrTooHigh),
+        "{:?}",
+        verdict(&collapsed)
+    );
     // Mixed: a gap that grows (overfitting) while validation still falls fast (not trained
     // enough) — no verdict, and it says why.
     let mixed = [
@@ -301,7 +316,7 @@ fn diagnose_names_each_case_from_synthetic_curves_and_refuses_mixed_evidence() {
     assert_eq!(v, None);
     assert!(why.unwrap().contains("at least"));
     // No epoch at all: an error.
-    assert!(diagnose_records(&[], &[], &t).is_err());
+    assert!(diagnose_records(&[], &[], None, &t).is_err());
 }
 
 #[test]
