@@ -10,8 +10,8 @@
 //! | learning rate too high | `L` goes up (by more than 2%, at least twice) in more than [`Thresholds::oscillation`] of the epochs whose learning rate did not rise, or iteration losses spike above [`Thresholds::spike`] × their median |
 //! | learning rate too low (flat) | `L` fell by less than [`Thresholds::flat`] over the run |
 //! | stuck at chance | training accuracy under 1.5× chance with `L` ≈ ln C (the number of classes from `metrics.json` or the checkpoint): too high a rate when the loss blew up on the way (a collapsed network), else too low a rate or a bug |
-//! | overfitting | gap `A − B` above [`Thresholds::gap`] at the end, and `V` risen [`Thresholds::val_rise`] above its minimum (reached before the window) or the gap grown over the window |
-//! | not trained enough | the monitored loss (`V`, else `L`) still falls by more than [`Thresholds::improving`] per epoch over the window |
+//! | overfitting | gap `A − B` above [`Thresholds::gap`] at the end, and `V` risen [`Thresholds::val_rise`] above its minimum (reached before the window), or the gap grown over the window, or `A` at [`Thresholds::memorized`] |
+//! | not trained enough | the monitored loss (`V`, else `L`) still falls by more than [`Thresholds::improving`] per epoch over the window, and `A` below [`Thresholds::memorized`] |
 //! | underfitting | `L` at a plateau, `A` below [`Thresholds::underfit_acc`], no gap |
 //! | healthy | none of these |
 //!
@@ -332,7 +332,8 @@ fn curve_findings(
             );
         let rising = v[n - 1] > vmin * (1.0 + t.val_rise) && imin + w < n;
         let growing = gap_at(n - 1 - w).is_some_and(|g0| g - g0 > 0.01);
-        if g > t.gap && (rising || growing) {
+        let memorized = a[n - 1] >= t.memorized;
+        if g > t.gap && (rising || growing || memorized) {
             overfit = true;
             out.push(finding(
                 Case::Overfitting,
@@ -349,6 +350,15 @@ fn curve_findings(
                         v[n - 1],
                         if growing {
                             "; the gap grew over the last epochs"
+                        } else {
+                            ""
+                        }
+                    ),
+                    format!(
+                        "training accuracy {:.1}%{}",
+                        a[n - 1] * 100.0,
+                        if memorized {
+                            ": the training set is memorized, more epochs cannot close the gap"
                         } else {
                             ""
                         }
@@ -370,7 +380,9 @@ fn curve_findings(
     }
     let watched = v.clone().unwrap_or_else(|| l.clone());
     let improving = fall_per_epoch(&watched, w);
-    if improving > t.improving {
+    // Still improving — unless the training set is already memorized (then more
+    // epochs cannot help: that is the overfitting case).
+    if improving > t.improving && a[n - 1] < t.memorized {
         out.push(finding(
             Case::NotTrainedEnough,
             vec![format!(

@@ -100,6 +100,9 @@ pub struct Thresholds {
     pub window: usize,
     /// Train-minus-validation accuracy above this is a gap [0.05].
     pub gap: f64,
+    /// Training accuracy at or above this: the training set is memorized, training
+    /// longer cannot close a gap [0.99].
+    pub memorized: f64,
     /// A validation loss this much (relative) above its minimum, reached at least
     /// `window` epochs before the end, is rising [0.05].
     pub val_rise: f64,
@@ -141,6 +144,7 @@ impl Default for Thresholds {
             min_epochs: 3,
             window: 3,
             gap: 0.05,
+            memorized: 0.99,
             val_rise: 0.05,
             flat: 0.05,
             improving: 0.01,

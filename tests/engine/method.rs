@@ -306,7 +306,7 @@ fn diagnose_names_each_case_from_synthetic_curves_and_refuses_mixed_evidence() {
         (0.5, 0.8, 1.0, 0.6),
         (0.3, 0.9, 0.9, 0.62),
         (0.2, 0.97, 0.8, 0.64),
-        (0.1, 1.0, 0.7, 0.66),
+        (0.1, 0.97, 0.7, 0.66),
     ];
     let (v, found, why) = verdict(&mixed);
     assert_eq!(v, None, "{found:?}");
