@@ -127,7 +127,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         s.push_str(&format!("  {:>4} {:>5}", i + 1, t.id));
         for n in &names {
             let v = t.values.get(*n).map_or(String::new(), |v| match v {
-                toml::Value::Float(f) if f.abs() < 1e-2 => format!("{f:.3e}"),
+                toml::Value::Float(f) if *f != 0.0 && f.abs() < 1e-2 => format!("{f:.3e}"),
                 toml::Value::Float(f) => format!("{f:.4}"),
                 other => results::show(other),
             });

@@ -80,7 +80,9 @@ pub fn show_values(v: &Values) -> String {
 
 fn fmt_num(v: &toml::Value) -> String {
     match v {
-        toml::Value::Float(f) if f.abs() < 1e-2 || f.abs() >= 1e4 => format!("{f:.2e}"),
+        toml::Value::Float(f) if *f != 0.0 && (f.abs() < 1e-2 || f.abs() >= 1e4) => {
+            format!("{f:.2e}")
+        }
         toml::Value::Float(f) => format!("{f:.4}"),
         other => show(other),
     }
