@@ -432,3 +432,71 @@ fn a_search_on_a_local_ray_head_brings_every_trial_back() {
         assert_eq!(d.join("history.jsonl").is_file(), !big, "{t:?}");
     }
 }
+
+#[test]
+fn refine_narrows_each_range_around_the_best_trials_and_round_trips() {
+    let s = SearchSpace::parse(
+        "[search]\ntrials = 8\n[fixed]\nepochs = 2\n[space]\nlr = \"log_uniform(1e-4, 1)\"\nmomentum = \"uniform(0.5, 0.99)\"\nbatch_size = \"choice([32, 64, 128])\"\n",
+    )
+    .unwrap();
+    // The best two trials have lr 1e-2 and 4e-2, momentum 0.9 and 0.95, batch 64.
+    let trial = |id: usize, lr: f64, m: f64, b: i64, acc: f64| TrialResult {
+        id,
+        values: [
+            ("lr".to_string(), toml::Value::Float(lr)),
+            ("momentum".to_string(), toml::Value::Float(m)),
+            ("batch_size".to_string(), toml::Value::Integer(b)),
+        ]
+        .into(),
+        epochs: 2,
+        metric: Some(acc),
+        val_acc: Some(acc),
+        val_loss: None,
+        time_s: 1.0,
+        error: None,
+    };
+    let trials = vec![
+        trial(0, 1e-2, 0.9, 64, 0.9),
+        trial(1, 4e-2, 0.95, 64, 0.88),
+        trial(2, 1e-4, 0.5, 32, 0.5),
+        trial(3, 0.9, 0.6, 128, 0.1),
+        trial(4, 3e-4, 0.7, 32, 0.6),
+        trial(5, 0.5, 0.8, 128, 0.2),
+        trial(6, 2e-3, 0.55, 128, 0.7),
+        trial(7, 0.2, 0.98, 32, 0.3),
+    ];
+    let report = tune::TuneReport {
+        strategy: tune::Strategy::Random,
+        metric: "val_acc".into(),
+        importance: vec![],
+        trials,
+        time_s: 0.0,
+    };
+    let r = results::refine(&s, &report).unwrap();
+    match r.params["lr"] {
+        Dist::LogUniform { low, high } => {
+            // Span 1e-2..4e-2 (ln ratio 1.39), widened by half of it on each side.
+            // ln(4e-2 / 1e-2) = ln 4, padded by ln 2 on each side: 5e-3 .. 8e-2.
+            assert!(
+                (low - 5e-3).abs() < 1e-9 && (high - 8e-2).abs() < 1e-9,
+                "{low} {high}"
+            );
+        }
+        ref d => panic!("{d:?}"),
+    }
+    match r.params["momentum"] {
+        Dist::Uniform { low, high } => {
+            assert!(
+                (low - 0.875).abs() < 1e-9 && (high - 0.975).abs() < 1e-9,
+                "{low} {high}"
+            )
+        }
+        ref d => panic!("{d:?}"),
+    }
+    assert_eq!(
+        r.params["batch_size"],
+        Dist::Choice(vec![toml::Value::Integer(64)])
+    );
+    let back = SearchSpace::parse(&results::to_toml(&r).unwrap()).unwrap();
+    assert_eq!(back, r);
+}
