@@ -158,14 +158,7 @@ impl Default for Thresholds {
 impl Thresholds {
     /// Reads a TOML file of any of the fields; unknown keys are errors that name them.
     pub fn from_toml(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+        crate::train::config::read_toml(path)
     }
 }
 

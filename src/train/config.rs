@@ -166,14 +166,7 @@ impl TrainConfig {
 
     /// Reads a TOML file; unknown keys are errors that name them.
     pub fn from_toml(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+        read_toml(path)
     }
 
     /// The configuration as TOML (what the run folder keeps).
@@ -258,6 +251,19 @@ impl TrainConfig {
         )?;
         self.optimizer.validate()
     }
+}
+
+/// Reads a TOML file into a `T`; parse errors name the file (and unknown keys, where `T`
+/// denies them).
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

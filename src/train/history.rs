@@ -64,26 +64,7 @@ impl History {
 
     /// Every record in the file.
     pub fn read(path: &Path) -> Result<Vec<Record>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(source) => {
-                return Err(Error::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| Error::Format {
-                    path: path.to_path_buf(),
-                    reason: format!("line {}: not a history record ({e})", i + 1),
-                })
-            })
-            .collect()
+        read_jsonl(path, "history record")
     }
 
     /// Keeps only the records of epochs `≤ epoch` (used when resuming from the
@@ -102,4 +83,29 @@ impl History {
         }
         crate::checkpoint::write_atomic(&self.path, text.as_bytes())
     }
+}
+
+/// Every line of a JSON-lines file as a `T` (none when the file does not exist); a bad
+/// line is an error naming the file, the line and `what` it should have been.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Format {
+                path: path.to_path_buf(),
+                reason: format!("line {}: not a {what} ({e})", i + 1),
+            })
+        })
+        .collect()
 }

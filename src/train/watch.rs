@@ -101,26 +101,7 @@ fn line(r: &WatchRecord) -> Result<String> {
 
 /// Every record of a `watch.jsonl` (none when the file does not exist).
 pub fn read(path: &Path) -> Result<Vec<WatchRecord>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(source) => {
-            return Err(Error::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::Format {
-                path: path.to_path_buf(),
-                reason: format!("line {}: not a watch record ({e})", i + 1),
-            })
-        })
-        .collect()
+    super::history::read_jsonl(path, "watch record")
 }
 
 impl Hook for Watch {
