@@ -39,6 +39,7 @@ pub mod optim;
 pub mod plot;
 pub mod predict;
 pub mod profile;
+pub mod study;
 pub mod summary;
 pub mod tensor;
 pub mod train;

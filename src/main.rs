@@ -22,6 +22,7 @@ use std::process::ExitCode;
 ///   strata lr-find --probe 1e-1,1e-2,1e-3  the learning-rate range test, and a probe of rates
 ///   strata diagnose runs/fmnist-cnn-fashion-mnist   what the curves say, and what to do
 ///   strata tune space.toml                 hyperparameter search (grid, random, halving; --ray)
+///   strata study init                      what initialization does to a deep plain network
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about, verbatim_doc_comment)]
 struct Cli {
@@ -67,6 +68,8 @@ enum Command {
     /// Hyperparameter search: grid, random or successive halving over any training
     /// field, trials on this machine or a Ray cluster; results table, plots, best config.
     Tune(cli::tune::TuneArgs),
+    /// The lecture's experiments, reproduced on this machine with figures (init).
+    Study(cli::study::StudyArgs),
     /// Datasets: download, statistics, augmentation preview, loader benchmark.
     Data(cli::data::DataArgs),
 }
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::LrFind(args) => cli::method::lr_find(&args),
         Command::Diagnose(args) => cli::method::diagnose(&args),
         Command::Tune(args) => cli::tune::run(&args),
+        Command::Study(args) => cli::study::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
