@@ -164,6 +164,7 @@ pub fn run(
                     }
                 }
             }
+            asha.requeue_unfinished(|id| trial_dir(dir, id).exists());
             let mut running = 0;
             loop {
                 let next = if out_of_time() || obs.should_stop() {

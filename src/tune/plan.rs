@@ -86,6 +86,8 @@ pub struct Asha {
     promoted: Vec<Vec<usize>>,
     /// Trials that failed (never promoted).
     failed: Vec<usize>,
+    /// Trials of a resumed search that started rung 0 but never finished it: run first.
+    unfinished: Vec<usize>,
     running: usize,
 }
 
@@ -109,6 +111,7 @@ impl Asha {
             done: vec![vec![]; n],
             promoted: vec![vec![]; n],
             failed: vec![],
+            unfinished: vec![],
             running: 0,
         }
     }
@@ -128,6 +131,10 @@ impl Asha {
                 self.running += 1;
                 return Next::Run { id, rung: k + 1 };
             }
+        }
+        if let Some(id) = self.unfinished.pop() {
+            self.running += 1;
+            return Next::Run { id, rung: 0 };
         }
         if self.started < self.budget {
             let id = self.started;
@@ -149,6 +156,18 @@ impl Asha {
             Some(s) if s.is_finite() => self.done[rung].push((id, s)),
             _ => self.failed.push(id),
         }
+    }
+
+    /// After [`Asha::restore`] of a resumed search: the trials below the highest started
+    /// one that never finished rung 0 (killed, or running elsewhere when the search
+    /// stopped, or failed) run again before any new trial. `present(id)`: whether trial
+    /// `id` has a folder.
+    pub fn requeue_unfinished(&mut self, present: impl Fn(usize) -> bool) {
+        let done: Vec<usize> = self.done[0].iter().map(|d| d.0).collect();
+        self.unfinished = (0..self.started)
+            .rev()
+            .filter(|id| !done.contains(id) && present(*id))
+            .collect(); // descending: `pop` takes the lowest id first
     }
 
     /// Records a rung finished before (a resumed search), without a job having run.
@@ -206,5 +225,19 @@ mod tests {
         assert_eq!(a.next_job(), Next::Run { id: 8, rung: 0 });
         a.report(8, 0, Some(0.0));
         assert_eq!(a.next_job(), Next::Done);
+    }
+
+    #[test]
+    fn a_resumed_halving_reruns_the_rung_zero_trials_that_never_finished() {
+        let mut a = Asha::new(3, 1, 9, 6);
+        // Trials 0, 1 and 3 finished rung 0 before the kill; 2 was still running.
+        for (id, s) in [(0, 0.5), (1, 0.4), (3, 0.3)] {
+            a.restore(id, 0, s, true);
+        }
+        a.requeue_unfinished(|id| id == 2);
+        // Three finished: the best (0) is promoted first, then 2 runs again, then new ids.
+        assert_eq!(a.next_job(), Next::Run { id: 0, rung: 1 });
+        assert_eq!(a.next_job(), Next::Run { id: 2, rung: 0 });
+        assert_eq!(a.next_job(), Next::Run { id: 4, rung: 0 });
     }
 }
