@@ -132,7 +132,13 @@ pub fn run(
                     let Some((id, values)) = queue.next() else {
                         break;
                     };
-                    let cfg = space.config(values)?;
+                    let cfg = match space.config(values) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            invalid(dir, id, 0, &e, &mut failures, obs)?;
+                            continue;
+                        }
+                    };
                     if let Some(job) = job_for(dir, id, 0, cfg.epochs, &cfg)? {
                         obs.note(&format!("trial {id}: {}", results::show_values(values)));
                         exec.start(job)?;
@@ -181,7 +187,14 @@ pub fn run(
                 match next {
                     Next::Run { id, rung } => {
                         let values = plan::draw(space, id);
-                        let cfg = space.config(&values)?;
+                        let cfg = match space.config(&values) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                invalid(dir, id, rung, &e, &mut failures, obs)?;
+                                asha.report(id, rung, None);
+                                continue;
+                            }
+                        };
                         let epochs = asha.rungs[rung];
                         match job_for(dir, id, rung, epochs, &cfg)? {
                             Some(job) => {
@@ -213,6 +226,26 @@ pub fn run(
     let report = results::gather(space, dir, &failures, start.elapsed().as_secs_f64())?;
     results::write(space, dir, &report)?;
     Ok(report)
+}
+
+/// A drawn combination that is not a valid configuration (say a warm-up longer than a
+/// drawn number of epochs): the trial fails with the reason, the search goes on.
+fn invalid(
+    dir: &Path,
+    id: usize,
+    rung: usize,
+    e: &Error,
+    failures: &mut Vec<(usize, usize, String)>,
+    obs: &mut dyn Observer,
+) -> Result<()> {
+    let d = trial_dir(dir, id);
+    std::fs::create_dir_all(&d).map_err(|source| Error::Io {
+        path: d.clone(),
+        source,
+    })?;
+    obs.note(&format!("trial {id} is not a valid configuration: {e}"));
+    failures.push((id, rung, format!("invalid configuration: {e}")));
+    Ok(())
 }
 
 fn rung_score(dir: &Path, id: usize, epochs: u64, metric: &str) -> Option<f64> {

@@ -500,3 +500,26 @@ fn refine_narrows_each_range_around_the_best_trials_and_round_trips() {
     let back = SearchSpace::parse(&results::to_toml(&r).unwrap()).unwrap();
     assert_eq!(back, r);
 }
+
+#[test]
+fn a_drawn_combination_that_is_not_a_valid_config_is_a_failed_trial() {
+    // Each field's extremes are valid alone; a warm-up of 3 epochs with 1 epoch is not.
+    let text = space(
+        "grid",
+        0,
+        "epochs = \"choice([1, 2])\"\nwarmup_epochs = \"choice([0.0, 1.5])\"\n",
+    )
+    .replace("epochs = 1\n", "epochs = 2\n");
+    let s = SearchSpace::parse(&text).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ex = tune::Local::new(Path::new(env!("CARGO_BIN_EXE_strata")), 1, 2);
+    let r = tune::run(&s, &text, tmp.path(), &mut ex, &mut Quiet).unwrap();
+    assert_eq!(r.trials.len(), 4);
+    let bad: Vec<&TrialResult> = r.trials.iter().filter(|t| t.error.is_some()).collect();
+    assert_eq!(bad.len(), 1, "{r:#?}");
+    assert!(
+        bad[0].error.as_deref().unwrap().contains("warmup"),
+        "{:?}",
+        bad[0]
+    );
+}
