@@ -23,7 +23,7 @@ use image::DynamicImage;
 use std::path::Path;
 
 /// One class of a prediction.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Guess {
     /// Class index.
     pub class: usize,
@@ -67,22 +67,37 @@ impl Predictor {
         Tensor::from_vec(x, &[1, c, h, w])
     }
 
-    /// Class probabilities of each image of a preprocessed batch `[N, C, H, W]`.
-    pub fn probabilities(&mut self, x: &Tensor) -> Result<Vec<Vec<f32>>> {
+    /// The raw logits of each image of a preprocessed batch `[N, C, H, W]`.
+    pub fn logits(&mut self, x: &Tensor) -> Result<Vec<Vec<f32>>> {
         let logits = self.trained.model.forward(x, Mode::Eval)?;
         let classes = logits.shape().get(1).copied().unwrap_or(1).max(1);
-        let mut probs = vec![0.0f32; logits.len()];
-        softmax_rows(classes, logits.data(), &mut probs);
-        Ok(probs.chunks(classes).map(<[f32]>::to_vec).collect())
+        Ok(logits.data().chunks(classes).map(<[f32]>::to_vec).collect())
     }
 
-    /// The `k` most probable classes of `im`, most probable first.
-    pub fn predict_image(&mut self, im: DynamicImage, k: usize) -> Result<Vec<Guess>> {
+    /// Class probabilities of each image of a preprocessed batch `[N, C, H, W]`.
+    pub fn probabilities(&mut self, x: &Tensor) -> Result<Vec<Vec<f32>>> {
+        Ok(self.logits(x)?.iter().map(|l| softmax(l)).collect())
+    }
+
+    /// Everything about one image file: logits, probabilities and the `k` best classes.
+    pub fn explain_file(&mut self, path: &Path, k: usize) -> Result<Prediction> {
+        let im = read_image(path)?;
         let x = self.preprocess(im)?;
-        let probs = self.probabilities(&x)?.pop().unwrap_or_default();
+        let logits = self.logits(&x)?.pop().unwrap_or_default();
+        let probabilities = softmax(&logits);
+        let top = self.top(&probabilities, k);
+        Ok(Prediction {
+            image: path.to_path_buf(),
+            top,
+            logits,
+            probabilities,
+        })
+    }
+
+    fn top(&self, probs: &[f32], k: usize) -> Vec<Guess> {
         let mut order: Vec<usize> = (0..probs.len()).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-        Ok(order
+        order
             .into_iter()
             .take(k.max(1))
             .map(|class| Guess {
@@ -95,19 +110,49 @@ impl Predictor {
                     .unwrap_or_else(|| class.to_string()),
                 probability: probs[class],
             })
-            .collect())
+            .collect()
+    }
+
+    /// The `k` most probable classes of `im`, most probable first.
+    pub fn predict_image(&mut self, im: DynamicImage, k: usize) -> Result<Vec<Guess>> {
+        let x = self.preprocess(im)?;
+        let probs = self.probabilities(&x)?.pop().unwrap_or_default();
+        Ok(self.top(&probs, k))
     }
 
     /// [`Predictor::predict_image`] of an image file (PNG or JPEG).
     pub fn predict_file(&mut self, path: &Path, k: usize) -> Result<Vec<Guess>> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let im = image::load_from_memory(&bytes).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            reason: format!("cannot decode as an image (PNG or JPEG): {e}"),
-        })?;
+        let im = read_image(path)?;
         self.predict_image(im, k)
     }
+}
+
+/// What `strata predict --json` says of one image.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Prediction {
+    /// The image file.
+    pub image: std::path::PathBuf,
+    /// The most probable classes, most probable first.
+    pub top: Vec<Guess>,
+    /// The network's raw outputs, one per class.
+    pub logits: Vec<f32>,
+    /// Their softmax.
+    pub probabilities: Vec<f32>,
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let mut p = vec![0.0f32; logits.len()];
+    softmax_rows(logits.len().max(1), logits, &mut p);
+    p
+}
+
+fn read_image(path: &Path) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    image::load_from_memory(&bytes).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        reason: format!("cannot decode as an image (PNG or JPEG): {e}"),
+    })
 }

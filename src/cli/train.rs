@@ -524,11 +524,23 @@ pub struct PredictArgs {
     /// How many classes to show per image.
     #[arg(long, default_value_t = 3)]
     pub top_k: usize,
+    /// Print JSON: per image the top classes, the raw logits and the probabilities.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `strata predict`.
 pub fn predict(args: &PredictArgs) -> Result<()> {
     let mut p = strata::predict::Predictor::load(&args.checkpoint)?;
+    if args.json {
+        let all = args
+            .images
+            .iter()
+            .map(|path| p.explain_file(path, args.top_k))
+            .collect::<strata::Result<Vec<_>>>()?;
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
     let mut text = String::new();
     for path in &args.images {
         text.push_str(&format!("{}\n", path.display()));

@@ -327,6 +327,26 @@ fn eval_and_predict_use_a_trained_run() {
         2,
         "{text}"
     );
+    // --json: the top classes, the logits and their softmax, per image.
+    let pred = strata(&["predict", "--json", "--top-k", "2"])
+        .arg(&run)
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert_ok(&pred);
+    let all: Vec<strata::predict::Prediction> = serde_json::from_slice(&pred.stdout).unwrap();
+    assert_eq!(all.len(), 1);
+    let p = &all[0];
+    assert_eq!(
+        (p.logits.len(), p.probabilities.len(), p.top.len()),
+        (10, 10, 2)
+    );
+    let max = p.logits.iter().copied().fold(f32::MIN, f32::max);
+    let z: f32 = p.logits.iter().map(|l| (l - max).exp()).sum();
+    for (l, q) in p.logits.iter().zip(&p.probabilities) {
+        assert!(((l - max).exp() / z - q).abs() < 1e-6);
+    }
+    assert_eq!(p.top[0].probability, p.probabilities[p.top[0].class]);
     let bad = strata(&["predict"])
         .arg(&run)
         .arg(tmp.path().join("missing.png"))
