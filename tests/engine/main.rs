@@ -15,3 +15,12 @@ mod study;
 mod train;
 mod trainer;
 mod tune;
+
+/// The embedded Fashion-MNIST subset (`data/embedded`), as a `--data` argument.
+fn embedded() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("embedded")
+        .display()
+        .to_string()
+}

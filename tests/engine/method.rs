@@ -2,7 +2,6 @@
 //! histories (every verdict, mixed evidence), `lr-find` and `--watch` on a small run, and
 //! their bad inputs.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use strata::data::{ImageDataset, Loader, Normalize};
@@ -13,12 +12,7 @@ use strata::method::{Status, Thresholds};
 use strata::nn::Layer;
 use strata::train::{self, Quiet, Record, RunPaths, Setup, TrainConfig};
 
-fn embedded() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data/embedded")
-        .display()
-        .to_string()
-}
+use crate::embedded;
 
 fn small() -> TrainConfig {
     TrainConfig {

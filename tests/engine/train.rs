@@ -6,13 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use strata::train::{self, History, Quiet, Record, RunPaths, TrainConfig};
 
-fn embedded() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join("embedded")
-        .display()
-        .to_string()
-}
+use crate::embedded;
 
 #[test]
 fn a_tiny_model_learns_on_the_embedded_subset() {

@@ -9,12 +9,7 @@ use std::time::{Duration, Instant};
 use strata::train::{Quiet, TrainConfig};
 use strata::tune::{self, plan, results, Dist, SearchSpace, TrialResult};
 
-fn embedded() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data/embedded")
-        .display()
-        .to_string()
-}
+use crate::embedded;
 
 fn space(strategy: &str, trials: usize, space: &str) -> String {
     format!(
