@@ -9,6 +9,7 @@
 //! - [`optim`]: SGD, Nesterov, AdamW, learning-rate schedules, gradient clipping.
 //! - [`train`]: the [`train::Trainer`] (step, epoch, evaluate, hooks) and `strata train`'s run.
 //! - [`data`]: datasets (IDX, CIFAR, image folders), augmentation, the threaded loader.
+//! - [`transfer`]: fine-tuning pretrained weights (`strata finetune`).
 //! - [`checkpoint`]: safetensors state dicts with torchvision names.
 //! - [`predict`]: a trained model classifying image files (preprocessing as in training).
 //! - [`summary`], [`bench`], [`profile`]: per-layer shapes and costs, speed, timings.
@@ -43,6 +44,7 @@ pub mod study;
 pub mod summary;
 pub mod tensor;
 pub mod train;
+pub mod transfer;
 pub mod tune;
 
 pub use error::{Error, Result};

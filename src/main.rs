@@ -68,6 +68,10 @@ enum Command {
     /// Hyperparameter search: grid, random or successive halving over any training
     /// field, trials on this machine or a Ray cluster; results table, plots, best config.
     Tune(cli::tune::TuneArgs),
+    /// Transfer learning: a pretrained run or state dict (torchvision's too) with a new
+    /// head for new classes; train the head alone, every layer, or one then the other.
+    #[command(allow_negative_numbers = true)]
+    Finetune(cli::transfer::FinetuneArgs),
     /// The lecture's experiments, reproduced on this machine with figures (init).
     Study(cli::study::StudyArgs),
     /// Datasets: download, statistics, augmentation preview, loader benchmark.
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Summary(args) => cli::models::summary(&args),
         Command::Train(args) => cli::train::run(&args),
         Command::Eval(args) => cli::train::eval(&args),
+        Command::Finetune(args) => cli::transfer::run(&args),
         Command::Predict(args) => cli::train::predict(&args),
         Command::Layers => {
             let text: String = strata::nn::registry::LAYERS

@@ -1,10 +1,14 @@
 //! Classifying images with a trained model: load a run, preprocess an image as training
 //! did, softmax, top-k.
 //!
-//! Preprocessing is the training pipeline's without augmentation: the image is brought
-//! to the model's channels (gray or RGB) and input size (bilinear resize, as the image
-//! folder loader does), scaled to `[0, 1]`, and normalized with the per-channel mean
-//! and standard deviation stored in the checkpoint.
+//! Preprocessing is torchvision's evaluation transform: the image is brought to the
+//! model's channels (gray or RGB), its short side resized (bilinear) and the center
+//! cropped to the model's input size ([`Resize::CenterCrop`]: for inputs of 128 px and
+//! more the short side goes to size/0.875 first, ImageNet's 256 → 224; smaller models
+//! crop nothing more than the aspect ratio), scaled to `[0, 1]`, and normalized with the
+//! per-channel mean and standard deviation stored in the checkpoint.
+//! [`Resize::Stretch`] resizes the whole image to the input size instead, as the image
+//! folder loader does.
 //!
 //! ```no_run
 //! let mut p = strata::predict::Predictor::load("runs/fmnist-cnn-fashion-mnist".as_ref()).unwrap();
@@ -18,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::kernels::softmax::softmax_rows;
 use crate::nn::{Layer, Mode};
 use crate::tensor::Tensor;
-use crate::train::{load_trained, Trained};
+use crate::train::{load_trained_as, LoadAs, Trained};
 use image::DynamicImage;
 use std::path::Path;
 
@@ -33,17 +37,72 @@ pub struct Guess {
     pub probability: f32,
 }
 
+/// How an image file is brought to the model's input size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Resize {
+    /// Resize the short side (to size/0.875 for inputs ≥ 128 px, to the size below),
+    /// then crop the center: torchvision's evaluation transform, aspect ratio kept.
+    #[default]
+    CenterCrop,
+    /// Resize the whole image to the input size (the aspect ratio may change).
+    Stretch,
+}
+
+impl std::str::FromStr for Resize {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "center-crop" | "crop" => Ok(Resize::CenterCrop),
+            "stretch" => Ok(Resize::Stretch),
+            _ => Err(Error::config(
+                "predict",
+                "resize",
+                format!("`{s}`: use center-crop or stretch"),
+            )),
+        }
+    }
+}
+
+/// `im` as torchvision's `Resize(round(s / ratio))` + `CenterCrop((h, w))` makes it, with
+/// `s` the larger side of the target and `ratio` 0.875 for targets of 128 px and more,
+/// else 1.
+pub fn center_crop(im: DynamicImage, [h, w]: [usize; 2]) -> DynamicImage {
+    let ratio = if h.min(w) >= 128 { 0.875 } else { 1.0 };
+    if ratio == 1.0 && (im.height() as usize, im.width() as usize) == (h, w) {
+        return im;
+    }
+    let (ih, iw) = (f64::from(im.height().max(1)), f64::from(im.width().max(1)));
+    // The short side to the target's larger side / ratio: the image covers the crop.
+    let short = (h.max(w) as f64 / ratio).round();
+    let scale = (short / ih.min(iw)).max(h as f64 / ih).max(w as f64 / iw);
+    let (nh, nw) = (
+        ((ih * scale).round() as u32).max(h as u32),
+        ((iw * scale).round() as u32).max(w as u32),
+    );
+    let im = im.resize_exact(nw, nh, image::imageops::FilterType::Triangle);
+    let (top, left) = ((nh - h as u32) / 2, (nw - w as u32) / 2);
+    im.crop_imm(left, top, w as u32, h as u32)
+}
+
 /// A trained model ready to classify images.
 pub struct Predictor {
     /// The model, its normalization and class names.
     pub trained: Trained,
+    /// How images are brought to the input size.
+    pub resize: Resize,
 }
 
 impl Predictor {
     /// Loads a run folder (its `best.safetensors`) or a checkpoint file.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_as(path, &LoadAs::default())
+    }
+
+    /// Loads any weights, a bare state dict too ([`crate::train::load_trained_as`]).
+    pub fn load_as(path: &Path, how: &LoadAs) -> Result<Self> {
         Ok(Predictor {
-            trained: load_trained(path)?,
+            trained: load_trained_as(path, how)?,
+            resize: Resize::default(),
         })
     }
 
@@ -58,7 +117,10 @@ impl Predictor {
                 format!("the model takes {c}-channel images; only 1 (gray) and 3 (RGB) can come from image files"),
             ));
         }
-        let im = folder::fit(im, [h, w]);
+        let im = match self.resize {
+            Resize::CenterCrop => center_crop(im, [h, w]),
+            Resize::Stretch => folder::fit(im, [h, w]),
+        };
         let mut x: Vec<f32> = folder::planes(&im, c == 1)
             .into_iter()
             .map(|p| p as f32 / 255.0)

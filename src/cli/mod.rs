@@ -6,6 +6,7 @@ pub mod method;
 pub mod models;
 pub mod study;
 pub mod train;
+pub mod transfer;
 pub mod tune;
 
 use strata::kernels::bf16::{self, Precision};

@@ -31,7 +31,7 @@ pub struct TrainArgs {
 /// What a run trains — model, data, optimizer, schedule, augmentation: shared by
 /// `train`, `check` and `lr-find`. Each flag overrides the config file, which overrides
 /// the defaults.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Clone, Debug, Default)]
 pub struct RunFlags {
     /// A TOML file with any TrainConfig field (flags override it).
     #[arg(long, value_name = "FILE")]
@@ -88,6 +88,10 @@ pub struct RunFlags {
     /// Use only N training images per class. Default: all.
     #[arg(long, value_name = "N")]
     pub per_class: Option<usize>,
+    /// Use only these classes (numbers, as `strata data` lists them), relabelled from 0
+    /// in the order given: `5-9`, `0,2,4`, `3,1`. Default: all.
+    #[arg(long, value_name = "LIST")]
+    pub classes: Option<String>,
     /// Stop after N epochs without improvement of the monitored number. Default: off.
     #[arg(long, value_name = "N")]
     pub early_stop: Option<u64>,
@@ -106,6 +110,29 @@ pub struct RunFlags {
     pub log_every: Option<u64>,
     #[command(flatten)]
     pub arch: super::models::ArchFlags,
+}
+
+/// `5-9`, `0,2,4` or a mix (`0-2,7`) as class numbers, in the order given.
+pub fn parse_classes(s: &str) -> Result<Vec<u32>> {
+    let mut out = vec![];
+    for part in s.split(',').map(str::trim) {
+        let num = |t: &str| -> Result<u32> {
+            t.trim().parse().with_context(|| {
+                format!("--classes `{s}`: `{t}` is not a class number (use e.g. 5-9 or 0,2,4)")
+            })
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    bail!("--classes `{s}`: the range {a}-{b} runs backwards");
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    Ok(out)
 }
 
 fn parse_schedule(s: &str) -> Result<Schedule> {
@@ -166,6 +193,9 @@ impl RunFlags {
         }
         if self.per_class.is_some() {
             c.per_class = self.per_class;
+        }
+        if let Some(s) = &self.classes {
+            c.classes = Some(parse_classes(s)?);
         }
         if self.early_stop.is_some() {
             c.early_stop = self.early_stop;
@@ -254,14 +284,16 @@ impl RunFlags {
 }
 
 /// A progress bar on a terminal, plain lines otherwise; stops on Ctrl-C.
-struct Progress {
+/// The progress bar (or lines) of a training run; stops on Ctrl-C.
+pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
     log_every: u64,
     stop: Arc<AtomicBool>,
 }
 
 impl Progress {
-    fn new(log_every: u64, stop: Arc<AtomicBool>) -> Self {
+    /// A progress display printing a line every `log_every` iterations off a terminal.
+    pub fn new(log_every: u64, stop: Arc<AtomicBool>) -> Self {
         Progress {
             bar: None,
             log_every,
@@ -272,7 +304,7 @@ impl Progress {
 
 /// The first Ctrl-C sets the flag (training stops at the next step, the last
 /// checkpoint intact); a second one ends the process at once.
-fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let installed = ctrlc::set_handler(move || {
@@ -472,11 +504,51 @@ pub struct EvalArgs {
     /// Images per batch. Default: 256.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
+    /// The model of a bare state dict (no strata header), e.g. a torchvision state dict
+    /// saved as safetensors: resnet18, vgg11_bn (torchvision's spelling accepted).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Normalization instead of the recorded one: imagenet, or MEAN,.../STD,... on a
+    /// 0–1 scale. Default: the checkpoint's; ImageNet's for a bare RGB state dict.
+    #[arg(long, value_name = "SPEC")]
+    pub normalize: Option<String>,
+}
+
+fn load_as(model: &Option<String>, normalize: &Option<String>) -> train::LoadAs {
+    train::LoadAs {
+        model: model.clone(),
+        normalize: normalize.clone(),
+    }
+}
+
+/// No augmentation, or a resize when the data's images are not the model's size.
+fn eval_resize(data: [usize; 3], model: [usize; 3]) -> Result<Augment> {
+    if data[0] != model[0] {
+        bail!(
+            "the data has {}-channel images and the model takes {}-channel ones",
+            data[0],
+            model[0]
+        );
+    }
+    if data[1..] == model[1..] {
+        return Ok(Augment::none());
+    }
+    eprintln!(
+        "note: the images are {}×{}, the model takes {}×{}: resized",
+        data[1], data[2], model[1], model[2]
+    );
+    Ok(Augment::parse(&format!(
+        "resize:{}x{}",
+        model[1], model[2]
+    ))?)
 }
 
 /// `strata eval`.
 pub fn eval(args: &EvalArgs) -> Result<()> {
-    let mut t = train::load_trained(&args.checkpoint)?;
+    let mut t = train::load_trained_as(&args.checkpoint, &load_as(&args.model, &args.normalize))?;
+    for w in &t.warnings {
+        eprintln!("warning: {w}");
+    }
     let name = match (&args.data, &t.data) {
         (Some(d), _) | (None, Some(d)) => d.clone(),
         (None, None) => {
@@ -484,7 +556,11 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         }
     };
     let split: Split = args.split.parse()?;
-    let ds = data::load(&name, split)?;
+    let mut ds = data::load(&name, split)?;
+    // A model of some of the dataset's classes is evaluated on those.
+    if let (Some(c), true) = (&t.classes, t.data.as_deref() == Some(name.as_str())) {
+        ds = ds.classes_subset(c)?;
+    }
     if ds.num_classes() != t.model.config.classes {
         bail!(
             "{name} has {} classes but the model predicts {}",
@@ -492,12 +568,13 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             t.model.config.classes
         );
     }
+    let ds_shape = ds.shape();
     let loader = Loader::new(
         Arc::new(ds),
         LoaderConfig {
             batch_size: args.batch_size,
             shuffle: false,
-            augment: Augment::none(),
+            augment: eval_resize(ds_shape, t.model.input_shape())?,
             normalize: t.normalize.clone(),
             ..LoaderConfig::default()
         },
@@ -527,11 +604,31 @@ pub struct PredictArgs {
     /// Print JSON: per image the top classes, the raw logits and the probabilities.
     #[arg(long)]
     pub json: bool,
+    /// How images reach the model's input size: center-crop (torchvision's evaluation
+    /// transform: the short side resized, the center cropped) or stretch (the whole
+    /// image resized).
+    #[arg(long, default_value = "center-crop", value_name = "HOW")]
+    pub resize: String,
+    /// The model of a bare state dict (no strata header), e.g. a torchvision state dict
+    /// saved as safetensors: resnet18, vgg11_bn (torchvision's spelling accepted).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Normalization instead of the recorded one: imagenet, or MEAN,.../STD,... on a
+    /// 0–1 scale. Default: the checkpoint's; ImageNet's for a bare RGB state dict.
+    #[arg(long, value_name = "SPEC")]
+    pub normalize: Option<String>,
 }
 
 /// `strata predict`.
 pub fn predict(args: &PredictArgs) -> Result<()> {
-    let mut p = strata::predict::Predictor::load(&args.checkpoint)?;
+    let mut p = strata::predict::Predictor::load_as(
+        &args.checkpoint,
+        &load_as(&args.model, &args.normalize),
+    )?;
+    p.resize = args.resize.parse()?;
+    for w in &p.trained.warnings {
+        eprintln!("warning: {w}");
+    }
     if args.json {
         let all = args
             .images

@@ -94,6 +94,9 @@ pub struct Param {
     pub grad: Tensor,
     /// Frozen parameters are skipped by optimizers.
     pub frozen: bool,
+    /// Multiplier of the learning rate for this parameter (1; a fine-tuned backbone may
+    /// learn slower than its new head, as with PyTorch's parameter groups).
+    pub lr_scale: f32,
 }
 
 impl Param {
@@ -104,6 +107,7 @@ impl Param {
             value,
             grad,
             frozen: false,
+            lr_scale: 1.0,
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! An [`Optimizer`] keeps its per-parameter state by state-dict name, so it can be saved
 //! in a checkpoint beside the weights (`optim.<param>.<buffer>`) and a run can resume
-//! exactly. Frozen parameters ([`crate::nn::Param::frozen`]) are skipped. The update
+//! exactly. Frozen parameters ([`crate::nn::Param::frozen`]) are skipped, and each
+//! parameter's learning rate is the step's times its [`crate::nn::Param::lr_scale`]. The update
 //! formulas are in [`crate::kernels::optim`]; they are PyTorch's (`torch.optim.SGD`,
 //! `torch.optim.AdamW`), checked against a PyTorch trajectory in the model tests.
 
@@ -169,6 +170,7 @@ impl Optimizer {
             if p.frozen {
                 return;
             }
+            let lr = lr * p.lr_scale;
             // A parameter seen for the first time (or resized) starts its buffers afresh.
             let first = state
                 .get(name)

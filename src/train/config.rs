@@ -78,6 +78,14 @@ pub struct TrainConfig {
     /// Record per-layer statistics every this many steps (`watch.jsonl`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<u64>,
+    /// Use only these classes of the dataset, relabelled `0..n` in the order given (in
+    /// the training and the test split).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<u32>>,
+    /// Start from pretrained weights (transfer learning; `strata finetune`): the model
+    /// is the source's, with a new head for this data's classes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<super::pretrained::Finetune>,
 }
 
 impl Default for TrainConfig {
@@ -116,6 +124,8 @@ impl Default for TrainConfig {
             dropout: None,
             init: None,
             watch: None,
+            classes: None,
+            finetune: None,
         }
     }
 }
@@ -227,6 +237,31 @@ impl TrainConfig {
         }
         if self.log_every == 0 {
             return bad("log_every", "must be ≥ 1".into());
+        }
+        if let Some(c) = &self.classes {
+            let mut sorted = c.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if c.is_empty() || sorted.len() != c.len() {
+                return bad("classes", "name each class once, at least one".into());
+            }
+        }
+        if let Some(f) = &self.finetune {
+            f.validate()?;
+            let overrides = [
+                ("width", self.width.is_some()),
+                ("norm", self.norm.is_some()),
+                ("activation", self.activation.is_some()),
+                ("init", self.init.is_some()),
+            ];
+            if let Some((field, _)) = overrides.iter().find(|o| o.1) {
+                return bad(
+                    field,
+                    "a fine-tune keeps the pretrained model's architecture and weights; \
+                     drop this override"
+                        .into(),
+                );
+            }
         }
         // Names and strings that would otherwise fail only after the data is loaded.
         crate::models::default_config(&self.model)?;

@@ -18,6 +18,7 @@ mod commit;
 pub mod config;
 pub mod history;
 pub mod metrics;
+pub mod pretrained;
 mod run_log;
 pub mod setup;
 pub mod stats;
@@ -193,6 +194,13 @@ pub fn run(
         if let Ok(abs) = std::fs::canonicalize(data) {
             cfg.data = abs.display().to_string();
         }
+    }
+    // A fine-tune trains the source's model; its weights are named by absolute path.
+    if let Some(ft) = &mut cfg.finetune {
+        if let Ok(abs) = std::fs::canonicalize(&ft.from) {
+            ft.from = abs.display().to_string();
+        }
+        cfg.model = pretrained::model_name(ft)?;
     }
     run_in(&cfg, paths, resume, obs)
 }
@@ -437,27 +445,81 @@ pub struct Trained {
     pub class_names: Vec<String>,
     /// The dataset it was trained on.
     pub data: Option<String>,
+    /// The dataset's classes it was trained on (`classes` of its run), when a subset.
+    pub classes: Option<Vec<u32>>,
+    /// What a person should know about how it was loaded (a guessed normalization).
+    pub warnings: Vec<String>,
+}
+
+/// How to read weights: for a bare state dict (no strata header) the model it is, and
+/// for any the normalization to use instead of the recorded one.
+#[derive(Clone, Debug, Default)]
+pub struct LoadAs {
+    /// The model of a bare state dict (torchvision's spelling accepted).
+    pub model: Option<String>,
+    /// `imagenet`, or `MEAN,.../STD,...` on a 0–1 scale.
+    pub normalize: Option<String>,
 }
 
 /// Loads `path` — a checkpoint file, or a run folder (its `best.safetensors`).
 pub fn load_trained(path: &Path) -> Result<Trained> {
-    let file = if path.is_dir() {
-        RunPaths::new(path).best()
+    load_trained_as(path, &LoadAs::default())
+}
+
+/// [`load_trained`], also of a bare state dict such as torchvision's: its model named by
+/// `how.model`, its configuration the model's defaults (classes from the head), its
+/// normalization `how.normalize` or else ImageNet's for RGB (with a warning).
+pub fn load_trained_as(path: &Path, how: &LoadAs) -> Result<Trained> {
+    let file = pretrained::weights_file(path);
+    let meta = checkpoint::read_metadata(&file)?;
+    let mut warnings = vec![];
+    let (model, recorded) = if meta.contains_key(crate::models::META_MODEL) && how.model.is_none() {
+        let (model, _) = Model::from_checkpoint(&file)?;
+        let hm: HashMap<String, String> = meta.clone().into_iter().collect();
+        (model, Normalize::from_metadata(&hm)?)
     } else {
-        path.to_path_buf()
+        let src = pretrained::Source::open(&file, how.model.as_deref())?;
+        let mut model = crate::models::build(&src.model, Some(src.config.clone()))?;
+        pretrained::fit(&mut model, &src, true)?;
+        (model, src.normalize)
     };
-    let (model, meta) = Model::from_checkpoint(&file)?;
-    let hm: HashMap<String, String> = meta.clone().into_iter().collect();
-    let normalize = Normalize::from_metadata(&hm)?
-        .unwrap_or_else(|| Normalize::identity(model.config.in_channels));
+    let channels = model.config.in_channels;
+    let normalize = match (&how.normalize, recorded) {
+        (Some(s), _) => pretrained::parse_normalize(s)?,
+        (None, Some(n)) => n,
+        (None, None) if channels == 3 => {
+            warnings.push("the weights record no normalization; using ImageNet's (torchvision's models expect it; --normalize to say otherwise)".into());
+            pretrained::imagenet()
+        }
+        (None, None) => {
+            warnings.push("the weights record no normalization; feeding pixels in [0, 1] (--normalize MEAN/STD to say otherwise)".into());
+            Normalize::identity(channels)
+        }
+    };
+    if normalize.channels() != channels {
+        return Err(Error::config(
+            "load",
+            "normalize",
+            format!(
+                "{} channels of normalization for a {channels}-channel model",
+                normalize.channels()
+            ),
+        ));
+    }
     let class_names = meta
         .get(META_CLASSES)
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_else(|| crate::data::dataset::numbered_classes(model.config.classes));
+    let classes = meta
+        .get("strata.train")
+        .and_then(|s| serde_json::from_str::<TrainConfig>(s).ok())
+        .and_then(|c| c.classes);
     Ok(Trained {
         model,
         normalize,
         class_names,
         data: meta.get(META_DATA).cloned(),
+        classes,
+        warnings,
     })
 }

@@ -4,6 +4,7 @@
 //! so they train exactly what `train` would.
 
 use super::config::TrainConfig;
+use super::pretrained::{self, Finetune, FinetuneMode, Source};
 use super::trainer::Trainer;
 use super::Observer;
 use crate::data::{self, Augment, ImageDataset, Loader, LoaderConfig, Normalize, Split};
@@ -48,7 +49,7 @@ struct RunData {
 }
 
 fn prepare_data(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<RunData> {
-    let full = data::load(&cfg.data, Split::Train)?;
+    let full = only_classes(cfg, data::load(&cfg.data, Split::Train)?)?;
     let full = match cfg.per_class {
         Some(k) => full.per_class(k, cfg.seed)?,
         None => full,
@@ -85,6 +86,14 @@ fn prepare_data(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<RunData> {
     })
 }
 
+/// The images of the run's classes (`cfg.classes`), or all.
+fn only_classes(cfg: &TrainConfig, set: ImageDataset) -> Result<ImageDataset> {
+    match &cfg.classes {
+        Some(c) => set.classes_subset(c),
+        None => Ok(set),
+    }
+}
+
 /// Whether `e` says a split is not there (rather than there and unreadable).
 fn split_absent(e: &Error) -> bool {
     match e {
@@ -99,7 +108,7 @@ fn split_absent(e: &Error) -> bool {
 /// error when it has one that cannot be read.
 fn load_test_split(cfg: &TrainConfig, obs: &mut dyn Observer) -> Result<Option<ImageDataset>> {
     match data::load(&cfg.data, Split::Test) {
-        Ok(t) => Ok(Some(t)),
+        Ok(t) => Ok(Some(only_classes(cfg, t)?)),
         Err(e) if split_absent(&e) => {
             obs.note(&format!("no test split will be evaluated: {e}"));
             Ok(None)
@@ -138,12 +147,18 @@ impl Setup {
     pub fn new(cfg: &TrainConfig, with_test: bool, obs: &mut dyn Observer) -> Result<Setup> {
         cfg.validate()?;
         let augment = Augment::parse(&cfg.augment)?;
-        let d = prepare_data(cfg, obs)?;
+        let mut d = prepare_data(cfg, obs)?;
         let classes = d.train.num_classes();
         let class_names = d.train.class_names().to_vec();
         let shape = augment.output_shape(d.train.shape());
-        let mconf = model_config(cfg, classes, shape)?;
-        let model = models::build(&cfg.model, Some(mconf))?;
+        let model = match &cfg.finetune {
+            None => models::build(&cfg.model, Some(model_config(cfg, classes, shape)?))?,
+            Some(ft) => {
+                let (model, normalize) = pretrained_model(cfg, ft, &d, classes, shape, obs)?;
+                d.normalize = normalize;
+                model
+            }
+        };
         // Validation and test images reach the network at the size it was built for.
         let eval_augment = augment.for_eval(d.train.shape());
         let train_set = Arc::new(d.train);
@@ -190,6 +205,105 @@ impl Setup {
             val_set,
         })
     }
+}
+
+/// The model of a fine-tune: the source's architecture built for this data, its weights
+/// fitted ([`pretrained::fit`]), what trains set ([`pretrained::freeze`]); and the
+/// normalization of the inputs.
+fn pretrained_model(
+    cfg: &TrainConfig,
+    ft: &Finetune,
+    d: &RunData,
+    classes: usize,
+    shape: [usize; 3],
+    obs: &mut dyn Observer,
+) -> Result<(models::Model, Normalize)> {
+    let src = Source::open(std::path::Path::new(&ft.from), ft.model.as_deref())?;
+    if src.config.in_channels != shape[0] {
+        return Err(Error::config(
+            "finetune",
+            "data",
+            format!(
+                "{} takes {}-channel images and {} has {}-channel images: fine-tune on images \
+                 with the source's channels",
+                src.path.display(),
+                src.config.in_channels,
+                cfg.data,
+                shape[0]
+            ),
+        ));
+    }
+    let mut m = src.config.clone();
+    m.classes = classes;
+    m.input_size = [shape[1], shape[2]];
+    m.seed = cfg.seed;
+    if let Some(p) = cfg.dropout {
+        m.dropout = p;
+    }
+    m.validate()?;
+    let mut model = models::build(&src.model, Some(m))?;
+    let fitted = pretrained::fit(&mut model, &src, ft.keep_head)?;
+    pretrained::freeze(&mut model, &fitted.head, ft.mode, ft.backbone_lr_mult);
+    if src.config.input_size != model.config.input_size {
+        obs.note(&format!(
+            "note: the new images are {}×{}, {} was trained on {}×{}; its backbone takes both",
+            shape[1], shape[2], src.model, src.config.input_size[0], src.config.input_size[1]
+        ));
+    }
+    obs.note(&format!(
+        "finetune: {} from {} — {} tensors loaded, head {} ({}), {}",
+        src.model,
+        src.path.display(),
+        fitted.loaded,
+        fitted.head.join(", "),
+        if fitted.new_head { "new" } else { "kept" },
+        match ft.mode {
+            FinetuneMode::Head =>
+                "only the head trains (backbone and BatchNorm statistics frozen)".to_string(),
+            FinetuneMode::Full if ft.backbone_lr_mult != 1.0 => format!(
+                "every layer trains, the backbone at {}× the rate",
+                ft.backbone_lr_mult
+            ),
+            FinetuneMode::Full => "every layer trains".to_string(),
+        }
+    ));
+    let normalize = match ft.normalize.as_deref() {
+        Some("data") => d.normalize.clone(),
+        Some("source") => src.normalize.clone().ok_or_else(|| {
+            Error::config(
+                "finetune",
+                "normalize",
+                format!(
+                    "{} records no normalization: name one (imagenet, data, or MEAN,.../STD,...)",
+                    src.path.display()
+                ),
+            )
+        })?,
+        Some(other) => pretrained::parse_normalize(other)?,
+        None => match (&src.normalize, shape[0]) {
+            (Some(n), _) => n.clone(),
+            (None, 3) => {
+                obs.note("warning: the weights record no normalization; using ImageNet's (torchvision's models expect it) — say --normalize data or MEAN,.../STD,... if they were trained otherwise");
+                pretrained::imagenet()
+            }
+            (None, _) => {
+                obs.note("warning: the weights record no normalization; using the new training images' — say --normalize MEAN/STD if the source was trained otherwise");
+                d.normalize.clone()
+            }
+        },
+    };
+    if normalize.channels() != shape[0] {
+        return Err(Error::config(
+            "finetune",
+            "normalize",
+            format!(
+                "{} channels of normalization for {}-channel images",
+                normalize.channels(),
+                shape[0]
+            ),
+        ));
+    }
+    Ok((model, normalize))
 }
 
 /// The loader settings of a run for `augment` (batch size, seed, workers from `cfg`).
