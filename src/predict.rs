@@ -218,3 +218,39 @@ fn read_image(path: &Path) -> Result<DynamicImage> {
         reason: format!("cannot decode as an image (PNG or JPEG): {e}"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `w`×`h` gray image whose pixel is its column (so a crop's offset shows).
+    fn ramp(w: u32, h: u32) -> DynamicImage {
+        DynamicImage::ImageLuma8(image::GrayImage::from_fn(w, h, |x, _| {
+            image::Luma([(x * 255 / (w - 1)) as u8])
+        }))
+    }
+
+    #[test]
+    fn center_crop_keeps_the_aspect_ratio_and_the_center() {
+        // ImageNet size: a 400×300 image → short side 256 (341×256) → center 224×224.
+        let out = center_crop(ramp(400, 300), [224, 224]);
+        assert_eq!((out.width(), out.height()), (224, 224));
+        let g = out.to_luma8();
+        let (left, right) = (g.get_pixel(0, 100)[0], g.get_pixel(223, 100)[0]);
+        // The crop is the middle 224 of 341 columns: from 58/341 to 282/341 of the ramp.
+        assert!((35..=50).contains(&left), "{left}");
+        assert!((205..=220).contains(&right), "{right}");
+        // A small model: the short side to the size, nothing else cropped.
+        let out = center_crop(ramp(56, 28), [28, 28]);
+        assert_eq!((out.width(), out.height()), (28, 28));
+        let g = out.to_luma8();
+        assert!(g.get_pixel(0, 0)[0] > 50 && g.get_pixel(27, 0)[0] < 205);
+        // An image already of the size is left alone below 128 px.
+        let im = ramp(28, 28);
+        assert_eq!(center_crop(im.clone(), [28, 28]), im);
+        // Tall images, non-square targets.
+        let out = center_crop(ramp(30, 90), [20, 40]);
+        assert_eq!((out.width(), out.height()), (40, 20));
+        assert!("stretch".parse::<Resize>().is_ok() && "fill".parse::<Resize>().is_err());
+    }
+}

@@ -184,7 +184,10 @@ pub fn finetune(opts: &FinetuneOptions, obs: &mut dyn Observer) -> Result<Finetu
         model: opts.model.clone(),
         normalize: opts.normalize.clone(),
     };
-    ft(FinetuneMode::Full).validate()?;
+    // Everything that can be checked before the data is read and the advice printed.
+    let mut probe = opts.train.clone();
+    probe.finetune = Some(ft(FinetuneMode::Full));
+    probe.validate()?;
     if opts.mode == Mode::HeadThenFull && opts.head_epochs == 0 {
         return Err(Error::config(
             "finetune",

@@ -647,3 +647,17 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     }
     super::models::out(&text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_classes;
+
+    #[test]
+    fn class_lists_parse_ranges_and_lists_in_order() {
+        assert_eq!(parse_classes("5-9").unwrap(), vec![5, 6, 7, 8, 9]);
+        assert_eq!(parse_classes("3,1, 0-1").unwrap(), vec![3, 1, 0, 1]);
+        assert!(parse_classes("9-5").is_err());
+        assert!(parse_classes("a").is_err());
+        assert!(parse_classes("").is_err());
+    }
+}

@@ -14,6 +14,7 @@ mod plans;
 mod study;
 mod train;
 mod trainer;
+mod transfer;
 mod tune;
 
 /// The embedded Fashion-MNIST subset (`data/embedded`), as a `--data` argument.
