@@ -70,10 +70,15 @@ fn main() -> Result<()> {
             println!("wrote {out} and its probe");
         }
         ["check", name, ckpt] => {
+            // The bare torchvision state dict, as `strata predict --model NAME` reads it
+            // (torchvision's spelling of NAME accepted; every tensor must fit).
             let path = Path::new(ckpt);
-            let mut model = models::build(name, None)?;
-            let (report, _) = checkpoint::load(&mut model, path, true)?;
-            println!("{}", report.describe());
+            let how = strata::train::LoadAs {
+                model: Some(name.to_string()),
+                normalize: None,
+            };
+            let mut model = strata::train::load_trained_as(path, &how)?.model;
+            println!("loaded a bare state dict as {}", model.name);
             let mut probe = Probe(
                 [
                     ("x".into(), Tensor::zeros(&[0])),

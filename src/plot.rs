@@ -2,6 +2,7 @@
 //!
 //! [`line_chart`] serves every curve strata draws: throughput against batch size or
 //! depth (`strata bench` sweeps), the LR finder's sweep, a search's best-so-far;
+//! [`line_panels`] puts such charts side by side (training and validation error);
 //! [`scatter_chart`] draws points alone (a search's trials against a hyperparameter).
 
 use crate::error::{Error, Result};
@@ -99,6 +100,37 @@ pub fn scatter_chart(path: &Path, chart: &Chart, series: &[Series]) -> Result<()
 }
 
 fn chart_svg(path: &Path, chart: &Chart, series: &[Series], lines: bool) -> Result<()> {
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    draw_on(&root, chart, series, lines, path)?;
+    root.present().map_err(|e| plot_err(path, e))?;
+    Ok(())
+}
+
+/// Line charts side by side in one SVG file (560×450 each), each with its own axes and
+/// legend; a series keeps its color from panel to panel when it has the same index (the
+/// training and the validation error of the same models, say).
+pub fn line_panels(path: &Path, panels: &[(Chart, Vec<Series>)]) -> Result<()> {
+    if panels.is_empty() {
+        return Err(Error::config("plot", "panels", "nothing to draw"));
+    }
+    let n = panels.len() as u32;
+    let root = SVGBackend::new(path, (560 * n, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    for (area, (chart, series)) in root.split_evenly((1, panels.len())).iter().zip(panels) {
+        draw_on(area, chart, series, true, path)?;
+    }
+    root.present().map_err(|e| plot_err(path, e))?;
+    Ok(())
+}
+
+fn draw_on(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    chart: &Chart,
+    series: &[Series],
+    lines: bool,
+    path: &Path,
+) -> Result<()> {
     let pts = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
     for &(x, y) in pts {
@@ -115,9 +147,7 @@ fn chart_svg(path: &Path, chart: &Chart, series: &[Series], lines: bool) -> Resu
         x1 = x0 + 1.0;
     }
     let y1 = if y1 > 0.0 { y1 * 1.1 } else { 1.0 };
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut builder = ChartBuilder::on(&root);
+    let mut builder = ChartBuilder::on(area);
     builder
         .caption(chart.title, ("sans-serif", 20))
         .margin(15)
@@ -127,15 +157,13 @@ fn chart_svg(path: &Path, chart: &Chart, series: &[Series], lines: bool) -> Resu
         let ctx = builder
             .build_cartesian_2d((x0 * 0.9..x1 * 1.1).log_scale(), 0.0..y1)
             .map_err(|e| plot_err(path, e))?;
-        draw(ctx, chart, series, path, lines)?;
+        draw(ctx, chart, series, path, lines)
     } else {
         let ctx = builder
             .build_cartesian_2d(x0..x1, 0.0..y1)
             .map_err(|e| plot_err(path, e))?;
-        draw(ctx, chart, series, path, lines)?;
+        draw(ctx, chart, series, path, lines)
     }
-    root.present().map_err(|e| plot_err(path, e))?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -182,5 +210,18 @@ mod tests {
             log_x: false,
         };
         assert!(line_chart(&path, &chart, &empty).is_err());
+        // Panels: two charts in one file, each with its title, the same legend twice.
+        let second = Chart {
+            title: "validation",
+            ..chart.clone()
+        };
+        line_panels(&path, &[(chart, series.clone()), (second, series)]).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            svg.contains("validation") && svg.contains(">t<"),
+            "both titles"
+        );
+        assert_eq!(svg.matches("resnet20, 1 thread").count(), 2);
+        assert!(line_panels(&path, &[]).is_err());
     }
 }

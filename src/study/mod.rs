@@ -3,8 +3,18 @@
 //! ([`Claim`]: the claim, whether it holds here, the evidence), and writes its figure.
 //!
 //! - [`init::init_study`] (`strata study init`): initialization in a deep plain network.
+//! - [`norms::norms_study`] (`strata study norms`): the normalizations, at batch 128 and
+//!   at a tiny batch; BatchNorm's training and evaluation modes.
+//! - [`degradation::degradation_study`] (`strata study degradation`): deeper plain
+//!   networks train worse; residual ones do not.
+//!
+//! The studies that train share [`runs`]: one time budget (`--minutes`) turned into the
+//! same number of training images for every run.
 
+pub mod degradation;
 pub mod init;
+pub mod norms;
+pub mod runs;
 
 use crate::error::{Error, Result};
 use plotters::prelude::*;

@@ -239,7 +239,11 @@ fn finetune_refuses_bad_sources_and_data_with_clear_errors() {
     let fail = |args: &[&str], words: &[&str]| {
         let o = strata(args);
         let err = String::from_utf8_lossy(&o.stderr).to_string();
-        assert_eq!(o.status.code(), Some(2), "input errors exit 2: {args:?}: {err}");
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "input errors exit 2: {args:?}: {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
         for w in words {
             assert!(err.contains(w), "{args:?}: `{w}` not in {err}");
