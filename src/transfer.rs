@@ -19,13 +19,14 @@ use crate::train::{self, Observer, RunPaths, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Below this many training images per class a fine-tune counts as "little data".
+/// From this many training images per class on, a fine-tune counts as "much data".
 ///
 /// The lecture gives no number. The transfer experiment in docs/transfer.md (Fashion-MNIST
-/// classes 0–4 → 5–9) is the evidence for this one: at 10 and 50 images per class training
-/// only the head is as good as or better than training everything, at 500 fine-tuning every
-/// layer wins.
-pub const MUCH_DATA_PER_CLASS: usize = 200;
+/// classes 0–4 → 5–9, 3 seeds) is the evidence for this one: at 10 images per class the
+/// head alone is as good as every layer (88.8 ± 2.1% against 89.4 ± 2.1%, at a third of
+/// the time), from 50 on fine-tuning every layer is ahead by more than the spread
+/// (94.1 ± 0.4% against 93.0 ± 0.3%; at 500 95.5% against 94.3%).
+pub const MUCH_DATA_PER_CLASS: usize = 50;
 
 /// How a fine-tune trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,16 +152,27 @@ pub fn advise(cfg: &TrainConfig, source_data: Option<String>) -> Result<Advice> 
     let much = n >= MUCH_DATA_PER_CLASS;
     let mode = if much { Mode::Full } else { Mode::Head };
     let mark = |row_much: bool| if row_much == much { "→" } else { " " };
+    let row = |m: &str, label: &str, similar: &str, different: &str| {
+        format!("{m} {label:<12} {similar:<40} {different}\n")
+    };
     let text = format!(
         "transfer learning, the lecture's advice ({n} training images per class: {} data; \
-         \"much\" from {MUCH_DATA_PER_CLASS}):\n\
-         \x20                    similar data                     different data\n\
-         {} little data   retrain the head (--mode head)     retrain the head on earlier features, or collect data\n\
-         {} much data     fine-tune every layer (--mode full) fine-tune every layer, or train from scratch\n\
-         source data: {}; new data: {} — similar or different is for you to judge.",
+         \"much\" from {MUCH_DATA_PER_CLASS}):\n{}{}{}source data: {}; new data: {} — \
+         similar or different is for you to judge.",
         if much { "much" } else { "little" },
-        mark(false),
-        mark(true),
+        row(" ", "", "similar data", "different data"),
+        row(
+            mark(false),
+            "little data",
+            "retrain the head (--mode head)",
+            "retrain the head; collect more data"
+        ),
+        row(
+            mark(true),
+            "much data",
+            "fine-tune every layer (--mode full)",
+            "fine-tune every layer, or from scratch"
+        ),
         source_data.as_deref().unwrap_or("unknown"),
         cfg.data
     );

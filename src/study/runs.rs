@@ -216,3 +216,52 @@ pub fn train_curve(
         dir: dir.to_path_buf(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn embedded() -> TrainConfig {
+        TrainConfig {
+            data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/embedded").into(),
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_plan_spreads_the_images_over_a_per_class_subset_or_over_more_epochs() {
+        let cfg = embedded();
+        let one = std::slice::from_ref(&cfg);
+        // 900 images in 3 epochs of 10 classes, 10% held out: 300 per epoch → 34 per class.
+        let p = plan(one, 1.0, Some(900), 3, &mut Quiet).unwrap();
+        assert_eq!((p.images, p.epochs, p.per_class), (900, 3, Some(34)));
+        assert_eq!(p.apply(&cfg).per_class, Some(34));
+        assert!(p.images_per_s.is_empty() && p.minutes.is_none());
+        // More images than the split holds: the whole split, more epochs.
+        let total = crate::data::load(&cfg.data, Split::Train).unwrap().len();
+        let p = plan(one, 1.0, Some(total * 4), 2, &mut Quiet).unwrap();
+        assert_eq!(p.per_class, None);
+        assert!(p.epochs >= 4, "{p:?}");
+        // Bad input.
+        assert!(plan(&[], 1.0, Some(10), 1, &mut Quiet).is_err());
+        assert!(plan(one, 1.0, Some(0), 1, &mut Quiet).is_err());
+        assert!(plan(one, 1.0, Some(900), 0, &mut Quiet).is_err());
+        assert!(plan(one, -1.0, None, 1, &mut Quiet).is_err());
+        assert!(plan(one, 1.0, Some(5), 1, &mut Quiet).is_err());
+    }
+
+    #[test]
+    fn calibration_measures_a_positive_speed_and_a_budget_plans_from_it() {
+        let cfg = TrainConfig {
+            width: Some(0.25),
+            batch_size: 8,
+            ..embedded()
+        };
+        let ips = calibrate(&cfg, 2).unwrap();
+        assert!(ips.is_finite() && ips > 0.0);
+        let p = plan(&[cfg], 0.05, None, 2, &mut Quiet).unwrap();
+        assert_eq!(p.images_per_s.len(), 1);
+        assert_eq!(p.minutes, Some(0.05));
+        assert!(p.images > 0);
+    }
+}

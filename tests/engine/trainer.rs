@@ -236,7 +236,22 @@ fn a_predictor_preprocesses_as_training_did_and_ranks_the_classes() {
     checkpoint::save(&mut t.model, &path, &meta).unwrap();
 
     let mut p = Predictor::load(&path).unwrap();
-    // An RGB image of another size: made gray and 12×12, scaled, normalized.
+    // By default, torchvision's evaluation transform: the short side to 12, the center.
+    let im = image::RgbImage::from_fn(20, 17, |x, y| {
+        image::Rgb([(x * 12) as u8, (y * 15) as u8, 77])
+    });
+    let x = p
+        .preprocess(image::DynamicImage::ImageRgb8(im.clone()))
+        .unwrap();
+    let crop = strata::predict::center_crop(image::DynamicImage::ImageRgb8(im.clone()), [12, 12]);
+    let want = (crop.to_luma8().as_raw()[0] as f32 / 255.0 - 0.25) / 0.5;
+    assert!(
+        (x.data()[0] - want).abs() < 1e-6,
+        "{} vs {want}",
+        x.data()[0]
+    );
+    p.resize = strata::predict::Resize::Stretch;
+    // Stretched: an RGB image of another size made gray and 12×12, scaled, normalized.
     let im = image::RgbImage::from_fn(20, 17, |x, y| {
         image::Rgb([(x * 12) as u8, (y * 15) as u8, 77])
     });
