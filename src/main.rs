@@ -72,6 +72,9 @@ enum Command {
     /// head for new classes; train the head alone, every layer, or one then the other.
     #[command(allow_negative_numbers = true)]
     Finetune(cli::transfer::FinetuneArgs),
+    /// Rebuild report.html — one self-contained page to open in a browser — for a run,
+    /// search, lr-find or study folder (every command writes its own at the end).
+    Report(cli::report::ReportArgs),
     /// The lecture's experiments, reproduced on this machine with figures (init).
     Study(cli::study::StudyArgs),
     /// Datasets: download, statistics, augmentation preview, loader benchmark.
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cli::train::run(&args),
         Command::Eval(args) => cli::train::eval(&args),
         Command::Finetune(args) => cli::transfer::run(&args),
+        Command::Report(args) => cli::report::run(&args),
         Command::Predict(args) => cli::train::predict(&args),
         Command::Layers => {
             let text: String = strata::nn::registry::LAYERS

@@ -107,6 +107,97 @@ fn chart_svg(path: &Path, chart: &Chart, series: &[Series], lines: bool) -> Resu
     Ok(())
 }
 
+/// [`line_chart`] as SVG text (for a page that embeds it), `width`×`height` pixels.
+pub fn line_chart_svg(
+    chart: &Chart,
+    series: &[Series],
+    (width, height): (u32, u32),
+) -> Result<String> {
+    let mut out = String::new();
+    let here = Path::new("(inline SVG)");
+    {
+        let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(here, e))?;
+        draw_on(&root, chart, series, true, here)?;
+        root.present().map_err(|e| plot_err(here, e))?;
+    }
+    Ok(out)
+}
+
+/// A confusion matrix as an SVG heat map: rows are the true classes, columns the
+/// predicted ones, each cell shaded by its share of the row and labelled with its count.
+pub fn confusion_svg(counts: &[Vec<u64>], names: &[String]) -> Result<String> {
+    let here = Path::new("(inline SVG)");
+    let n = counts.len();
+    if n == 0 || counts.iter().any(|r| r.len() != n) {
+        return Err(Error::config("plot", "confusion", "need a square matrix"));
+    }
+    let cell = (420 / n as u32).clamp(14, 48);
+    let label_w = 130u32;
+    let top = 44u32;
+    let (w, h) = (label_w + cell * n as u32 + 20, top + cell * n as u32 + 20);
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(here, e))?;
+        let font = ("sans-serif", (cell as f64 * 0.4).clamp(8.0, 13.0));
+        for (i, row) in counts.iter().enumerate() {
+            let total = row.iter().sum::<u64>().max(1) as f64;
+            for (j, &c) in row.iter().enumerate() {
+                let share = c as f64 / total;
+                let x0 = (label_w + cell * j as u32) as i32;
+                let y0 = (top + cell * i as u32) as i32;
+                // Blue for the diagonal (right), red elsewhere (mistakes).
+                let base = if i == j {
+                    (31, 119, 180)
+                } else {
+                    (214, 39, 40)
+                };
+                let mix = |c: u8| (255.0 - (255.0 - f64::from(c)) * share.sqrt()) as u8;
+                let color = RGBColor(mix(base.0), mix(base.1), mix(base.2));
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cell as i32, y0 + cell as i32)],
+                    color.filled(),
+                ))
+                .map_err(|e| plot_err(here, e))?;
+                if c > 0 {
+                    let ink = if share > 0.5 { WHITE } else { BLACK };
+                    root.draw(&Text::new(
+                        c.to_string(),
+                        (x0 + 2, y0 + cell as i32 / 3),
+                        font.into_font().color(&ink),
+                    ))
+                    .map_err(|e| plot_err(here, e))?;
+                }
+            }
+            let name = names.get(i).cloned().unwrap_or_else(|| i.to_string());
+            root.draw(&Text::new(
+                name,
+                (4, (top + cell * i as u32 + cell / 3) as i32),
+                font.into_font(),
+            ))
+            .map_err(|e| plot_err(here, e))?;
+            root.draw(&Text::new(
+                i.to_string(),
+                (
+                    (label_w + cell * i as u32 + cell / 3) as i32,
+                    top as i32 - 16,
+                ),
+                font.into_font(),
+            ))
+            .map_err(|e| plot_err(here, e))?;
+        }
+        root.draw(&Text::new(
+            "true class ↓   predicted class →",
+            (4, 8),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(|e| plot_err(here, e))?;
+        root.present().map_err(|e| plot_err(here, e))?;
+    }
+    Ok(out)
+}
+
 /// Line charts side by side in one SVG file (560×450 each), each with its own axes and
 /// legend; a series keeps its color from panel to panel when it has the same index (the
 /// training and the validation error of the same models, say).

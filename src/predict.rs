@@ -202,7 +202,8 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
 }
 
-fn softmax(logits: &[f32]) -> Vec<f32> {
+/// The softmax of one row of logits.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let mut p = vec![0.0f32; logits.len()];
     softmax_rows(logits.len().max(1), logits, &mut p);
     p

@@ -183,7 +183,9 @@ pub fn lr_find(args: &LrFindArgs) -> Result<()> {
     // Bad ranges fail before the data is read.
     opts.validate()?;
     let r = lr_find::lr_find(&cfg, &opts, &mut Notes)?;
+    let report = super::report::leave(&out);
     if args.json {
+        eprint!("{report}");
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
@@ -238,7 +240,11 @@ pub fn lr_find(args: &LrFindArgs) -> Result<()> {
     if let Some(p) = &r.plot {
         s.push_str(&format!("\nplot: {}\n", p.display()));
     }
-    s.push_str(&format!("report: {}\n", out.join("lr_find.json").display()));
+    s.push_str(&format!(
+        "results: {}\n",
+        out.join("lr_find.json").display()
+    ));
+    s.push_str(&report);
     super::models::out(&s)
 }
 

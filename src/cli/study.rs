@@ -140,6 +140,7 @@ fn print_study(
             out.join("results.json").display()
         ));
     }
+    s.push_str(&super::report::leave(out));
     super::models::out(&s)
 }
 
@@ -187,7 +188,9 @@ pub fn run(args: &StudyArgs) -> Result<()> {
                 ..init::InitOptions::default()
             };
             let r = init::init_study(&opts)?;
+            let page = super::report::leave(&out);
             if a.json {
+                eprint!("{page}");
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(());
             }
@@ -217,6 +220,7 @@ pub fn run(args: &StudyArgs) -> Result<()> {
                     out.join("results.json").display()
                 ));
             }
+            s.push_str(&page);
             super::models::out(&s)
         }
         Which::Norms(a) => {
@@ -237,6 +241,7 @@ pub fn run(args: &StudyArgs) -> Result<()> {
             };
             let r = norms::norms_study(&opts, &mut super::method::Notes)?;
             if b.json {
+                eprint!("{}", super::report::leave(&opts.out));
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(());
             }
@@ -262,6 +267,7 @@ pub fn run(args: &StudyArgs) -> Result<()> {
             };
             let r = degradation::degradation_study(&opts, &mut super::method::Notes)?;
             if b.json {
+                eprint!("{}", super::report::leave(&opts.out));
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(());
             }

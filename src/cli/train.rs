@@ -487,6 +487,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         "\nhistory, checkpoints and metrics: {}\n",
         paths.dir.display()
     ));
+    text.push_str(&super::report::leave(&paths.dir));
     super::models::out(&text)
 }
 

@@ -82,7 +82,13 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     };
     let mut progress = Progress::new(cfg.log_every, stop_on_ctrl_c());
     let r = transfer::finetune(&opts, &mut progress)?;
+    let reports: String = r
+        .stages
+        .iter()
+        .map(|st| super::report::leave(&st.dir))
+        .collect();
     if args.json {
+        eprint!("{reports}");
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
@@ -101,5 +107,6 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
             st.dir.display()
         ));
     }
+    s.push_str(&reports);
     super::models::out(&s)
 }

@@ -105,7 +105,9 @@ pub fn run(args: &TuneArgs) -> Result<()> {
             tune::run(&space, &text, &dir, &mut ex, &mut notes)?
         }
     };
+    let page = super::report::leave(&dir);
     if args.json {
+        eprint!("{page}");
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
@@ -157,6 +159,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
             dir.join("best.toml").display()
         ));
     }
+    s.push_str(&page);
     super::models::out(&s)
 }
 

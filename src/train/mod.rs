@@ -413,6 +413,29 @@ fn run_in(
     Ok(outcome)
 }
 
+/// The environment of this process — CPU model, threads, strata version, whether bf16
+/// products run — recorded in `metrics.json` and shown by reports.
+pub fn environment() -> Vec<(String, String)> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    vec![
+        ("cpu".into(), cpu),
+        ("threads".into(), rayon::current_num_threads().to_string()),
+        ("strata".into(), env!("CARGO_PKG_VERSION").into()),
+        (
+            "bf16 products".into(),
+            crate::kernels::bf16::available().to_string(),
+        ),
+    ]
+}
+
 fn write_metrics(paths: &RunPaths, o: &Outcome) -> Result<()> {
     let test = o.test.as_ref().map(|(loss, conf)| {
         serde_json::json!({
@@ -429,6 +452,7 @@ fn write_metrics(paths: &RunPaths, o: &Outcome) -> Result<()> {
         "time_s": o.time_s,
         "classes": o.class_names,
         "test": test,
+        "environment": environment().into_iter().collect::<BTreeMap<String, String>>(),
     });
     let text =
         serde_json::to_string_pretty(&json).map_err(|e| Error::state("metrics", e.to_string()))?;

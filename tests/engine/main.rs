@@ -11,6 +11,7 @@ mod method;
 mod models;
 mod parity;
 mod plans;
+mod report;
 mod study;
 mod train;
 mod trainer;
