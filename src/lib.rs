@@ -9,6 +9,7 @@
 //! - [`optim`]: SGD, Nesterov, AdamW, learning-rate schedules, gradient clipping.
 //! - [`train`]: the [`train::Trainer`] (step, epoch, evaluate, hooks) and `strata train`'s run.
 //! - [`data`]: datasets (IDX, CIFAR, image folders), augmentation, the threaded loader.
+//! - [`recipe`]: the lecture's seven steps of hyperparameter tuning in one budget.
 //! - [`report`]: `report.html`, one self-contained page per run, search, sweep or study.
 //! - [`transfer`]: fine-tuning pretrained weights (`strata finetune`).
 //! - [`checkpoint`]: safetensors state dicts with torchvision names.
@@ -41,6 +42,7 @@ pub mod optim;
 pub mod plot;
 pub mod predict;
 pub mod profile;
+pub mod recipe;
 pub mod report;
 pub mod study;
 pub mod summary;

@@ -72,6 +72,11 @@ enum Command {
     /// head for new classes; train the head alone, every layer, or one then the other.
     #[command(allow_negative_numbers = true)]
     Finetune(cli::transfer::FinetuneArgs),
+    /// The lecture's seven steps in one time budget: initial loss, overfit a small
+    /// sample, find a learning rate, coarse search, fine search, train the best longer,
+    /// read the curves — and report.html telling each step and its decision.
+    #[command(allow_negative_numbers = true)]
+    Recipe(cli::recipe::RecipeArgs),
     /// Rebuild report.html — one self-contained page to open in a browser — for a run,
     /// search, lr-find or study folder (every command writes its own at the end).
     Report(cli::report::ReportArgs),
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli::train::eval(&args),
         Command::Finetune(args) => cli::transfer::run(&args),
         Command::Report(args) => cli::report::run(&args),
+        Command::Recipe(args) => cli::recipe::run(&args),
         Command::Predict(args) => cli::train::predict(&args),
         Command::Layers => {
             let text: String = strata::nn::registry::LAYERS

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod data;
 pub mod method;
 pub mod models;
+pub mod recipe;
 pub mod report;
 pub mod study;
 pub mod train;

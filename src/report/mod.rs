@@ -9,9 +9,11 @@
 //! [`build`] tells the kind of folder from its files and writes its page:
 //! - a run (`history.jsonl`): [`run::run_page`];
 //! - a search (`results.json` of `strata tune`), an LR sweep (`lr_find.json`), a study
-//!   (`claims.txt`): [`others`].
+//!   (`claims.txt`): [`others`];
+//! - a recipe (`recipe.json`): [`recipe::recipe_page`], each step told.
 
 pub mod others;
+pub mod recipe;
 pub mod run;
 
 use crate::error::{Error, Result};
@@ -30,6 +32,8 @@ pub enum Kind {
     LrFind,
     /// A study (`strata study`).
     Study,
+    /// The seven steps (`strata recipe`).
+    Recipe,
 }
 
 /// What [`build`] wrote.
@@ -48,7 +52,9 @@ pub struct Written {
 /// Tells what `dir` holds from its files.
 pub fn detect(dir: &Path) -> Result<Kind> {
     let has = |f: &str| dir.join(f).is_file();
-    if has("history.jsonl") || has("config.toml") && has("last.safetensors") {
+    if has("recipe.json") {
+        Ok(Kind::Recipe)
+    } else if has("history.jsonl") || has("config.toml") && has("last.safetensors") {
         Ok(Kind::Run)
     } else if has("lr_find.json") {
         Ok(Kind::LrFind)
@@ -60,7 +66,8 @@ pub fn detect(dir: &Path) -> Result<Kind> {
         Err(Error::Format {
             path: dir.to_path_buf(),
             reason: "not a folder strata writes: no history.jsonl (a run), results.json + \
-                     results.csv (a search), lr_find.json (an LR sweep) or claims.txt (a study)"
+                     results.csv (a search), lr_find.json (an LR sweep), claims.txt (a study) \
+                     or recipe.json (a recipe)"
                 .into(),
         })
     }
@@ -80,6 +87,7 @@ pub fn build(dir: &Path) -> Result<Written> {
         Kind::Search => others::search_page(dir),
         Kind::LrFind => others::lr_find_page(dir),
         Kind::Study => others::study_page(dir),
+        Kind::Recipe => recipe::recipe_page(dir),
     };
     let path = dir.join("report.html");
     crate::checkpoint::write_atomic(&path, page.html().as_bytes())?;

@@ -96,7 +96,8 @@ fn summary(m: &Option<serde_json::Value>, h: &Option<Vec<Record>>, config: Optio
     parts.join(" · ")
 }
 
-fn curves(h: &[Record]) -> Result<String> {
+/// The curves of a history: loss, accuracy, learning rate, speed.
+pub fn curves(h: &[Record]) -> Result<String> {
     let epochs: Vec<&Record> = h.iter().filter(|r| r.kind == "epoch").collect();
     let pts = |f: &dyn Fn(&Record) -> Option<f64>| -> Vec<(f64, f64)> {
         epochs

@@ -74,6 +74,77 @@ fn search(dir: &Path) -> PathBuf {
     out
 }
 
+fn recipe_folder(dir: &Path, lr: f32) -> (PathBuf, strata::recipe::RecipeReport) {
+    use strata::recipe::{recipe, RecipeOptions};
+    let out = dir.join(format!("recipe-{lr}"));
+    let cfg = TrainConfig {
+        data: embedded(),
+        width: Some(0.25),
+        workers: 1,
+        lr,
+        ..TrainConfig::default()
+    };
+    let r = recipe(
+        &RecipeOptions {
+            train: cfg,
+            minutes: 0.25,
+            out: out.clone(),
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_strata")),
+            coarse_trials: 3,
+            fine_trials: 2,
+        },
+        &mut Quiet,
+    )
+    .unwrap();
+    for d in ["lr-find", "coarse", "fine", "final"] {
+        if out.join(d).is_dir() {
+            report::build(&out.join(d)).unwrap();
+        }
+    }
+    (out, r)
+}
+
+#[test]
+fn the_recipe_runs_its_seven_steps_in_a_tiny_budget_and_stops_early_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, r) = recipe_folder(tmp.path(), 0.1);
+    assert!(r.stopped.is_none(), "{:?}", r.stopped);
+    let names: Vec<&str> = r.steps.iter().map(|s| &s.name[..2]).collect();
+    assert_eq!(names, ["1.", "2.", "3.", "4.", "5.", "6.", "7."]);
+    for s in &r.steps {
+        assert!(
+            !s.ran.is_empty() && !s.showed.is_empty() && !s.decision.is_empty(),
+            "{s:?}"
+        );
+    }
+    let acc = r.test_acc.unwrap();
+    assert!(acc > 0.3, "the final run learned: {acc}");
+    let best = r.best.as_ref().unwrap();
+    assert!(best.lr > 0.0 && best.lr < 10.0);
+    assert!(out.join("recipe.json").is_file() && out.join("final/best.safetensors").is_file());
+    let w = report::build(&out).unwrap();
+    assert_eq!(w.kind, Kind::Recipe);
+    assert_eq!(w.sections.len(), 8, "{:?}", w.sections);
+    let html = std::fs::read_to_string(&w.path).unwrap();
+    self_contained(&html);
+    assert!(
+        check_svgs(&html) >= 3,
+        "the sweep, the searches, the final curves"
+    );
+
+    // A rate so small that 20 images cannot be memorized: it stops at step 2, and says why.
+    let (out, r) = recipe_folder(tmp.path(), 1e-9);
+    assert_eq!(r.steps.len(), 2, "{:?}", r.steps);
+    assert!(
+        r.stopped.as_deref().unwrap().contains("cannot overfit"),
+        "{:?}",
+        r.stopped
+    );
+    assert!(!out.join("final").exists());
+    let w = report::build(&out).unwrap();
+    assert!(w.sections.iter().any(|s| s == "Stopped"));
+}
+
 /// The `<svg …>…</svg>` pieces of a page, each well-formed XML.
 fn check_svgs(html: &str) -> usize {
     let mut n = 0;
