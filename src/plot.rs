@@ -64,11 +64,14 @@ fn draw<'a, X>(
 where
     X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
 {
-    ctx.configure_mesh()
-        .x_desc(chart.x_label)
-        .y_desc(chart.y_label)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    // A log axis reads as powers of ten (1e-3), not as 0.0009999999.
+    let log_label = |v: &f64| format!("{v:.0e}");
+    let mut mesh = ctx.configure_mesh();
+    mesh.x_desc(chart.x_label).y_desc(chart.y_label);
+    if chart.log_x {
+        mesh.x_label_formatter(&log_label);
+    }
+    mesh.draw().map_err(|e| plot_err(path, e))?;
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let shown = if lines { s.points.clone() } else { vec![] };

@@ -82,6 +82,10 @@ pub struct RecipeReport {
     pub best: Option<TrainConfig>,
     /// Test accuracy of the final run.
     pub test_acc: Option<f64>,
+    /// Training speed measured before the searches (images/s), from which the searches
+    /// and the final run were sized.
+    #[serde(default)]
+    pub images_per_s: Option<f64>,
     /// Wall seconds of the whole recipe.
     pub seconds: f64,
 }
@@ -157,6 +161,7 @@ pub fn recipe(opts: &RecipeOptions, obs: &mut dyn Observer) -> Result<RecipeRepo
         stopped: None,
         best: None,
         test_acc: None,
+        images_per_s: None,
         seconds: 0.0,
     };
     let result = run_steps(opts, &mut cfg, &clock, &mut r, obs);
@@ -269,6 +274,7 @@ fn run_steps(
 
     // 4–5: the searches, sized from the measured speed.
     let ips = calibrate(cfg, 3)?;
+    r.images_per_s = Some(ips);
     let (per_class_all, classes) = train_images(cfg)?;
     let mut space = search_space(cfg, lo, hi)?;
     let coarse_budget = 0.25 * clock.left();

@@ -114,11 +114,7 @@ pub fn degradation_study(
     let svg = opts.out.join("degradation.svg");
     plot(&svg, &study)?;
     study.figure = Some(svg);
-    crate::method::write_json(&opts.out.join("results.json"), &study)?;
-    crate::checkpoint::write_atomic(
-        &opts.out.join("claims.txt"),
-        super::claims_text(&study.claims).as_bytes(),
-    )?;
+    super::save(&opts.out, &study, &study.claims)?;
     Ok(study)
 }
 

@@ -148,11 +148,7 @@ pub fn init_study(opts: &InitOptions) -> Result<InitStudy> {
         let svg = dir.join("init.svg");
         super::plot_histograms(&svg, &study)?;
         study.figure = Some(svg);
-        crate::method::write_json(&dir.join("results.json"), &study)?;
-        crate::checkpoint::write_atomic(
-            &dir.join("claims.txt"),
-            super::claims_text(&study.claims).as_bytes(),
-        )?;
+        super::save(dir, &study, &study.claims)?;
     }
     Ok(study)
 }

@@ -48,6 +48,16 @@ pub fn histogram(xs: &[f32], (lo, hi): (f64, f64), bins: usize) -> Vec<u32> {
     h
 }
 
+/// Writes a study's `results.json` and `claims.txt` into `dir` (made if needed).
+pub(crate) fn save<T: Serialize>(dir: &Path, results: &T, claims: &[Claim]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    crate::method::write_json(&dir.join("results.json"), results)?;
+    crate::checkpoint::write_atomic(&dir.join("claims.txt"), claims_text(claims).as_bytes())
+}
+
 /// The claims as text, one paragraph each.
 pub fn claims_text(claims: &[Claim]) -> String {
     claims

@@ -188,11 +188,7 @@ pub fn norms_study(opts: &NormsOptions, obs: &mut dyn Observer) -> Result<NormsS
     let svg = opts.out.join("norms.svg");
     plot_curves(&svg, &study, &opts.batches)?;
     study.figure = Some(svg);
-    crate::method::write_json(&opts.out.join("results.json"), &study)?;
-    crate::checkpoint::write_atomic(
-        &opts.out.join("claims.txt"),
-        super::claims_text(&study.claims).as_bytes(),
-    )?;
+    super::save(&opts.out, &study, &study.claims)?;
     Ok(study)
 }
 
