@@ -41,6 +41,59 @@ fn a_timed_plan_computes_what_the_static_one_does() {
 }
 
 #[test]
+fn a_timed_bf16_plan_is_either_bf16_or_entirely_f32_and_computes_the_same() {
+    use strata::kernels::bf16;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    // A thin first layer (bf16's weakest case) and a wide one.
+    for (c_in, c_out) in [(8, 16), (32, 32)] {
+        let cfg = Conv2dConfig::new(c_in, c_out, 3).padding(1);
+        let mut f = Conv2d::new(cfg.clone(), &mut rand::rngs::StdRng::seed_from_u64(3)).unwrap();
+        let mut b = Conv2d::new(cfg, &mut rand::rngs::StdRng::seed_from_u64(3)).unwrap();
+        b.set_precision(Precision::Bf16);
+        b.set_tuning(Tuning::Timed);
+        let x = Tensor::randn(&[4, c_in, 12, 12], 0.0, 1.0, &mut rng);
+        let yf = f.forward(&x, Mode::Train).unwrap();
+        let yb = b.forward(&x, Mode::Train).unwrap();
+        let p = *b.plan().unwrap();
+        assert!(p.tuned);
+        if !bf16::available() {
+            assert!(!p.bf16_forward, "no bf16 on this CPU");
+        }
+        // Whatever the timing chose, the layer is coherent: an f32 forward means f32
+        // products in every pass.
+        if !p.bf16_forward {
+            assert!(!p.bf16_weight_grad && !p.bf16_input_grad, "{p:?}");
+            assert!(!p.describe().contains("-bf16"), "{}", p.describe());
+        }
+        // The same convolution, within bf16's rounding when bf16 won.
+        let scale = yf.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let err = yf
+            .data()
+            .iter()
+            .zip(yb.data())
+            .fold(0.0f32, |e, (p, q)| e.max((p - q).abs()));
+        assert!(err <= 2e-2 * scale, "{c_in}→{c_out}: {err} of {scale}");
+        let dx = b.backward(&Tensor::full(yb.shape(), 0.5)).unwrap();
+        let dxf = f.backward(&Tensor::full(yf.shape(), 0.5)).unwrap();
+        let dscale = dxf.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let derr = dxf
+            .data()
+            .iter()
+            .zip(dx.data())
+            .fold(0.0f32, |e, (p, q)| e.max((p - q).abs()));
+        assert!(
+            derr <= 2e-2 * dscale,
+            "dx {c_in}→{c_out}: {derr} of {dscale}"
+        );
+        if !p.bf16_forward {
+            // Entirely f32: the same kernels as the f32 layer on the chosen path, so
+            // the input gradient agrees to f32 rounding.
+            assert!(derr <= 1e-4 * dscale.max(1.0), "{derr}");
+        }
+    }
+}
+
+#[test]
 fn plans_name_their_kernels_and_follow_the_model_precision() {
     let g = ConvGeom::new(16, 8, 8, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
     let p = ConvPlan::f32(g);

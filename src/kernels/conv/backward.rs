@@ -118,9 +118,10 @@ pub(crate) fn backward(
     // bf16 products: the weight gradient (transposed accumulator in `dw`), and the
     // input gradient of a stride-1 layer.
     let bf_dw = plan.bf16_weight_grad;
-    let bf_dx = dgeom
-        .as_ref()
-        .is_some_and(|t| bf16::active_for(t, plan.precision));
+    let bf_dx = plan.bf16_input_grad
+        && dgeom
+            .as_ref()
+            .is_some_and(|t| bf16::active_for(t, plan.precision));
     let wbf_dx = bf_dx && dpath == Path::Winograd && winograd::bf16_available();
     let gd = Gathered::of(g);
     // The weight gradient's kernel ([`ConvPlan::weight_grad`]). The direct one
@@ -170,7 +171,10 @@ pub(crate) fn backward(
     // Each phase's weights, packed for the bf16 kernel (enough channels of dy to pair)
     // or the f32 one.
     let phase_bf = |pg: &ConvGeom| {
-        plan.precision == bf16::Precision::Bf16 && pg.c_in >= 8 && bf16::available()
+        plan.bf16_input_grad
+            && plan.precision == bf16::Precision::Bf16
+            && pg.c_in >= 8
+            && bf16::available()
     };
     let phase_packs: Vec<Packed> = phases
         .iter()

@@ -324,8 +324,11 @@ pub(crate) fn forward(
 
 /// Times the forward of every f32 candidate path of `plan`'s geometry on this batch (one
 /// untimed run to size the buffers, then the best of two) and returns the plan with the
-/// fastest; a bf16 plan, or a geometry with one candidate, is returned as it is. The
-/// candidates compute the same convolution; their results differ in rounding only.
+/// fastest. Under bf16 the bf16 forward is one more candidate: when an f32 kernel beats
+/// it, the layer falls back to f32 products (forward and weight gradient), so that
+/// `--precision bf16` with timing is never slower than f32 on a layer where bf16 does not
+/// pay (the 1- and 3-channel first layers, thin layers, CPUs whose bf16 units are slow).
+/// The candidates compute the same convolution; their results differ in rounding only.
 #[allow(clippy::too_many_arguments)]
 pub fn autotune_forward(
     plan: &ConvPlan,
@@ -336,16 +339,23 @@ pub fn autotune_forward(
     ws: &mut ConvWorkspace,
 ) -> Result<ConvPlan> {
     let candidates = Path::candidates(&plan.geom);
-    if plan.bf16_forward || candidates.len() < 2 || n == 0 {
+    if (candidates.len() < 2 && !plan.bf16_forward) || n == 0 {
         return Ok(*plan);
     }
     let g = &plan.geom;
     let mut y = vec![0.0f32; n * g.c_out * g.ohw()];
     let mut best: Option<(f64, ConvPlan)> = None;
-    for path in candidates {
-        let Some(p) = plan.with_forward(path) else {
-            continue;
-        };
+    let f32_plan = ConvPlan {
+        bf16_forward: false,
+        bf16_weight_grad: false,
+        bf16_input_grad: false,
+        ..*plan
+    };
+    let bf16 = plan.bf16_forward.then_some(*plan);
+    let f32s = candidates
+        .into_iter()
+        .filter_map(|path| f32_plan.with_forward(path));
+    for p in bf16.into_iter().chain(f32s) {
         forward(&p, n, x, weight, bias, &mut y, None, (false, false), ws)?;
         let mut t = f64::INFINITY;
         for _ in 0..2 {

@@ -4,8 +4,9 @@
 //! The static rules (the default) pick, for the forward: Winograd F(2×2, 3×3) where it
 //! applies, else the direct kernel, else the gathered one, else im2col + GEMM; under bf16
 //! the bf16 Winograd form or the bf16 gathered kernel where [`bf16::active_for`] says so.
-//! [`ConvPlan::autotune`] instead times every f32 forward candidate that applies, once, and
-//! keeps the fastest (cuDNN's benchmark mode).
+//! [`super::autotune_forward`] instead times every forward candidate that applies, once,
+//! and keeps the fastest (cuDNN's benchmark mode); under bf16 the bf16 forward is one of
+//! them, and a layer where an f32 kernel wins runs in f32 altogether.
 
 use super::bf16::{self, Precision};
 use super::direct;
@@ -114,7 +115,8 @@ pub enum Tuning {
     /// The rules of [`Path::of`] and [`bf16::active_for`].
     #[default]
     Static,
-    /// Time every f32 forward candidate once on the layer's first batch of a geometry.
+    /// Time every forward candidate once on the layer's first batch of a geometry (under
+    /// bf16 also the bf16 forward: a layer where f32 wins falls back to f32).
     Timed,
 }
 
@@ -146,7 +148,10 @@ pub struct ConvPlan {
     pub bf16_forward: bool,
     /// Whether the weight gradient multiplies in bf16.
     pub bf16_weight_grad: bool,
-    /// Whether the forward was timed ([`ConvPlan::autotune`]) rather than ruled.
+    /// Whether the input gradient may multiply in bf16 (where [`bf16::active_for`] takes
+    /// its geometry): the precision's rule, off when timing chose f32 for the layer.
+    pub bf16_input_grad: bool,
+    /// Whether the forward was timed ([`super::autotune_forward`]) rather than ruled.
     pub tuned: bool,
 }
 
@@ -159,6 +164,7 @@ impl ConvPlan {
             forward: Path::of(&g),
             bf16_forward: bf16::active_for(&g, p),
             bf16_weight_grad: bf16::weight_grad_active_for(&g, p),
+            bf16_input_grad: p == Precision::Bf16,
             tuned: false,
         }
     }
@@ -200,7 +206,7 @@ impl ConvPlan {
     /// phases, or GEMM + col2im.
     pub fn input_grad_name(&self) -> String {
         match direct_input_grad(&self.geom) {
-            Some(t) if bf16::active_for(&t, self.precision) => {
+            Some(t) if self.bf16_input_grad && bf16::active_for(&t, self.precision) => {
                 if Path::of(&t) == Path::Winograd && winograd::bf16_available() {
                     "winograd-bf16".into()
                 } else {
