@@ -8,7 +8,10 @@ Warm-up steps are untimed, then each timed step is timed alone and the median is
 quoted (as strata does). Variants: eager NCHW, eager channels_last, torch.compile
 (default mode; its compile time is spent in the warm-up), and mixed precision with
 torch.autocast to bf16 (`bf16` on NCHW, `channels_last_bf16`), the counterpart of
-`strata bench --precision bf16`.
+`strata bench --precision bf16`. For inference, `onnxruntime`: the same twin exported
+to ONNX (eval mode, opset 17) and run by ONNX Runtime's CPU provider with the same
+thread count (all graph optimizations on) — the fastest f32 inference peer (issue 19);
+it needs `pip install onnxruntime onnx`.
 
 Peak memory: the process's peak resident set (ru_maxrss), and the same figure minus
 the resident set right after `import torch` (the "working set" of the measurement).
@@ -54,7 +57,7 @@ def main():
         "--variants",
         default="eager,channels_last,compile",
         help="comma-separated subset of eager, channels_last, compile, bf16, "
-        "channels_last_bf16 (the last two: torch.autocast to bf16)",
+        "channels_last_bf16 (these two: torch.autocast to bf16), onnxruntime (--mode infer)",
     )
     ap.add_argument("--json", action="store_true", help="print one JSON object per variant")
     args = ap.parse_args()
@@ -70,7 +73,57 @@ def main():
     torch.set_num_threads(args.threads)
     rss_import = rss_bytes()
 
+    def measure_ort():
+        import tempfile
+
+        import onnxruntime as ort
+
+        if args.mode != "infer":
+            raise ValueError("onnxruntime measures inference only (--mode infer)")
+        torch.manual_seed(0)
+        model, in_shape = torch_models.build(args.model)
+        model.eval()
+        x = torch.randn(args.batch, *in_shape)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "model.onnx")
+            torch.onnx.export(model, (x,), path, opset_version=17, dynamo=False,
+                              input_names=["x"], output_names=["logits"])
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = args.threads
+            so.inter_op_num_threads = 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        feed = {"x": x.numpy()}
+        t_warm = time.perf_counter()
+        for _ in range(args.warmup):
+            sess.run(None, feed)
+        warm_s = time.perf_counter() - t_warm
+        times = []
+        for _ in range(args.iters):
+            t = time.perf_counter()
+            sess.run(None, feed)
+            times.append(time.perf_counter() - t)
+        med = statistics.median(times)
+        return {
+            "framework": f"onnxruntime {ort.__version__}",
+            "variant": "onnxruntime",
+            "model": args.model,
+            "mode": args.mode,
+            "batch": args.batch,
+            "threads": args.threads,
+            "iters": args.iters,
+            "median_s": med,
+            "min_s": min(times),
+            "max_s": max(times),
+            "images_per_s": args.batch / med,
+            "warmup_s": warm_s,
+            "rss_import": rss_import,
+            "rss_peak": peak_bytes(),
+        }
+
     def measure(variant):
+        if variant == "onnxruntime":
+            return measure_ort()
         torch.manual_seed(0)
         model, in_shape = torch_models.build(args.model)
         x = torch.randn(args.batch, *in_shape)
