@@ -324,11 +324,13 @@ pub(crate) fn forward(
 
 /// Times the forward of every f32 candidate path of `plan`'s geometry on this batch (one
 /// untimed run to size the buffers, then the best of two) and returns the plan with the
-/// fastest. Under bf16 the bf16 forward is one more candidate: when an f32 kernel beats
-/// it, the layer falls back to f32 products (forward and weight gradient), so that
-/// `--precision bf16` with timing is never slower than f32 on a layer where bf16 does not
-/// pay (the 1- and 3-channel first layers, thin layers, CPUs whose bf16 units are slow).
-/// The candidates compute the same convolution; their results differ in rounding only.
+/// fastest. Under bf16 the bf16 plan is one more candidate, judged on its whole training
+/// step: the forward and the backward (input and weight gradient) of the bf16 plan
+/// against those of the fastest f32 one; when f32 wins, the layer falls back to f32
+/// products in every pass, so that `--precision bf16` with timing is not slower than f32
+/// on a layer where bf16 does not pay (the 1- and 3-channel first layers, thin layers,
+/// CPUs whose bf16 units are slow). The candidates compute the same convolution; their
+/// results differ in rounding only.
 #[allow(clippy::too_many_arguments)]
 pub fn autotune_forward(
     plan: &ConvPlan,
@@ -344,28 +346,58 @@ pub fn autotune_forward(
     }
     let g = &plan.geom;
     let mut y = vec![0.0f32; n * g.c_out * g.ohw()];
-    let mut best: Option<(f64, ConvPlan)> = None;
+    let best_of = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        f()?;
+        let mut t = f64::INFINITY;
+        for _ in 0..2 {
+            let start = std::time::Instant::now();
+            f()?;
+            t = t.min(start.elapsed().as_secs_f64());
+        }
+        Ok(t)
+    };
     let f32_plan = ConvPlan {
         bf16_forward: false,
         bf16_weight_grad: false,
         bf16_input_grad: false,
         ..*plan
     };
-    let bf16 = plan.bf16_forward.then_some(*plan);
-    let f32s = candidates
+    let mut best: Option<(f64, ConvPlan)> = None;
+    for p in candidates
         .into_iter()
-        .filter_map(|path| f32_plan.with_forward(path));
-    for p in bf16.into_iter().chain(f32s) {
-        forward(&p, n, x, weight, bias, &mut y, None, (false, false), ws)?;
-        let mut t = f64::INFINITY;
-        for _ in 0..2 {
-            let start = std::time::Instant::now();
-            forward(&p, n, x, weight, bias, &mut y, None, (false, false), ws)?;
-            t = t.min(start.elapsed().as_secs_f64());
-        }
+        .filter_map(|path| f32_plan.with_forward(path))
+    {
+        let t = best_of(&mut || forward(&p, n, x, weight, bias, &mut y, None, (false, false), ws))?;
         if best.as_ref().is_none_or(|(bt, _)| t < *bt) {
             best = Some((t, p));
         }
     }
-    Ok(best.map_or(*plan, |(_, p)| ConvPlan { tuned: true, ..p }))
+    let Some((_, best_f32)) = best else {
+        return Ok(*plan);
+    };
+    if !plan.bf16_forward {
+        return Ok(ConvPlan {
+            tuned: true,
+            ..best_f32
+        });
+    }
+    // bf16 against the fastest f32 plan, forward + backward (the f32 candidates share
+    // their backward kernels, so it decides nothing among them).
+    let mut dx = vec![0.0f32; x.len()];
+    let mut dw = vec![0.0f32; weight.len()];
+    let mut step = |p: &ConvPlan, y: &mut Vec<f32>| -> Result<f64> {
+        let fwd = best_of(&mut || forward(p, n, x, weight, bias, y, None, (false, false), ws))?;
+        let dy = y.clone();
+        let bwd = best_of(&mut || {
+            super::backward::conv2d_backward(p, n, x, weight, &dy, Some(&mut dx), &mut dw, None, ws)
+        })?;
+        Ok(fwd + bwd)
+    };
+    let t_bf16 = step(plan, &mut y)?;
+    let t_f32 = step(&best_f32, &mut y)?;
+    let chosen = if t_bf16 <= t_f32 { *plan } else { best_f32 };
+    Ok(ConvPlan {
+        tuned: true,
+        ..chosen
+    })
 }
