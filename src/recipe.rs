@@ -121,16 +121,11 @@ fn step(
     }
 }
 
-/// A training set's size per class after the validation split.
+/// Images per class the recipe may use (the smallest class, or `per_class`), and the
+/// number of classes.
 fn train_images(cfg: &TrainConfig) -> Result<(usize, usize)> {
-    let set = crate::data::load(&cfg.data, crate::data::Split::Train)?;
-    let set = match &cfg.classes {
-        Some(c) => set.classes_subset(c)?,
-        None => set,
-    };
-    let per_class = set.class_counts().into_iter().min().unwrap_or(0);
-    let per_class = cfg.per_class.map_or(per_class, |k| k.min(per_class));
-    Ok((per_class, set.num_classes()))
+    let (smallest, classes) = crate::study::runs::class_sizes(cfg)?;
+    Ok((cfg.per_class.map_or(smallest, |k| k.min(smallest)), classes))
 }
 
 /// Runs the recipe; writes `recipe.json` into `opts.out`.

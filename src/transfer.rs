@@ -12,7 +12,6 @@
 //! [`advise`] prints the lecture's 2×2 advice (similar or different data × little or much
 //! data) for the data at hand.
 
-use crate::data::{self, Split};
 use crate::error::{Error, Result};
 use crate::train::pretrained::{self, Finetune, FinetuneMode};
 use crate::train::{self, Observer, RunPaths, TrainConfig};
@@ -140,13 +139,7 @@ impl FinetuneReport {
 
 /// The 2×2 advice for fine-tuning on `cfg`'s data from weights trained on `source_data`.
 pub fn advise(cfg: &TrainConfig, source_data: Option<String>) -> Result<Advice> {
-    let set = data::load(&cfg.data, Split::Train)?;
-    let set = match &cfg.classes {
-        Some(c) => set.classes_subset(c)?,
-        None => set,
-    };
-    let counts = set.class_counts();
-    let smallest = counts.iter().copied().min().unwrap_or(0);
+    let (smallest, _) = crate::study::runs::class_sizes(cfg)?;
     let mut n = cfg.per_class.map_or(smallest, |k| k.min(smallest));
     n = ((n as f64) * (1.0 - cfg.val_fraction)).floor() as usize;
     let much = n >= MUCH_DATA_PER_CLASS;

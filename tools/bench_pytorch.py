@@ -73,6 +73,25 @@ def main():
     torch.set_num_threads(args.threads)
     rss_import = rss_bytes()
 
+    def record(variant, framework, threads, times, warm_s):
+        med = statistics.median(times)
+        return {
+            "framework": framework,
+            "variant": variant,
+            "model": args.model,
+            "mode": args.mode,
+            "batch": args.batch,
+            "threads": threads,
+            "iters": args.iters,
+            "median_s": med,
+            "min_s": min(times),
+            "max_s": max(times),
+            "images_per_s": args.batch / med,
+            "warmup_s": warm_s,
+            "rss_import": rss_import,
+            "rss_peak": peak_bytes(),
+        }
+
     def measure_ort():
         import tempfile
 
@@ -103,23 +122,7 @@ def main():
             t = time.perf_counter()
             sess.run(None, feed)
             times.append(time.perf_counter() - t)
-        med = statistics.median(times)
-        return {
-            "framework": f"onnxruntime {ort.__version__}",
-            "variant": "onnxruntime",
-            "model": args.model,
-            "mode": args.mode,
-            "batch": args.batch,
-            "threads": args.threads,
-            "iters": args.iters,
-            "median_s": med,
-            "min_s": min(times),
-            "max_s": max(times),
-            "images_per_s": args.batch / med,
-            "warmup_s": warm_s,
-            "rss_import": rss_import,
-            "rss_peak": peak_bytes(),
-        }
+        return record("onnxruntime", f"onnxruntime {ort.__version__}", args.threads, times, warm_s)
 
     def measure(variant):
         if variant == "onnxruntime":
@@ -166,23 +169,7 @@ def main():
             t = time.perf_counter()
             step(run)
             times.append(time.perf_counter() - t)
-        med = statistics.median(times)
-        return {
-            "framework": f"pytorch {torch.__version__}",
-            "variant": variant,
-            "model": args.model,
-            "mode": args.mode,
-            "batch": args.batch,
-            "threads": torch.get_num_threads(),
-            "iters": args.iters,
-            "median_s": med,
-            "min_s": min(times),
-            "max_s": max(times),
-            "images_per_s": args.batch / med,
-            "warmup_s": warm_s,
-            "rss_import": rss_import,
-            "rss_peak": peak_bytes(),
-        }
+        return record(variant, f"pytorch {torch.__version__}", torch.get_num_threads(), times, warm_s)
 
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
         try:

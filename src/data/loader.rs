@@ -77,6 +77,20 @@ impl Default for LoaderConfig {
     }
 }
 
+impl LoaderConfig {
+    /// Evaluation batches: the images in dataset order, `normalize`d, no augmentation,
+    /// built on the caller's thread (what `eval`, a report or a study reads).
+    pub fn in_order(batch_size: usize, normalize: Normalize) -> Self {
+        LoaderConfig {
+            batch_size,
+            shuffle: false,
+            workers: 0,
+            normalize,
+            ..LoaderConfig::default()
+        }
+    }
+}
+
 /// One batch: inputs, targets, and which dataset images they are.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::method::{diagnose, Thresholds};
 use crate::nn::{Layer, Mode};
 use crate::plot::{self, Chart, Series};
-use crate::tensor::Tensor;
 use crate::train::{self, History, Record, RunPaths};
 use std::path::Path;
 
@@ -254,23 +253,22 @@ fn predictions(dir: &Path) -> Result<String> {
             ),
         ));
     }
+    // The first test images, in order, through the loader (the training pipeline's
+    // preprocessing, no augmentation).
     let n = set.len().min(PREDICTED);
-    let [c, h, w] = shape;
-    let hw = h * w;
+    let first: Vec<usize> = (0..n).collect();
+    let set = set.subset(&first)?;
+    let w = set.shape()[2];
+    let loader = data::Loader::new(
+        std::sync::Arc::new(set.clone()),
+        data::LoaderConfig::in_order(200, t.normalize.clone()),
+    )?;
     let mut guesses = Vec::with_capacity(n);
-    for start in (0..n).step_by(200) {
-        let idx: Vec<usize> = (start..(start + 200).min(n)).collect();
-        let mut x = Vec::with_capacity(idx.len() * c * hw);
-        for &i in &idx {
-            let mut im: Vec<f32> = set.image(i).iter().map(|&p| f32::from(p) / 255.0).collect();
-            t.normalize.apply(&mut im, hw);
-            x.extend(im);
-        }
-        let logits = t
-            .model
-            .forward(&Tensor::from_vec(x, &[idx.len(), c, h, w])?, Mode::Eval)?;
+    for b in 0..loader.len() {
+        let batch = loader.batch(0, b);
+        let logits = t.model.forward(&batch.x, Mode::Eval)?;
         let k = logits.shape()[1];
-        for (row, &i) in logits.data().chunks(k).zip(&idx) {
+        for (row, &i) in logits.data().chunks(k).zip(&batch.indices) {
             let p = crate::predict::softmax(row);
             let best = train::metrics::argmax(&p);
             guesses.push((i, best, p[best]));

@@ -205,15 +205,13 @@ fn train_vs_eval(run: &std::path::Path, data: &str, batch: usize) -> Result<Trai
             "too few images of the model's size for the example",
         ));
     }
-    let hw = h * w;
+    // The batches through the loader: the training pipeline's preprocessing.
     let images = |idx: &[usize]| -> Result<Tensor> {
-        let mut x = Vec::with_capacity(idx.len() * c * hw);
-        for &i in idx {
-            let mut im: Vec<f32> = set.image(i).iter().map(|&p| f32::from(p) / 255.0).collect();
-            t.normalize.apply(&mut im, hw);
-            x.extend(im);
-        }
-        Tensor::from_vec(x, &[idx.len(), c, h, w])
+        let loader = crate::data::Loader::new(
+            std::sync::Arc::new(set.subset(idx)?),
+            crate::data::LoaderConfig::in_order(idx.len(), t.normalize.clone()),
+        )?;
+        Ok(loader.batch(0, 0).x)
     };
     // Image 0 with images 1..batch, then with images batch..2·batch−1.
     let a: Vec<usize> = (0..batch).collect();

@@ -45,6 +45,18 @@ pub fn calibrate(cfg: &TrainConfig, steps: usize) -> Result<f64> {
     Ok(images as f64 / start.elapsed().as_secs_f64().max(1e-9))
 }
 
+/// The training split of `cfg`'s data (its `classes`, not its `per_class`): the images
+/// of its smallest class, and the number of classes.
+pub fn class_sizes(cfg: &TrainConfig) -> Result<(usize, usize)> {
+    let set = data::load(&cfg.data, Split::Train)?;
+    let set = match &cfg.classes {
+        Some(c) => set.classes_subset(c)?,
+        None => set,
+    };
+    let smallest = set.class_counts().into_iter().min().unwrap_or(0);
+    Ok((smallest, set.num_classes()))
+}
+
 /// How many images each run of a study sees, and in how many epochs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -116,13 +128,8 @@ pub fn plan(
             (n, ips, Some(minutes))
         }
     };
-    let set = data::load(&first.data, Split::Train)?;
-    let set = match &first.classes {
-        Some(c) => set.classes_subset(c)?,
-        None => set,
-    };
-    let classes = set.num_classes().max(1);
-    let smallest = set.class_counts().into_iter().min().unwrap_or(0);
+    let (smallest, classes) = class_sizes(first)?;
+    let classes = classes.max(1);
     let keep = 1.0 - first.val_fraction;
     // Training images of one epoch over a subset of k per class: k · classes · keep.
     let per_epoch = images as f64 / epochs as f64;

@@ -118,38 +118,23 @@ fn head_mode_leaves_every_backbone_parameter_and_batchnorm_statistic_bit_identic
 
     // Head then full: two runs, the second starting from the first's head.
     let htf = dir.path().join("htf");
-    let r = transfer::finetune(
-        &FinetuneOptions {
-            train: small(&[5, 6, 7, 8, 9], 1),
-            from: src.display().to_string(),
-            model: None,
-            normalize: None,
-            mode: Mode::HeadThenFull,
-            backbone_lr_mult: 1.0,
-            head_epochs: 1,
-            out: htf.clone(),
-        },
-        &mut Quiet,
-    );
+    let opts = |train: TrainConfig| FinetuneOptions {
+        train,
+        from: src.display().to_string(),
+        model: None,
+        normalize: None,
+        mode: Mode::HeadThenFull,
+        backbone_lr_mult: 1.0,
+        head_epochs: 1,
+        out: htf.clone(),
+    };
     // The base config carries a width override: refused, a fine-tune keeps the
     // source's architecture.
-    assert!(r.unwrap_err().to_string().contains("width"));
+    let e = transfer::finetune(&opts(small(&[5, 6, 7, 8, 9], 1)), &mut Quiet).unwrap_err();
+    assert!(e.to_string().contains("width"), "{e}");
     let mut base = small(&[5, 6, 7, 8, 9], 1);
     base.width = None;
-    let r = transfer::finetune(
-        &FinetuneOptions {
-            train: base,
-            from: src.display().to_string(),
-            model: None,
-            normalize: None,
-            mode: Mode::HeadThenFull,
-            backbone_lr_mult: 1.0,
-            head_epochs: 1,
-            out: htf.clone(),
-        },
-        &mut Quiet,
-    )
-    .unwrap();
+    let r = transfer::finetune(&opts(base), &mut Quiet).unwrap();
     assert_eq!(r.stages.len(), 2);
     assert_eq!(r.stages[0].mode, FinetuneMode::Head);
     assert_eq!(r.stages[1].mode, FinetuneMode::Full);
