@@ -112,6 +112,13 @@ pub fn max_pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u3
                         continue;
                     }
                     max_plane_2x2(g, xp, yp, ap);
+                } else if avx512 && g.stride.1 <= 2 {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX-512F is present; the chunks hold one plane of h·w
+                    // inputs and oh·ow outputs, as the kernel asserts.
+                    unsafe {
+                        max_plane_avx512(g, xp, yp, ap)
+                    };
                 } else if inside {
                     max_plane_inside(g, xp, yp, ap);
                 } else {
@@ -235,6 +242,88 @@ unsafe fn max_plane_2x2_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mu
                 _mm512_add_epi32(i2, one),
             );
             let m = ((1u32 << n) - 1) as __mmask16;
+            let at = oy * g.ow + ox0;
+            _mm512_mask_storeu_ps(yq.add(at), m, best);
+            _mm512_mask_storeu_epi32(aq.add(at), m, bi);
+            ox0 += 16;
+        }
+    }
+}
+
+/// Any window with a horizontal stride of 1 or 2 (padding, dilation, ceil mode), 16
+/// outputs of a row at a time: for each tap of the window in row-major order, the 16
+/// inputs it sees (one load, or two and a permute of the even elements for stride 2;
+/// taps in the padding masked off) update the running maximum and its index by
+/// [`beats`], the first valid tap taken unconditionally, as [`max_plane`] does.
+///
+/// # Safety
+/// The CPU must support AVX-512F. The lengths the masked loads and stores rely on
+/// (`xp` at least `h * w`, `yp` and `ap` at least `oh * ow`) are asserted on entry;
+/// lanes outside the plane are masked off and never touch memory.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_plane_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let (w, sx) = (g.w as isize, g.stride.1 as isize);
+    assert!(xp.len() >= g.h * g.w && yp.len() >= g.oh * g.ow && ap.len() >= g.oh * g.ow);
+    assert!(sx == 1 || sx == 2);
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let even = _mm512_slli_epi32::<1>(lanes);
+    let lane_step = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(sx as i32));
+    let unset = _mm512_set1_epi32(-1);
+    // Lanes k in [lo, hi) as a mask.
+    let range = |lo: isize, hi: isize| -> u32 {
+        let (lo, hi) = (lo.clamp(0, 32) as u32, hi.clamp(0, 32) as u32);
+        if hi <= lo {
+            0
+        } else {
+            (((1u64 << hi) - 1) & !((1u64 << lo) - 1)) as u32
+        }
+    };
+    let (xq, yq, aq) = (xp.as_ptr(), yp.as_mut_ptr(), ap.as_mut_ptr() as *mut i32);
+    for oy in 0..g.oh {
+        let mut ox0 = 0;
+        while ox0 < g.ow {
+            let n = (g.ow - ox0).min(16) as isize;
+            let mut best = _mm512_set1_ps(f32::NEG_INFINITY);
+            let mut bi = unset;
+            for i in 0..g.kernel.0 {
+                let iy = (oy * g.stride.0 + i * g.dilation.0) as isize - g.pad.0 as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                for j in 0..g.kernel.1 {
+                    // Input column of lane k: base + k·sx.
+                    let base = ox0 as isize * sx + (j * g.dilation.1) as isize - g.pad.1 as isize;
+                    // Lanes whose column lies inside the row.
+                    let k_lo = if base < 0 { (-base + sx - 1) / sx } else { 0 };
+                    let k_hi = n.min((w - base + sx - 1).div_euclid(sx));
+                    let valid = range(k_lo, k_hi) as __mmask16;
+                    if valid == 0 {
+                        continue;
+                    }
+                    // Elements e of the row from `base` that the valid lanes read.
+                    let row = xq.wrapping_offset(iy * w + base);
+                    let v = if sx == 1 {
+                        _mm512_maskz_loadu_ps(valid, row)
+                    } else {
+                        let e = range(2 * k_lo, 2 * k_hi - 1);
+                        let lo = _mm512_maskz_loadu_ps(e as __mmask16, row);
+                        let hi =
+                            _mm512_maskz_loadu_ps((e >> 16) as __mmask16, row.wrapping_add(16));
+                        _mm512_permutex2var_ps(lo, even, hi)
+                    };
+                    let vi = _mm512_add_epi32(lane_step, _mm512_set1_epi32((iy * w + base) as i32));
+                    let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
+                    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v)
+                        & _mm512_cmp_ps_mask::<_CMP_ORD_Q>(best, best);
+                    let first = _mm512_cmpeq_epi32_mask(bi, unset);
+                    let m = valid & (gt | nan | first);
+                    best = _mm512_mask_blend_ps(m, best, v);
+                    bi = _mm512_mask_blend_epi32(m, bi, vi);
+                }
+            }
+            let m = range(0, n) as __mmask16;
             let at = oy * g.ow + ox0;
             _mm512_mask_storeu_ps(yq.add(at), m, best);
             _mm512_mask_storeu_epi32(aq.add(at), m, bi);
@@ -483,9 +572,22 @@ mod tests {
             (9, 8, (3, 3), (2, 2), (1, 1)),
             (10, 10, (3, 2), (1, 3), (2, 1)),
         ];
-        for (h, w, k, st, d) in cases {
-            let g = PoolGeom::new("t", (h, w), k, st, (0, 0), d, false).unwrap();
-            assert!(windows_inside(&g));
+        // Padded and ceil-mode windows (the 3x3/2 stem pool of ImageNet ResNets, stride
+        // 1, dilation, rows wider than 16 and 32 outputs).
+        let padded = [
+            (112, 112, (3, 3), (2, 2), (1, 1), (1, 1), false),
+            (7, 9, (3, 3), (2, 2), (1, 1), (1, 1), true),
+            (5, 37, (3, 3), (1, 1), (1, 1), (1, 1), false),
+            (9, 40, (3, 5), (2, 1), (1, 2), (1, 2), false),
+            (6, 70, (2, 2), (2, 2), (1, 1), (1, 1), true),
+            (8, 33, (5, 3), (1, 2), (2, 1), (2, 2), true),
+        ];
+        let all = cases
+            .iter()
+            .map(|&(h, w, k, st, d)| (h, w, k, st, (0, 0), d, false))
+            .chain(padded);
+        for (h, w, k, st, pad, d, ceil) in all {
+            let g = PoolGeom::new("t", (h, w), k, st, pad, d, ceil).unwrap();
             let planes = 3;
             // Few distinct values (many ties), and some NaNs.
             let x: Vec<f32> = (0..planes * h * w)
@@ -507,7 +609,7 @@ mod tests {
                     &mut a2[o],
                 );
             }
-            assert_eq!(a, a2, "{h}x{w} k{k:?} s{st:?} d{d:?}");
+            assert_eq!(a, a2, "{h}x{w} k{k:?} s{st:?} p{pad:?} d{d:?} ceil {ceil}");
             let same = y
                 .iter()
                 .zip(&y2)

@@ -71,10 +71,19 @@ pub(crate) fn direct_input_grad(g: &ConvGeom) -> Option<ConvGeom> {
 
 /// Images per GEMM for a layer on im2col + GEMM whose output plane is small: enough
 /// columns (`images · oh·ow ≥ 128`) for the GEMM to run at speed — one image of a 2×2
-/// plane is a product only 4 columns wide. 1 for grouped layers and large planes.
+/// plane is a product only 4 columns wide. A large layer (`kg · c_out ≥ 2²⁰`, the 7×7
+/// maps of 512 channels in ImageNet ResNets) takes images up to 512 columns: its weight
+/// gradient (9 MiB for 4,608 × 512) is read and written once per product, so a product
+/// of 98 columns spent more time on that traffic than on arithmetic. 1 for grouped
+/// layers and large planes.
 pub(crate) fn gemm_images(g: &ConvGeom) -> usize {
+    let large = g.kg() * g.c_out >= 1 << 20;
     if g.groups == 1 && g.ohw() > 0 && g.ohw() < 64 {
-        (128 / g.ohw()).max(2)
+        if large {
+            512usize.div_ceil(g.ohw()).max(2)
+        } else {
+            (128 / g.ohw()).max(2)
+        }
     } else {
         1
     }

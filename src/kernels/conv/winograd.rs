@@ -52,12 +52,19 @@ pub(crate) const NT: usize = 3;
 /// The bands' `V` and `M` together stay under about this many floats (384 KiB).
 pub(crate) const BAND_FLOATS: usize = 96 * 1024;
 
+/// The most bytes of transformed weights that a map of few tiles may stream per image.
+const U_CACHED_BYTES: usize = 1 << 20;
+
 /// Whether the Winograd kernel computes this convolution on this CPU: 3×3, stride 1, no
 /// dilation, one group, enough channels on both sides that the products outweigh the
 /// transforms, and at least 16 tiles (a 7×7 output) to fill a vector — on 4×4 and
 /// smaller maps the lanes would be three quarters empty (VGG's deep layers at 32×32
-/// inputs ran 14% slower on it).
+/// inputs ran 14% slower on it). On a map of fewer than 48 tiles (three vectors) the
+/// transformed weights must also fit a core's L2 cache (at most 1 MiB): each image
+/// streams all of `U` for its few tiles, and on ResNet-18's 7×7 maps of 512 channels
+/// (16 MiB of `U`, 16 tiles) that ran at 52 GFLOP/s against 128 for im2col + GEMM.
 pub fn applies(g: &ConvGeom) -> bool {
+    let tiles = g.oh.div_ceil(2) * g.ow.div_ceil(2);
     g.kh == 3
         && g.kw == 3
         && g.stride == (1, 1)
@@ -65,7 +72,8 @@ pub fn applies(g: &ConvGeom) -> bool {
         && g.groups == 1
         && g.c_in >= 16
         && g.c_out >= 16
-        && g.oh.div_ceil(2) * g.ow.div_ceil(2) >= LANES
+        && tiles >= LANES
+        && (tiles >= NT * LANES || XI * g.c_in * g.c_out * 4 <= U_CACHED_BYTES)
         && crate::kernels::conv::has_avx512()
 }
 
