@@ -7,7 +7,6 @@ use clap::Args;
 use std::path::PathBuf;
 use strata::bench::{self, BenchMode, BenchOptions, BenchReport};
 use strata::kernels::bf16::Precision;
-use strata::kernels::conv::Tuning;
 use strata::models;
 use strata::plot::{line_chart, Chart, Series};
 
@@ -62,10 +61,12 @@ pub struct BenchArgs {
     /// f32 sums and everything else f32; needs AVX-512 BF16, f32 without it).
     #[arg(long, default_value = "f32", value_name = "f32|bf16")]
     pub precision: String,
-    /// How each convolution picks its kernel: `static` (fixed rules per geometry) or
-    /// `timed` (every kernel that applies is timed once on the first batch and the
-    /// fastest kept, as cuDNN's benchmark mode). The table's last column shows the choice.
-    #[arg(long, default_value = "static", value_name = "static|timed")]
+    /// How each convolution picks its kernel: `auto` (as `strata train`: static rules
+    /// in f32, timed under bf16), `static` (fixed rules per geometry) or `timed` (every
+    /// kernel that applies is timed once on the first batch and the fastest kept, as
+    /// cuDNN's benchmark mode; the bench always times afresh). The table's last column
+    /// shows the choice.
+    #[arg(long, default_value = "auto", value_name = "auto|static|timed")]
     pub conv_tuning: String,
     /// Write the sweep as an SVG chart to this file.
     #[arg(long, value_name = "FILE.svg")]
@@ -96,11 +97,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mode: BenchMode = args.mode.parse()?;
     let precision: Precision = args.precision.parse()?;
     super::warn_without_bf16(precision);
-    let tuning = match args.conv_tuning.as_str() {
-        "static" => Tuning::Static,
-        "timed" => Tuning::Timed,
-        other => bail!("--conv-tuning `{other}`: use static or timed"),
-    };
+    let tuning = args
+        .conv_tuning
+        .parse::<strata::train::ConvTuning>()?
+        .resolve(precision);
     let names: Vec<String> = list("model", &args.model)?;
     let batches: Vec<usize> = list("batch", &args.batch)?;
     let threads: Vec<usize> = match &args.thread_counts {

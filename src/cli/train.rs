@@ -75,6 +75,14 @@ pub struct RunFlags {
     /// f32 sums, f32 master weights; needs AVX-512 BF16, f32 without it). Default: f32.
     #[arg(long, value_name = "f32|bf16")]
     pub precision: Option<String>,
+    /// How the convolutions pick their kernels: `auto` (the default: the static rules in
+    /// f32, so runs are identical on every CPU; timed under bf16, so that a layer where
+    /// bf16 does not pay runs f32), `static`, or `timed` (each kernel that applies is
+    /// timed once per layer geometry and the fastest kept, as cuDNN's benchmark mode;
+    /// the choices go to the run's plans.json, which a resume reads back, and to a cache
+    /// keyed by CPU model: $STRATA_PLAN_CACHE or ~/.cache/strata/conv-plans.json).
+    #[arg(long, value_name = "auto|static|timed")]
+    pub conv_tuning: Option<String>,
     /// Clip the global gradient norm to this value. Default: off.
     #[arg(long, value_name = "NORM")]
     pub clip_grad: Option<f32>,
@@ -187,6 +195,9 @@ impl RunFlags {
         );
         if let Some(p) = &self.precision {
             c.precision = p.parse()?;
+        }
+        if let Some(t) = &self.conv_tuning {
+            c.conv_tuning = t.parse()?;
         }
         if self.clip_grad.is_some() {
             c.clip_grad = self.clip_grad;

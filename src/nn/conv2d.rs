@@ -20,12 +20,13 @@ use super::{
 use crate::error::{Error, Result};
 use crate::kernels::bf16::Precision;
 use crate::kernels::conv::{
-    autotune_forward, conv2d_backward, conv2d_backward_relu_input, conv2d_forward,
-    conv2d_forward_moments, conv2d_forward_pooled, conv2d_forward_relu, pooled_applies, ConvGeom,
-    ConvPlan, ConvWorkspace, Tuning,
+    autotune_forward, book, conv2d_backward, conv2d_backward_relu_input, conv2d_forward,
+    conv2d_forward_moments, conv2d_forward_pooled, conv2d_forward_relu, pooled_applies, Choice,
+    ConvGeom, ConvPlan, ConvWorkspace, PlanBook, Tuning,
 };
 use crate::tensor::Tensor;
 use rand::Rng;
+use std::sync::Arc;
 
 /// Configuration of a [`Conv2d`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -170,6 +171,8 @@ pub struct Conv2d {
     ws: ConvWorkspace,
     precision: Precision,
     tuning: Tuning,
+    /// Where timed choices are looked up and recorded (shared by a model's layers).
+    book: Option<Arc<PlanBook>>,
     /// The plan of the last geometry and precision.
     plan: Option<ConvPlan>,
 }
@@ -195,6 +198,7 @@ impl Conv2d {
             ws: ConvWorkspace::default(),
             precision: Precision::F32,
             tuning: Tuning::Static,
+            book: None,
             plan: None,
         })
     }
@@ -217,6 +221,13 @@ impl Conv2d {
         self.plan = None;
     }
 
+    /// The book of timed choices this layer consults before timing and records into
+    /// (`None`: every new geometry is timed).
+    pub fn set_plan_book(&mut self, book: Option<Arc<PlanBook>>) {
+        self.book = book;
+        self.plan = None;
+    }
+
     /// The plan of the last forward (which kernel each pass runs), if any.
     pub fn plan(&self) -> Option<&ConvPlan> {
         self.plan.as_ref()
@@ -235,11 +246,21 @@ impl Conv2d {
         }
         let mut plan = ConvPlan::new(g, self.precision);
         if tune && self.tuning == Tuning::Timed {
-            let (w, b) = (
-                self.weight.value.data(),
-                self.bias.as_ref().map(|b| b.value.data()),
-            );
-            plan = autotune_forward(&plan, n, x.data(), w, b, &mut self.ws)?;
+            let key = book::key(&g, self.precision, n, rayon::current_num_threads());
+            let known = self.book.as_ref().and_then(|b| b.get(&key));
+            match known.and_then(|c| c.apply(&plan)) {
+                Some(p) => plan = p,
+                None => {
+                    let (w, b) = (
+                        self.weight.value.data(),
+                        self.bias.as_ref().map(|b| b.value.data()),
+                    );
+                    plan = autotune_forward(&plan, n, x.data(), w, b, &mut self.ws)?;
+                    if let Some(book) = &self.book {
+                        book.insert(key, Choice::of(&plan));
+                    }
+                }
+            }
         }
         self.plan = Some(plan);
         Ok((n, plan))

@@ -262,6 +262,19 @@ pub fn set_tuning(layer: &mut dyn Layer, t: crate::kernels::conv::Tuning) {
     });
 }
 
+/// Gives every convolution of `layer` the book of timed choices `book`
+/// ([`Conv2d::set_plan_book`]).
+pub fn set_plan_book(
+    layer: &mut dyn Layer,
+    book: Option<std::sync::Arc<crate::kernels::conv::PlanBook>>,
+) {
+    visit_layers_mut(layer, "", &mut |_, l| {
+        if let Some(c) = (l as &mut dyn std::any::Any).downcast_mut::<Conv2d>() {
+            c.set_plan_book(book.clone());
+        }
+    });
+}
+
 /// The plan of every convolution that has run, by state-dict path.
 pub fn conv_plans(layer: &mut dyn Layer) -> Vec<(String, crate::kernels::conv::ConvPlan)> {
     let mut v = vec![];

@@ -20,6 +20,53 @@ pub enum Monitor {
     ValAcc,
 }
 
+/// How the convolutions pick their kernels in a run (`--conv-tuning`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvTuning {
+    /// Static rules in f32 (the same numbers on every CPU), timed under bf16 (a layer
+    /// where bf16 does not pay on this CPU runs f32, so bf16 is not slower than f32).
+    #[default]
+    Auto,
+    /// The static rules (`kernels::conv::Path::of`).
+    Static,
+    /// Every kernel that applies timed once per geometry, the fastest kept
+    /// (`kernels::conv::autotune_forward`), recorded in the run folder and a cache file.
+    Timed,
+}
+
+impl ConvTuning {
+    /// What a run at precision `p` does.
+    pub fn resolve(self, p: Precision) -> crate::kernels::conv::Tuning {
+        use crate::kernels::conv::Tuning;
+        match self {
+            ConvTuning::Auto if p == Precision::Bf16 => Tuning::Timed,
+            ConvTuning::Auto | ConvTuning::Static => Tuning::Static,
+            ConvTuning::Timed => Tuning::Timed,
+        }
+    }
+}
+
+impl std::str::FromStr for ConvTuning {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(ConvTuning::Auto),
+            "static" => Ok(ConvTuning::Static),
+            "timed" => Ok(ConvTuning::Timed),
+            other => Err(Error::config(
+                "train",
+                "conv_tuning",
+                format!("`{other}`: use auto, static or timed"),
+            )),
+        }
+    }
+}
+
+fn is_auto(t: &ConvTuning) -> bool {
+    *t == ConvTuning::Auto
+}
+
 /// A training run's configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,6 +94,10 @@ pub struct TrainConfig {
     /// Products of the convolutions: f32, or bf16 (mixed precision: bf16 products, f32
     /// sums, master weights and everything else in f32; AVX-512 BF16 CPUs).
     pub precision: Precision,
+    /// How the convolutions pick their kernels: `auto` (static in f32, timed under
+    /// bf16), `static` or `timed`.
+    #[serde(skip_serializing_if = "is_auto")]
+    pub conv_tuning: ConvTuning,
     /// Augmentation pipeline (`strata data --help` for the syntax); empty for none;
     /// `auto` (the default) for the dataset's: `flip,crop:2`, without the flip on
     /// handwritten digits (`mnist`: a mirrored 2 is not a 2).
@@ -110,6 +161,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             clip_grad: None,
             precision: Precision::F32,
+            conv_tuning: ConvTuning::Auto,
             augment: "auto".into(),
             val_fraction: 0.1,
             per_class: None,

@@ -18,6 +18,7 @@ mod commit;
 pub mod config;
 pub mod history;
 pub mod metrics;
+pub mod plans;
 pub mod pretrained;
 mod run_log;
 pub mod setup;
@@ -25,7 +26,7 @@ pub mod stats;
 pub mod trainer;
 pub mod watch;
 
-pub use config::{Monitor, TrainConfig};
+pub use config::{ConvTuning, Monitor, TrainConfig};
 pub use history::{History, Record};
 pub use metrics::Confusion;
 pub use setup::{model_config, Setup};
@@ -92,6 +93,10 @@ impl RunPaths {
     /// `metrics.json`
     pub fn metrics(&self) -> PathBuf {
         self.dir.join("metrics.json")
+    }
+    /// `plans.json`: the timed kernel choices the run used ([`plans`]).
+    pub fn plans(&self) -> PathBuf {
+        self.dir.join("plans.json")
     }
 }
 
@@ -220,6 +225,7 @@ fn run_in(
         test_loader,
         class_names,
         normalize,
+        plans: book,
         ..
     } = Setup::new(cfg, true, obs)?;
     let per_epoch = train_loader.len() as u64;
@@ -271,6 +277,17 @@ fn run_in(
             .get("strata.time_s")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
+        // The kernels the run timed before, over any cached choice.
+        if let (Some(book), Some(rec)) = (&book, plans::load_run(&paths.plans())?) {
+            if rec.cpu != plans::cpu_model() {
+                obs.note(&format!(
+                    "the run's kernel choices were timed on {}; applying them on {}",
+                    rec.cpu,
+                    plans::cpu_model()
+                ));
+            }
+            book.pin(rec.choices);
+        }
         history.truncate_after(epoch0)?;
         watch::Watch::truncate(&paths.watch(), trainer.step)?;
         obs.note(&format!(
@@ -334,6 +351,9 @@ fn run_in(
             time_s: time0 + start.elapsed().as_secs_f64(),
             images_per_s: stats.images as f64 / stats.seconds.max(1e-9),
         };
+        if let Some(book) = &book {
+            plans::record(&paths.plans(), book, &mut |m| obs.note(m))?;
+        }
         history.append(&record)?;
         obs.epoch(&record);
         epochs_done = epoch + 1;
@@ -416,17 +436,8 @@ fn run_in(
 /// The environment of this process — CPU model, threads, strata version, whether bf16
 /// products run — recorded in `metrics.json` and shown by reports.
 pub fn environment() -> Vec<(String, String)> {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
     vec![
-        ("cpu".into(), cpu),
+        ("cpu".into(), plans::cpu_model()),
         ("threads".into(), rayon::current_num_threads().to_string()),
         ("strata".into(), env!("CARGO_PKG_VERSION").into()),
         (

@@ -9,8 +9,10 @@ use super::trainer::Trainer;
 use super::Observer;
 use crate::data::{self, Augment, ImageDataset, Loader, LoaderConfig, Normalize, Split};
 use crate::error::{Error, Result};
+use crate::kernels::conv::{PlanBook, Tuning};
 use crate::loss::CrossEntropy;
 use crate::models::{self, ModelConfig};
+use crate::nn;
 use crate::optim::{LrSchedule, Optimizer};
 use std::sync::Arc;
 
@@ -138,6 +140,9 @@ pub struct Setup {
     pub train_set: Arc<ImageDataset>,
     /// The validation images.
     pub val_set: Option<Arc<ImageDataset>>,
+    /// The book of timed kernel choices, when the run times its convolutions
+    /// ([`super::plans`]; `conv_tuning`).
+    pub plans: Option<Arc<PlanBook>>,
 }
 
 impl Setup {
@@ -193,7 +198,13 @@ impl Setup {
         trainer.clip_grad = cfg.clip_grad;
         trainer.precision = cfg.precision;
         trainer.seed = cfg.seed;
+        let tuning = cfg.conv_tuning.resolve(cfg.precision);
+        let plans = (tuning == Tuning::Timed)
+            .then(|| Arc::new(super::plans::new_book(&mut |m| obs.note(m))));
+        nn::set_tuning(&mut trainer.model, tuning);
+        nn::set_plan_book(&mut trainer.model, plans.clone());
         Ok(Setup {
+            plans,
             trainer,
             train_loader,
             val_loader,

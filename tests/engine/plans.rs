@@ -169,3 +169,99 @@ fn the_fusion_pass_lists_the_fused_steps_of_each_mode() {
         .unwrap();
     assert_eq!(pf.execution(Mode::Train)[..2], ["0 + 1 (moments)", "2"]);
 }
+
+/// A timed run records its kernel choices in the run folder, shares them with the next
+/// run on this CPU through the cache, and a killed run resumed with a cache that says
+/// otherwise still replays the uninterrupted history (its own record wins).
+#[test]
+fn a_timed_run_records_its_choices_and_a_resume_replays_them_over_the_cache() {
+    use super::train::{assert_ok, replayed, strata};
+    use std::time::{Duration, Instant};
+    use strata::train::RunPaths;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = super::embedded();
+    let cache = tmp.path().join("cache.json");
+    let common = [
+        "train",
+        "--data",
+        &data,
+        "--per-class",
+        "150",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--width",
+        "0.5",
+        "--log-every",
+        "10",
+        "--workers",
+        "2",
+        "--precision",
+        "bf16",
+        "--conv-tuning",
+        "timed",
+    ];
+    let full = tmp.path().join("full");
+    let out = strata(&common)
+        .arg("--run-dir")
+        .arg(&full)
+        .env("STRATA_PLAN_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(RunPaths::new(&full).plans()).unwrap()).unwrap();
+    let choices = rec["choices"].as_object().unwrap().clone();
+    // fmnist-cnn has four convolutions of four geometries.
+    assert_eq!(choices.len(), 4, "{rec}");
+    let cached: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let cpu = rec["cpu"].as_str().unwrap();
+    assert_eq!(cached["cpus"][cpu].as_object().unwrap(), &choices);
+
+    // The same run again, killed after its first checkpoint: the cache gives it the
+    // full run's choices.
+    let killed = tmp.path().join("killed");
+    let mut child = strata(&common)
+        .arg("--run-dir")
+        .arg(&killed)
+        .env("STRATA_PLAN_CACHE", &cache)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let paths = RunPaths::new(&killed);
+    let t0 = Instant::now();
+    while !paths.last().exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!paths.metrics().exists(), "finished before the kill");
+
+    // A cache that says GEMM in f32 for every layer: the resume must not follow it.
+    let other: serde_json::Map<String, serde_json::Value> = choices
+        .keys()
+        .map(|k| {
+            (
+                k.clone(),
+                serde_json::json!({"forward": "gemm", "bf16": false}),
+            )
+        })
+        .collect();
+    let other_cache = tmp.path().join("other.json");
+    let text = serde_json::json!({ "cpus": { cpu: other } }).to_string();
+    std::fs::write(&other_cache, text).unwrap();
+    let out = strata(&["train", "--resume"])
+        .arg(&killed)
+        .env("STRATA_PLAN_CACHE", &other_cache)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let (a, b) = (replayed(&full), replayed(&killed));
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "history line {i} differs after resume");
+    }
+}

@@ -116,8 +116,8 @@ fn replayable(r: &Record) -> Replay {
 }
 
 /// The replayable fields of every record of the run in `dir`.
-type Replay = (String, u64, u64, u32, u64, u64, Option<u64>, Option<u64>);
-fn replayed(dir: &Path) -> Vec<Replay> {
+pub(crate) type Replay = (String, u64, u64, u32, u64, u64, Option<u64>, Option<u64>);
+pub(crate) fn replayed(dir: &Path) -> Vec<Replay> {
     History::read(&RunPaths::new(dir).history())
         .unwrap()
         .iter()
@@ -126,7 +126,7 @@ fn replayed(dir: &Path) -> Vec<Replay> {
 }
 
 /// Fails the test with the command's stderr unless it exited successfully.
-fn assert_ok(out: &std::process::Output) {
+pub(crate) fn assert_ok(out: &std::process::Output) {
     assert!(
         out.status.success(),
         "{}",
@@ -134,7 +134,7 @@ fn assert_ok(out: &std::process::Output) {
     );
 }
 
-fn strata(args: &[&str]) -> Command {
+pub(crate) fn strata(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
     c.args(["--threads", "2"]).args(args);
     c

@@ -18,6 +18,7 @@
 
 mod backward;
 pub mod bf16;
+pub mod book;
 pub mod direct;
 mod forward;
 pub mod gathered;
@@ -31,6 +32,7 @@ mod winograd_tile;
 mod workspace;
 
 pub use backward::{conv2d_backward, conv2d_backward_relu_input};
+pub use book::{Choice, PlanBook};
 pub use forward::{
     autotune_forward, conv2d_forward, conv2d_forward_moments, conv2d_forward_pooled,
     conv2d_forward_relu, pooled_applies,
