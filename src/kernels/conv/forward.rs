@@ -141,7 +141,13 @@ pub(crate) fn forward(
     let chunks = chunk_count(n);
     let path = plan.forward;
     let gd = Gathered::of(g);
-    let wplan = winograd::Plan::of(g);
+    // f32 Winograd on layers whose transformed weights exceed L2: several images per
+    // band (`winograd::images`).
+    let wb = match path {
+        Path::Winograd if !plan.bf16_forward => winograd::Plan::batch_for(g),
+        _ => 1,
+    };
+    let wplan = winograd::Plan::batched(g, wb);
     let col_len = match path {
         Path::Winograd => wplan.work_len(g),
         Path::Direct => 0,
@@ -237,6 +243,31 @@ pub(crate) fn forward(
                             .as_deref_mut()
                             .map(|m| &mut m[j * g.c_out..(j + 1) * g.c_out]);
                         finish_image(yi, ohw, bias, relu, mj);
+                    }
+                    i0 += bn;
+                }
+                return Ok(());
+            }
+            if wb > 1 {
+                let len = wplan.pad_len(g);
+                let mut i0 = 0;
+                while i0 < range.len() {
+                    let bn = wb.min(range.len() - i0);
+                    let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, wb * len);
+                    for b in 0..bn {
+                        let img = range.start + i0 + b;
+                        let xi = &x[img * x_img..(img + 1) * x_img];
+                        direct::pad_image(g, wplan.padded(), xi, &mut p[b * len..(b + 1) * len]);
+                    }
+                    let ep = winograd::Epilogue { bias, relu, pool };
+                    let yb = &mut y_chunk[i0 * y_img..(i0 + bn) * y_img];
+                    winograd::images(g, &wplan, bn, p, packed, ep, yb, &mut buf.col[..col_len]);
+                    for j in i0..i0 + bn {
+                        let yi = &mut y_chunk[j * y_img..(j + 1) * y_img];
+                        let mj = m_chunk
+                            .as_deref_mut()
+                            .map(|m| &mut m[j * g.c_out..(j + 1) * g.c_out]);
+                        finish_image(yi, ohw, None, false, mj);
                     }
                     i0 += bn;
                 }

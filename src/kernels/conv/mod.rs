@@ -122,6 +122,8 @@ mod tests {
         (1, 17, 9, 6, 33, (3, 3), (1, 1), (0, 2), (1, 1), 1),
         (2, 40, 9, 9, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         (2, 16, 9, 10, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        // Transformed weights over 1 MiB: several images per band in the forward.
+        (5, 136, 13, 15, 130, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         // Small planes on GEMM, several images per product (blocks cut by the chunks):
         // 2×2, a pointwise 3×3, a strided 3×3 (input gradient by phases).
         (5, 6, 2, 2, 7, (3, 3), (1, 1), (1, 1), (1, 1), 1),
@@ -161,6 +163,11 @@ mod tests {
         };
         for &(n, c_in, h, w, c_out, k, s, p, d, grp) in CASES {
             let g = ConvGeom::new(c_in, h, w, c_out, k, s, p, d, grp).unwrap();
+            // bf16's tolerance holds for sums of up to a few hundred products; the large
+            // layer (sums of over a thousand) is there for the f32 kernels' batching.
+            if prec == bf16::Precision::Bf16 && g.kg() > 1000 {
+                continue;
+            }
             bf_cases += usize::from(bf16::active_for(&g, prec));
             let plan = ConvPlan::new(g, prec);
             let x = vec(n * c_in * h * w);

@@ -98,6 +98,8 @@ pub struct Plan {
     kp: usize,
     /// The zero-padded image: rows per channel, row stride.
     pub(crate) pd: Padded,
+    /// Images side by side in one band ([`Plan::batched`], [`images`]); 1 otherwise.
+    pub(crate) images: usize,
 }
 
 impl Plan {
@@ -137,6 +139,34 @@ impl Plan {
             cs: XI * bandp + LANES,
             kp,
             pd,
+            images: 1,
+        }
+    }
+
+    /// The plan of [`images`]: `images` whole images per band, image `b`'s tiles from
+    /// lane `b · th · pitch`.
+    pub fn batched(g: &ConvGeom, images: usize) -> Self {
+        let p = Plan::of(g);
+        let images = images.max(1);
+        let bandp = (images * p.th * p.pitch).div_ceil(LANES) * LANES;
+        Plan {
+            rows: p.th,
+            bandp,
+            cs: XI * bandp + LANES,
+            images,
+            ..p
+        }
+    }
+
+    /// Images per band for `g` in [`images`]: where the transformed weights exceed L2,
+    /// enough images for 256 lanes (each image alone would read all of `U` for its few
+    /// tiles); 1 elsewhere.
+    pub fn batch_for(g: &ConvGeom) -> usize {
+        let p = Plan::of(g);
+        if XI * p.kp * g.c_in * 4 > U_CACHED_BYTES {
+            256usize.div_ceil(p.th * p.pitch).max(1)
+        } else {
+            1
         }
     }
 
@@ -255,7 +285,16 @@ pub fn image(
                 // plan's sizes keep every access in bounds (see the comments in each).
                 unsafe {
                     input_avx512(g, plan, p, ty0, rb, v);
-                    multiply(plan, g.c_in, u, v, m, rb, [tile::<1>, tile::<2>, tile::<3>]);
+                    let lanes = rb * plan.pitch;
+                    multiply(
+                        plan,
+                        g.c_in,
+                        u,
+                        v,
+                        m,
+                        lanes,
+                        [tile::<1>, tile::<2>, tile::<3>],
+                    );
                     output_avx512(g, plan, m, ty0, rb, ep, y);
                 }
                 ty0 += rb;
@@ -264,6 +303,55 @@ pub fn image(
         }
         band_scalar(g, plan, p, u, ty0, rb, ep, y, v, m);
         ty0 += rb;
+    }
+}
+
+/// [`image`] on `count ≤ plan.images` images at once ([`Plan::batched`]): `p` holds
+/// their padded images one after another ([`Plan::pad_len`] each), `y` their outputs
+/// ([`Epilogue::out_len`] each), `work` [`Plan::work_len`] floats. All their tiles share
+/// one band, so the products read the transformed weights once for all of them.
+#[allow(clippy::too_many_arguments)]
+pub fn images(
+    g: &ConvGeom,
+    plan: &Plan,
+    count: usize,
+    p: &[f32],
+    u: &[f32],
+    ep: Epilogue,
+    y: &mut [f32],
+    work: &mut [f32],
+) {
+    let (pl, ol, il) = (plan.pad_len(g), ep.out_len(g), plan.th * plan.pitch);
+    assert!(count >= 1 && count <= plan.images && plan.rows == plan.th);
+    assert!(p.len() >= count * pl && u.len() >= plan.packed_len(g));
+    assert!(y.len() >= count * ol && work.len() >= plan.work_len(g));
+    if let Some(b) = ep.bias {
+        assert!(b.len() >= g.c_out);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::conv::has_avx512() {
+        let skip = work.as_ptr().align_offset(64).min(LANES);
+        let (v, m) = work[skip..].split_at_mut(g.c_in * plan.cs);
+        // SAFETY: the CPU has AVX-512F; image b's lanes b·il .. (b + 1)·il lie within
+        // the band (bandp ≥ images·il), so each call's offset slice keeps the accesses
+        // of `image`'s argument within v and m.
+        unsafe {
+            for b in 0..count {
+                input_avx512(g, plan, &p[b * pl..], 0, plan.th, &mut v[b * il..]);
+            }
+            let tiles = [tile::<1>, tile::<2>, tile::<3>];
+            multiply(plan, g.c_in, u, v, m, count * il, tiles);
+            for b in 0..count {
+                output_avx512(g, plan, &m[b * il..], 0, plan.th, ep, &mut y[b * ol..]);
+            }
+        }
+        return;
+    }
+    // Without AVX-512 (where `applies` is false anyway), one image at a time.
+    let one = Plan::of(g);
+    for b in 0..count {
+        let (pb, yb) = (&p[b * pl..(b + 1) * pl], &mut y[b * ol..(b + 1) * ol]);
+        image(g, &one, pb, u, ep, yb, &mut work[..one.work_len(g)]);
     }
 }
 
@@ -304,7 +392,7 @@ pub fn image_bf16(
         unsafe {
             input_bf16(g, plan, p, ty0, rb, v);
             let tiles = [tile_bf16::<1>, tile_bf16::<2>, tile_bf16::<3>];
-            multiply(plan, g.c_in.div_ceil(2), u, v, m, rb, tiles);
+            multiply(plan, g.c_in.div_ceil(2), u, v, m, rb * plan.pitch, tiles);
             output_avx512(g, plan, m, ty0, rb, ep, y);
         }
         ty0 += rb;
@@ -558,24 +646,25 @@ type TileFn<T> = unsafe fn(usize, *const T, *const T, usize, *mut f32);
 /// The 16 products `M_ξ = U_ξ · V_ξ` of one band, into `m[k][ξ][bandp]` (rows `cs`
 /// apart), in register tiles of 8 output channels × up to 3 vectors of tiles:
 /// `tiles[n − 1]` takes `n` vectors; `reduce` is the length of the sum (input channels,
-/// or their pairs).
+/// or their pairs); `lanes` the band's lanes in use (`≤ plan.bandp`).
 ///
 /// # Safety
 /// The CPU must support what `tiles` are compiled for (AVX-512F; BF16 too for
 /// [`tile_bf16`]). With `rb ≤ plan.rows`: `u` must hold at least `XI * plan.kp * reduce`
 /// values, `v` at least `reduce * plan.cs` and `m` at least `plan.kp * plan.cs` (all 8
-/// channels of a block are written); `image` and `image_bf16` assert or split these.
+/// channels of a block are written), `lanes ≤ plan.bandp`; `image`, `image_bf16` and
+/// `images` assert or split these.
 unsafe fn multiply<T>(
     plan: &Plan,
     reduce: usize,
     u: &[T],
     v: &[T],
     m: &mut [f32],
-    rb: usize,
+    lanes: usize,
     tiles: [TileFn<T>; 3],
 ) {
     let (bp, blocks) = (plan.bandp, plan.kp / KB);
-    let vectors = (rb * plan.pitch).div_ceil(LANES);
+    let vectors = lanes.div_ceil(LANES);
     for xi in 0..XI {
         let vx = v.as_ptr().add(xi * bp);
         let ux = u.as_ptr().add(xi * blocks * reduce * KB);
@@ -1047,6 +1136,63 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Images side by side in one band compute, bit for bit, what each computes alone
+    /// (each lane's sum runs over the channels in the same order), with every epilogue.
+    #[test]
+    fn batched_images_equal_one_image_at_a_time() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        // Weights over 1 MiB (batched by `batch_for`) and a small layer batched anyway;
+        // odd maps, a count below the plan's images.
+        for (ci, co, h, w) in [(136, 130, 13, 15), (16, 24, 9, 7)] {
+            let g = ConvGeom::new(ci, h, w, co, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+            let plan = Plan::batched(&g, 4);
+            let (pl, count) = (plan.pad_len(&g), 3);
+            let mut u = vec![];
+            let (_, wt, bias) = operands(&mut rng, &g);
+            pack_weights(&g, &wt, &mut u);
+            let mut p = vec![0.0; pl * count];
+            let xs: Vec<Vec<f32>> = (0..count).map(|_| operands(&mut rng, &g).0).collect();
+            for (b, x) in xs.iter().enumerate() {
+                let dst = &mut p[b * pl..(b + 1) * pl];
+                crate::kernels::conv::direct::pad_image(&g, plan.padded(), x, dst);
+            }
+            for (relu, pool) in [(false, false), (true, false), (true, true)] {
+                let ep = Epilogue {
+                    bias: Some(&bias),
+                    relu,
+                    pool,
+                };
+                let ol = ep.out_len(&g);
+                let mut y = vec![f32::NAN; ol * count];
+                let mut work = vec![f32::NAN; plan.work_len(&g)];
+                images(&g, &plan, count, &p, &u, ep, &mut y, &mut work);
+                for (b, x) in xs.iter().enumerate() {
+                    let simd = crate::kernels::conv::has_avx512();
+                    let one = run_ep(&g, x, &wt, Some(&bias), relu, pool, simd);
+                    assert_eq!(
+                        y[b * ol..(b + 1) * ol]
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect::<Vec<_>>(),
+                        one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "image {b} of {g:?}, relu {relu}, pool {pool}"
+                    );
+                }
+            }
+        }
+        assert!(
+            Plan::batch_for(
+                &ConvGeom::new(256, 14, 14, 256, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap()
+            ) > 1
+        );
+        assert_eq!(
+            Plan::batch_for(
+                &ConvGeom::new(64, 14, 14, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap()
+            ),
+            1
+        );
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub(crate) fn padded<'a>(
     path: Path,
     len: usize,
 ) -> &'a mut [f32] {
-    if *pad_for != Some((*g, path)) {
+    if *pad_for != Some((*g, path)) || pad.len() < len {
         pad.clear();
         pad.resize(len, 0.0);
         *pad_for = Some((*g, path));
