@@ -234,9 +234,10 @@ impl Conv2d {
     }
 
     /// The plan for input shape `x` (`[N, C, H, W]`) at this layer's precision: the kept
-    /// one when the geometry and precision match, else a new one (timed on `data`'s
-    /// weights and input when tuning is on and `data` is given).
-    fn plan_for(&mut self, x: &Tensor, tune: bool) -> Result<(usize, ConvPlan)> {
+    /// one when the geometry and precision match, else a new one (timed on this layer's
+    /// weights and `x` when tuning is on: the whole training step when `step`, as the
+    /// first forward of a training run is, the forward alone for inference).
+    fn plan_for(&mut self, x: &Tensor, step: bool) -> Result<(usize, ConvPlan)> {
         let (n, g) = self.geom_for(x.shape())?;
         if let Some(p) = self
             .plan
@@ -245,8 +246,9 @@ impl Conv2d {
             return Ok((n, p));
         }
         let mut plan = ConvPlan::new(g, self.precision);
-        if tune && self.tuning == Tuning::Timed {
-            let key = book::key(&g, self.precision, n, rayon::current_num_threads());
+        if self.tuning == Tuning::Timed {
+            let threads = rayon::current_num_threads();
+            let key = book::key(&g, self.precision, n, threads, step);
             let known = self.book.as_ref().and_then(|b| b.get(&key));
             match known.and_then(|c| c.apply(&plan)) {
                 Some(p) => plan = p,
@@ -255,8 +257,10 @@ impl Conv2d {
                         self.weight.value.data(),
                         self.bias.as_ref().map(|b| b.value.data()),
                     );
-                    plan = autotune_forward(&plan, n, x.data(), w, b, &mut self.ws)?;
-                    if let Some(book) = &self.book {
+                    plan = autotune_forward(&plan, n, x.data(), w, b, step, &mut self.ws)?;
+                    // A plan nothing was timed for (one candidate) is the static one again
+                    // next time: only timed choices go to the book.
+                    if let Some(book) = self.book.as_ref().filter(|_| plan.tuned) {
                         book.insert(key, Choice::of(&plan));
                     }
                 }
@@ -342,7 +346,7 @@ impl Conv2d {
         mode: Mode,
         moments: Option<&mut Vec<(f64, f64)>>,
     ) -> Result<Tensor> {
-        let (n, plan) = self.plan_for(x, true)?;
+        let (n, plan) = self.plan_for(x, mode.caches())?;
         let g = plan.geom;
         let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh, g.ow]);
         let (w, b) = (
@@ -444,7 +448,7 @@ impl Fuse for Conv2d {
             return None; // not this layer's channels: the two layers run (and say why)
         }
         let mut run = || -> Result<Tensor> {
-            let (n, plan) = self.plan_for(x, true)?;
+            let (n, plan) = self.plan_for(x, false)?;
             let g = plan.geom;
             let (folded, bias) = self.folded(a);
             let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh, g.ow]);
@@ -476,7 +480,7 @@ impl Fuse for Conv2d {
         if a.scale.len() != c_out || a.shift.len() != c_out {
             return None;
         }
-        let (n, plan) = match self.plan_for(x, true) {
+        let (n, plan) = match self.plan_for(x, false) {
             Ok(v) => v,
             Err(e) => return Some(Err(e)),
         };

@@ -153,9 +153,12 @@ pub fn new_book(note: &mut dyn FnMut(&str)) -> PlanBook {
 /// failure is a note, not an error).
 pub fn record(run_file: &Path, book: &PlanBook, note: &mut dyn FnMut(&str)) -> Result<()> {
     save_run(run_file, book)?;
-    if book.timed() > 0 {
+    // Only what was timed here: choices pinned from a run timed elsewhere are not this
+    // CPU's.
+    let timed = book.timed();
+    if !timed.is_empty() {
         if let Some(path) = cache_path() {
-            if let Err(e) = save_cache(&path, &cpu_model(), &book.used()) {
+            if let Err(e) = save_cache(&path, &cpu_model(), &timed) {
                 note(&format!("could not update the kernel-choice cache: {e}"));
             }
         }

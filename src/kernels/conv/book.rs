@@ -57,11 +57,12 @@ impl Choice {
     }
 }
 
-/// The key of a timed choice: geometry, precision, images per call and threads, as text
-/// (`3x32x32>16 k3x3 s1x1 p1x1 d1x1 g1 bf16 n128 t2`).
-pub fn key(g: &ConvGeom, precision: Precision, n: usize, threads: usize) -> String {
+/// The key of a timed choice: geometry, precision, images per call, threads, and
+/// whether the whole training step was timed or the forward alone, as text
+/// (`3x32x32>16 k3x3 s1x1 p1x1 d1x1 g1 bf16 n128 t2 step`).
+pub fn key(g: &ConvGeom, precision: Precision, n: usize, threads: usize, step: bool) -> String {
     format!(
-        "{}x{}x{}>{} k{}x{} s{}x{} p{}x{} d{}x{} g{} {} n{} t{}",
+        "{}x{}x{}>{} k{}x{} s{}x{} p{}x{} d{}x{} g{} {} n{} t{} {}",
         g.c_in,
         g.h,
         g.w,
@@ -77,7 +78,8 @@ pub fn key(g: &ConvGeom, precision: Precision, n: usize, threads: usize) -> Stri
         g.groups,
         precision,
         n,
-        threads
+        threads,
+        if step { "step" } else { "fwd" }
     )
 }
 
@@ -93,7 +95,8 @@ pub struct PlanBook {
 struct Inner {
     choices: BTreeMap<String, Choice>,
     used: BTreeMap<String, Choice>,
-    timed: usize,
+    /// The choices timed in this process (what a cache of this CPU may learn).
+    timed: BTreeMap<String, Choice>,
 }
 
 impl PlanBook {
@@ -124,8 +127,8 @@ impl PlanBook {
     pub fn insert(&self, key: String, c: Choice) {
         let mut inner = self.lock();
         inner.choices.insert(key.clone(), c);
-        inner.used.insert(key, c);
-        inner.timed += 1;
+        inner.used.insert(key.clone(), c);
+        inner.timed.insert(key, c);
     }
 
     /// Adds `choices` where the book has none (a cache file under a run's own record).
@@ -146,9 +149,9 @@ impl PlanBook {
         self.lock().used.clone()
     }
 
-    /// How many choices this process timed (0 when every one came from a file).
-    pub fn timed(&self) -> usize {
-        self.lock().timed
+    /// The choices this process timed (none when every one came from a file).
+    pub fn timed(&self) -> BTreeMap<String, Choice> {
+        self.lock().timed.clone()
     }
 }
 
@@ -210,8 +213,8 @@ mod tests {
     #[test]
     fn the_book_marks_what_was_used_and_keeps_its_own_over_a_fill() {
         let g = ConvGeom::new(3, 8, 8, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
-        let k = key(&g, Precision::Bf16, 32, 2);
-        assert_eq!(k, "3x8x8>4 k3x3 s1x1 p1x1 d1x1 g1 bf16 n32 t2");
+        let k = key(&g, Precision::Bf16, 32, 2, true);
+        assert_eq!(k, "3x8x8>4 k3x3 s1x1 p1x1 d1x1 g1 bf16 n32 t2 step");
         let c = Choice {
             forward: Path::Gemm,
             bf16: false,
@@ -228,8 +231,8 @@ mod tests {
         ]));
         assert_eq!(book.get(&k), Some(c));
         assert_eq!(book.used().len(), 1);
-        assert_eq!(book.timed(), 0);
+        assert!(book.timed().is_empty());
         book.insert("y".into(), other);
-        assert_eq!((book.used().len(), book.timed()), (2, 1));
+        assert_eq!((book.used().len(), book.timed().len()), (2, 1));
     }
 }

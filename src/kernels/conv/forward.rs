@@ -356,8 +356,9 @@ pub(crate) fn forward(
 /// Times the forward of every f32 candidate path of `plan`'s geometry on this batch (one
 /// untimed run to size the buffers, then the best of two) and returns the plan with the
 /// fastest. Under bf16 the bf16 plan is one more candidate, judged on its whole training
-/// step: the forward and the backward (input and weight gradient) of the bf16 plan
-/// against those of the fastest f32 one; when f32 wins, the layer falls back to f32
+/// step when `step` (the forward and the backward — input and weight gradient — of the
+/// bf16 plan against those of the fastest f32 one; the forward alone for inference);
+/// when f32 wins, the layer falls back to f32
 /// products in every pass, so that `--precision bf16` with timing is not slower than f32
 /// on a layer where bf16 does not pay (the 1- and 3-channel first layers, thin layers,
 /// CPUs whose bf16 units are slow). The candidates compute the same convolution; their
@@ -369,6 +370,7 @@ pub fn autotune_forward(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
+    step: bool,
     ws: &mut ConvWorkspace,
 ) -> Result<ConvPlan> {
     let candidates = Path::candidates(&plan.geom);
@@ -418,6 +420,9 @@ pub fn autotune_forward(
     let mut dw = vec![0.0f32; weight.len()];
     let mut step = |p: &ConvPlan, y: &mut Vec<f32>| -> Result<f64> {
         let fwd = best_of(&mut || forward(p, n, x, weight, bias, y, None, (false, false), ws))?;
+        if !step {
+            return Ok(fwd);
+        }
         let dy = y.clone();
         let bwd = best_of(&mut || {
             super::backward::conv2d_backward(p, n, x, weight, &dy, Some(&mut dx), &mut dw, None, ws)

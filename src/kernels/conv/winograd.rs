@@ -144,10 +144,12 @@ impl Plan {
     }
 
     /// The plan of [`images`]: `images` whole images per band, image `b`'s tiles from
-    /// lane `b · th · pitch`.
+    /// lane `b · th · pitch` ([`Plan::of`] for one image: its L2-sized bands).
     pub fn batched(g: &ConvGeom, images: usize) -> Self {
         let p = Plan::of(g);
-        let images = images.max(1);
+        if images <= 1 {
+            return p;
+        }
         let bandp = (images * p.th * p.pitch).div_ceil(LANES) * LANES;
         Plan {
             rows: p.th,
