@@ -1184,6 +1184,11 @@ mod tests {
                 }
             }
         }
+        // One image keeps its L2-sized bands.
+        let g = ConvGeom::new(64, 56, 56, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+        let (one, of) = (Plan::batched(&g, 1), Plan::of(&g));
+        assert_eq!((one.rows, one.bandp, one.images), (of.rows, of.bandp, 1));
+        assert!(of.rows < of.th);
         assert!(
             Plan::batch_for(
                 &ConvGeom::new(256, 14, 14, 256, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap()
