@@ -175,8 +175,7 @@ fn the_fusion_pass_lists_the_fused_steps_of_each_mode() {
 /// otherwise still replays the uninterrupted history (its own record wins).
 #[test]
 fn a_timed_run_records_its_choices_and_a_resume_replays_them_over_the_cache() {
-    use super::train::{assert_ok, replayed, strata};
-    use std::time::{Duration, Instant};
+    use super::train::{assert_ok, kill_after_first_checkpoint, replayed, strata};
     use strata::train::RunPaths;
     let tmp = tempfile::tempdir().unwrap();
     let data = super::embedded();
@@ -223,22 +222,11 @@ fn a_timed_run_records_its_choices_and_a_resume_replays_them_over_the_cache() {
     // The same run again, killed after its first checkpoint: the cache gives it the
     // full run's choices.
     let killed = tmp.path().join("killed");
-    let mut child = strata(&common)
-        .arg("--run-dir")
+    let mut cmd = strata(&common);
+    cmd.arg("--run-dir")
         .arg(&killed)
-        .env("STRATA_PLAN_CACHE", &cache)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let paths = RunPaths::new(&killed);
-    let t0 = Instant::now();
-    while !paths.last().exists() {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(!paths.metrics().exists(), "finished before the kill");
+        .env("STRATA_PLAN_CACHE", &cache);
+    kill_after_first_checkpoint(cmd, &killed);
 
     // A cache that says GEMM in f32 for every layer: the resume must not follow it.
     let other: serde_json::Map<String, serde_json::Value> = choices

@@ -140,6 +140,28 @@ pub(crate) fn strata(args: &[&str]) -> Command {
     c
 }
 
+/// Runs `cmd` (a `train` into `dir`) and kills it once its first checkpoint exists;
+/// fails if it finished first.
+pub(crate) fn kill_after_first_checkpoint(mut cmd: Command, dir: &Path) -> RunPaths {
+    let mut child = cmd.stderr(std::process::Stdio::null()).spawn().unwrap();
+    let paths = RunPaths::new(dir);
+    let t0 = Instant::now();
+    while !paths.last().exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !paths.metrics().exists(),
+        "the run finished before it could be killed; make it longer"
+    );
+    paths
+}
+
 #[test]
 fn a_killed_run_resumes_into_the_uninterrupted_history() {
     let tmp = tempfile::tempdir().unwrap();
@@ -173,27 +195,9 @@ fn a_killed_run_resumes_into_the_uninterrupted_history() {
     assert_ok(&status);
 
     // Start the same run, kill it once the checkpoint of epoch 1 exists.
-    let mut child = strata(&common)
-        .arg("--run-dir")
-        .arg(&killed)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let paths = RunPaths::new(&killed);
-    let t0 = Instant::now();
-    while !paths.last().exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no checkpoint after 2 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !paths.metrics().exists(),
-        "the run finished before it could be killed; make it longer"
-    );
+    let mut cmd = strata(&common);
+    cmd.arg("--run-dir").arg(&killed);
+    let paths = kill_after_first_checkpoint(cmd, &killed);
     let before = History::read(&paths.history()).unwrap();
     assert!(
         before.iter().any(|r| r.kind == "epoch"),
