@@ -209,11 +209,24 @@ fn a_timed_run_records_its_choices_and_a_resume_replays_them_over_the_cache() {
         .output()
         .unwrap();
     assert_ok(&out);
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(RunPaths::new(&full).plans()).unwrap()).unwrap();
+    // fmnist-cnn at half width: four convolutions of four geometries, each timed where
+    // more than one kernel takes it (all four on AVX-512 CPUs).
+    let timed = [(1, 28, 16), (16, 28, 16), (16, 14, 32), (32, 14, 32)]
+        .iter()
+        .filter(|&&(ci, hw, co)| {
+            let g = ConvGeom::new(ci, hw, hw, co, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+            Path::candidates(&g).len() > 1
+        })
+        .count();
+    let plans = RunPaths::new(&full).plans();
+    if timed == 0 {
+        // Nothing to time on this CPU: no choice to record or replay.
+        assert!(!plans.exists());
+        return;
+    }
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&plans).unwrap()).unwrap();
     let choices = rec["choices"].as_object().unwrap().clone();
-    // fmnist-cnn has four convolutions of four geometries.
-    assert_eq!(choices.len(), 4, "{rec}");
+    assert_eq!(choices.len(), timed, "{rec}");
     let cached: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     let cpu = rec["cpu"].as_str().unwrap();
