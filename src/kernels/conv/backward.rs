@@ -8,6 +8,7 @@ use super::im2col::*;
 use super::plan::*;
 use super::strided;
 use super::winograd;
+use super::winograd_bf16;
 use super::winograd_dw;
 use super::workspace::*;
 use crate::error::Result;
@@ -122,7 +123,7 @@ pub(crate) fn backward(
         && dgeom
             .as_ref()
             .is_some_and(|t| bf16::active_for(t, plan.precision));
-    let wbf_dx = bf_dx && dpath == Path::Winograd && winograd::bf16_available();
+    let wbf_dx = bf_dx && dpath == Path::Winograd && winograd_bf16::bf16_available();
     let gd = Gathered::of(g);
     // The weight gradient's kernel ([`ConvPlan::weight_grad`]). The direct one
     // accumulates in the natural layout; Winograd's `dU` follows it in `dw`.
@@ -159,7 +160,7 @@ pub(crate) fn backward(
     let pd = Padded::of(g);
     if let Some(gt) = &dgeom {
         if wbf_dx {
-            winograd::pack_weights_bf16(gt, &flip_transpose(g, weight), &mut ws.packed_bf_t);
+            winograd_bf16::pack_weights_bf16(gt, &flip_transpose(g, weight), &mut ws.packed_bf_t);
         } else if bf_dx {
             bf16::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_bf_t);
         } else if dpath == Path::Winograd {
@@ -387,7 +388,7 @@ pub(crate) fn backward(
                             let q = grown(pairs, plan.pairs_len(gt));
                             let work = &mut col[..gdt_len];
                             let ep = winograd::Epilogue::default();
-                            winograd::image_bf16(gt, &plan, p, packed_bf_t, ep, dxi, q, work);
+                            winograd_bf16::image_bf16(gt, &plan, p, packed_bf_t, ep, dxi, q, work);
                             break 'dx;
                         }
                         if bf_dx {

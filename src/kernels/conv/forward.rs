@@ -6,6 +6,7 @@ use super::gathered::{self, Gathered};
 use super::im2col::*;
 use super::plan::*;
 use super::winograd;
+use super::winograd_bf16;
 use super::workspace::*;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{matmul, Accumulate, Par, Trans};
@@ -47,7 +48,7 @@ pub fn pooled_applies(plan: &ConvPlan) -> bool {
     plan.forward == Path::Winograd
         && g.oh >= 2
         && g.ow >= 2
-        && (!plan.bf16_forward || winograd::bf16_available())
+        && (!plan.bf16_forward || winograd_bf16::bf16_available())
 }
 
 /// [`conv2d_forward`], optionally a ReLU, then a 2×2 max pool with stride 2 (floor mode,
@@ -170,10 +171,10 @@ pub(crate) fn forward(
     ws.prepare(chunks, col_len, 0);
     let bf = plan.bf16_forward;
     // bf16 products of a layer the Winograd kernel takes: its bf16 form.
-    let wbf = bf && path == Path::Winograd && winograd::bf16_available();
+    let wbf = bf && path == Path::Winograd && winograd_bf16::bf16_available();
     let bf_len = gd.len(&bf16::paired_geom(g));
     if wbf {
-        winograd::pack_weights_bf16(g, weight, &mut ws.packed_bf);
+        winograd_bf16::pack_weights_bf16(g, weight, &mut ws.packed_bf);
     } else if bf {
         bf16::pack_weights(g, weight, &mut ws.packed_bf);
     } else if path == Path::Winograd {
@@ -287,7 +288,7 @@ pub(crate) fn forward(
                         let q = grown(&mut buf.pairs, wplan.pairs_len(g));
                         let work = &mut buf.col[..col_len];
                         let ep = winograd::Epilogue { bias, relu, pool };
-                        winograd::image_bf16(g, &wplan, p, packed_bf, ep, yi, q, work);
+                        winograd_bf16::image_bf16(g, &wplan, p, packed_bf, ep, yi, q, work);
                         relu_done = true;
                         break 'image;
                     }

@@ -27,6 +27,7 @@ mod im2col;
 mod plan;
 pub(crate) mod strided;
 pub mod winograd;
+mod winograd_bf16;
 pub mod winograd_dw;
 mod winograd_tile;
 mod workspace;
@@ -152,7 +153,7 @@ mod tests {
         // is a few times that of bf16 products, checked here against the output's rms
         // (its own test in `winograd` checks it against the same arithmetic, tightly).
         let winograd_bf16 = |t: &ConvGeom| {
-            bf16::active_for(t, prec) && winograd::applies(t) && winograd::bf16_available()
+            bf16::active_for(t, prec) && winograd::applies(t) && winograd_bf16::bf16_available()
         };
         let check = |got: &[f32], want: &[f32], what: &str, g: &ConvGeom, wino: bool| {
             if wino {

@@ -14,6 +14,7 @@ use super::gathered;
 use super::geom::*;
 use super::strided;
 use super::winograd;
+use super::winograd_bf16;
 use super::winograd_dw;
 
 /// Which kernel computes a convolution (forward, or the input gradient as one).
@@ -198,7 +199,7 @@ impl ConvPlan {
     /// images share one product), or their bf16 forms.
     pub fn forward_name(&self) -> String {
         if self.bf16_forward {
-            if self.forward == Path::Winograd && winograd::bf16_available() {
+            if self.forward == Path::Winograd && winograd_bf16::bf16_available() {
                 return "winograd-bf16".into();
             }
             return "gathered-bf16".into();
@@ -216,7 +217,7 @@ impl ConvPlan {
     pub fn input_grad_name(&self) -> String {
         match direct_input_grad(&self.geom) {
             Some(t) if self.bf16_input_grad && bf16::active_for(&t, self.precision) => {
-                if Path::of(&t) == Path::Winograd && winograd::bf16_available() {
+                if Path::of(&t) == Path::Winograd && winograd_bf16::bf16_available() {
                     "winograd-bf16".into()
                 } else {
                     "gathered-bf16".into()
