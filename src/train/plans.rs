@@ -111,7 +111,16 @@ pub fn save_cache(path: &Path, cpu: &str, choices: &BTreeMap<String, Choice>) ->
 
 /// A run folder's choices (`None` when it has no `plans.json`).
 pub fn load_run(path: &Path) -> Result<Option<RunPlans>> {
-    read_json(path)
+    read_json(path).map_err(|e| match e {
+        Error::Format { path, reason } => Error::Format {
+            path,
+            reason: format!(
+                "{reason} (the run's kernel choices; delete the file to time them again, \
+                 and the resumed epochs may then round differently)"
+            ),
+        },
+        other => other,
+    })
 }
 
 /// Writes a run folder's `plans.json` with what `book` used, if anything.

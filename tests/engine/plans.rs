@@ -175,34 +175,13 @@ fn the_fusion_pass_lists_the_fused_steps_of_each_mode() {
 /// otherwise still replays the uninterrupted history (its own record wins).
 #[test]
 fn a_timed_run_records_its_choices_and_a_resume_replays_them_over_the_cache() {
-    use super::train::{assert_ok, kill_after_first_checkpoint, replayed, strata};
+    use super::train::{assert_ok, kill_after_first_checkpoint, killable_run, replayed, strata};
     use strata::train::RunPaths;
     let tmp = tempfile::tempdir().unwrap();
-    let data = super::embedded();
     let cache = tmp.path().join("cache.json");
-    let common = [
-        "train",
-        "--data",
-        &data,
-        "--per-class",
-        "150",
-        "--epochs",
-        "4",
-        "--batch-size",
-        "32",
-        "--width",
-        "0.5",
-        "--log-every",
-        "10",
-        "--workers",
-        "2",
-        "--precision",
-        "bf16",
-        "--conv-tuning",
-        "timed",
-    ];
+    let run = || killable_run(&["--precision", "bf16", "--conv-tuning", "timed"]);
     let full = tmp.path().join("full");
-    let out = strata(&common)
+    let out = run()
         .arg("--run-dir")
         .arg(&full)
         .env("STRATA_PLAN_CACHE", &cache)
@@ -235,7 +214,7 @@ fn a_timed_run_records_its_choices_and_a_resume_replays_them_over_the_cache() {
     // The same run again, killed after its first checkpoint: the cache gives it the
     // full run's choices.
     let killed = tmp.path().join("killed");
-    let mut cmd = strata(&common);
+    let mut cmd = run();
     cmd.arg("--run-dir")
         .arg(&killed)
         .env("STRATA_PLAN_CACHE", &cache);

@@ -140,6 +140,32 @@ pub(crate) fn strata(args: &[&str]) -> Command {
     c
 }
 
+/// A `train` of 4 short epochs on the embedded subset (150 images per class, half
+/// width, batch 32), long enough to be killed after its first checkpoint; `extra`
+/// flags follow.
+pub(crate) fn killable_run(extra: &[&str]) -> Command {
+    let data = embedded();
+    let mut c = strata(&[
+        "train",
+        "--data",
+        &data,
+        "--per-class",
+        "150",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--width",
+        "0.5",
+        "--log-every",
+        "10",
+        "--workers",
+        "2",
+    ]);
+    c.args(extra);
+    c
+}
+
 /// Runs `cmd` (a `train` into `dir`) and kills it once its first checkpoint exists;
 /// fails if it finished first.
 pub(crate) fn kill_after_first_checkpoint(mut cmd: Command, dir: &Path) -> RunPaths {
@@ -165,37 +191,14 @@ pub(crate) fn kill_after_first_checkpoint(mut cmd: Command, dir: &Path) -> RunPa
 #[test]
 fn a_killed_run_resumes_into_the_uninterrupted_history() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = embedded();
-    let common = [
-        "train",
-        "--data",
-        &data,
-        "--per-class",
-        "150",
-        "--epochs",
-        "4",
-        "--batch-size",
-        "32",
-        "--width",
-        "0.5",
-        "--dropout",
-        "0.2",
-        "--log-every",
-        "10",
-        "--workers",
-        "2",
-    ];
+    let run = || killable_run(&["--dropout", "0.2"]);
     let full: PathBuf = tmp.path().join("full");
     let killed: PathBuf = tmp.path().join("killed");
-    let status = strata(&common)
-        .arg("--run-dir")
-        .arg(&full)
-        .output()
-        .unwrap();
+    let status = run().arg("--run-dir").arg(&full).output().unwrap();
     assert_ok(&status);
 
     // Start the same run, kill it once the checkpoint of epoch 1 exists.
-    let mut cmd = strata(&common);
+    let mut cmd = run();
     cmd.arg("--run-dir").arg(&killed);
     let paths = kill_after_first_checkpoint(cmd, &killed);
     let before = History::read(&paths.history()).unwrap();
