@@ -259,4 +259,37 @@ impl Sequential {
         }
         Ok(d.unwrap_or_else(|| dy.clone()))
     }
+
+    /// [`Layer::backward_params`] by [`backward_steps`]: the children after the first
+    /// trainable one as in [`Sequential::backward_fused`] (ReLU masks moved across
+    /// their boundaries), that one by its own `backward_params`, none before it. A
+    /// first child handed a premasked `dy` masks it again, which changes nothing.
+    pub(super) fn backward_params_fused(&mut self, dy: &Tensor) -> Result<()> {
+        let Some(first) = self
+            .layers
+            .iter_mut()
+            .position(|(_, l)| super::sequential::has_trainable(l.as_mut()))
+        else {
+            return Ok(());
+        };
+        let mut d: Option<Tensor> = None;
+        for (i, pre, mask) in backward_steps(&self.layers, false, false) {
+            let g = d.as_ref().unwrap_or(dy);
+            let (name, layer) = &mut self.layers[i];
+            if i == first {
+                return profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
+                    l.backward_params(g)
+                });
+            }
+            let out = profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
+                if pre || mask {
+                    l.backward_relu(g, pre, mask)
+                } else {
+                    l.backward(g)
+                }
+            })?;
+            d = Some(out);
+        }
+        Ok(())
+    }
 }

@@ -6,7 +6,6 @@
 use super::fuse::Fuse;
 use super::{join, Layer, Mode, Param, ReluOutput};
 use crate::error::Result;
-use crate::profile::{self, Phase};
 use crate::tensor::Tensor;
 
 /// An ordered list of named layers.
@@ -128,22 +127,9 @@ impl Layer for Sequential {
 
     fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
         // No work below the first child with a trainable parameter, and that child's
-        // own input gradient is not needed either.
-        let Some(first) = self
-            .layers
-            .iter_mut()
-            .position(|(_, l)| has_trainable(l.as_mut()))
-        else {
-            return Ok(());
-        };
-        let mut d = dy.clone();
-        for (name, layer) in self.layers[first + 1..].iter_mut().rev() {
-            d = profile::layer(name, layer.as_mut(), Phase::Backward, |l| l.backward(&d))?;
-        }
-        let (name, layer) = &mut self.layers[first];
-        profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
-            l.backward_params(&d)
-        })
+        // own input gradient is not needed either; the ReLU masks move across the
+        // children's boundaries as in `backward`.
+        self.backward_params_fused(dy)
     }
 
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
@@ -406,6 +392,72 @@ mod tests {
             );
             assert!(handed.layers[3].1.masks_relu_input());
             assert_handed_equals_apart(&mut handed, &mut apart, &x, &mut rng, &format!("{fuse}"));
+        }
+    }
+
+    /// The training step's backward ([`Layer::backward_params`]: no input gradient for
+    /// the data) hands the ReLU masks across layers as `backward` does, inside nested
+    /// containers too: parameter gradients equal bit for bit those of the layers run one
+    /// by one; with the first layers frozen, they get no gradient and the rest the same.
+    #[test]
+    fn backward_params_hands_the_masks_as_backward_does() {
+        use crate::nn::{MaxPool2d, PoolConfig};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let x = Tensor::randn(&[3, 2, 8, 6], 0.0, 1.0, &mut rng);
+        let pool = || -> Option<Box<dyn Layer>> {
+            let cfg: PoolConfig = serde_json::from_str(r#"{"kernel": [2, 2]}"#).unwrap();
+            Some(Box::new(MaxPool2d::new(cfg).unwrap()))
+        };
+        let grads = |s: &mut Sequential| {
+            let mut v = Vec::new();
+            s.visit_params("", &mut |_, p| v.extend_from_slice(p.grad.data()));
+            v
+        };
+        for frozen in [false, true] {
+            let make = || {
+                let mut inner = relu_chain(4, true, pool());
+                if frozen {
+                    set_frozen(&mut inner, true, &|n| n.starts_with("conv1"));
+                }
+                Sequential::new()
+                    .push("features", inner)
+                    .push("bn", BatchNorm2d::new(4).unwrap())
+                    .push("relu", Activation::new(Act::Relu))
+            };
+            let (mut handed, mut apart) = (make(), make());
+            handed.fuse();
+            let y = handed.forward(&x, Mode::Train).unwrap();
+            let mut h = x.clone();
+            let mut flat: Vec<&mut Box<dyn Layer>> = vec![];
+            for (name, l) in apart.layers.iter_mut() {
+                if name == "features" {
+                    let any: &mut dyn std::any::Any = l.as_mut();
+                    let inner = any.downcast_mut::<Sequential>().unwrap();
+                    flat.extend(inner.layers.iter_mut().map(|(_, l)| l));
+                } else {
+                    flat.push(l);
+                }
+            }
+            for l in flat.iter_mut() {
+                h = l.forward(&h, Mode::Train).unwrap();
+            }
+            assert_eq!(y.data(), h.data());
+            let dy = Tensor::randn(y.shape(), 0.0, 1.0, &mut rng);
+            handed.backward_params(&dy).unwrap();
+            let mut d = dy.clone();
+            for l in flat.iter_mut().rev() {
+                d = l.backward(&d).unwrap();
+            }
+            let (g_handed, g_apart) = (grads(&mut handed), grads(&mut apart));
+            if frozen {
+                // conv1's weight and bias come first: untouched, and the rest equal.
+                let n = 4 * 2 * 9 + 4;
+                assert!(g_handed[..n].iter().all(|&v| v == 0.0));
+                assert_eq!(g_handed[n..], g_apart[n..]);
+            } else {
+                assert_eq!(g_handed, g_apart);
+            }
+            assert!(g_handed.iter().any(|&v| v != 0.0));
         }
     }
 
