@@ -83,6 +83,12 @@ pub struct RunFlags {
     /// keyed by CPU model: $STRATA_PLAN_CACHE or ~/.cache/strata/conv-plans.json).
     #[arg(long, value_name = "auto|static|timed")]
     pub conv_tuning: Option<String>,
+    /// Test-time augmentation of the final test: `flip` classifies each test image and
+    /// its mirror image and averages the two softmax outputs (timm's --tta, fastai's
+    /// tta); printed and recorded (metrics.json `test_tta`) beside the plain accuracy.
+    /// Training is unchanged. Default: none.
+    #[arg(long, value_name = "none|flip")]
+    pub tta: Option<String>,
     /// Clip the global gradient norm to this value. Default: off.
     #[arg(long, value_name = "NORM")]
     pub clip_grad: Option<f32>,
@@ -198,6 +204,9 @@ impl RunFlags {
         }
         if let Some(t) = &self.conv_tuning {
             c.conv_tuning = t.parse()?;
+        }
+        if let Some(t) = &self.tta {
+            c.tta = t.parse()?;
         }
         if self.clip_grad.is_some() {
             c.clip_grad = self.clip_grad;
@@ -492,6 +501,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             100.0 * conf.accuracy(),
             conf.total()
         ));
+        if let Some((loss, tc)) = &outcome.test_tta {
+            text.push_str(&format!(
+                "test accuracy with --tta {}: {:.2}% (loss {loss:.4}; {:+.2} points)\n\n",
+                cfg.tta.name(),
+                100.0 * tc.accuracy(),
+                100.0 * (tc.accuracy() - conf.accuracy())
+            ));
+        }
         text.push_str(&conf.render(&outcome.class_names));
     }
     text.push_str(&format!(
@@ -524,6 +541,10 @@ pub struct EvalArgs {
     /// 0–1 scale. Default: the checkpoint's; ImageNet's for a bare RGB state dict.
     #[arg(long, value_name = "SPEC")]
     pub normalize: Option<String>,
+    /// Test-time augmentation: `flip` averages the softmax of each image and of its
+    /// mirror image (twice the forward passes). Default: none.
+    #[arg(long, value_name = "none|flip", default_value = "none")]
+    pub tta: String,
 }
 
 fn load_as(model: &Option<String>, normalize: &Option<String>) -> train::LoadAs {
@@ -592,10 +613,16 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         },
     )?;
     let classes = t.model.config.classes;
-    let (loss, conf) = train::evaluate(&mut t.model, &loader, classes)?;
+    let tta: train::tta::Tta = args.tta.parse()?;
+    let (loss, conf) = train::tta::evaluate_tta(&mut t.model, &loader, classes, tta)?;
     super::models::out(&format!(
-        "{} on {name} ({split}): accuracy {:.2}%, loss {loss:.4}, {} images\n\n{}",
+        "{} on {name} ({split}{}): accuracy {:.2}%, loss {loss:.4}, {} images\n\n{}",
         args.checkpoint.display(),
+        if tta.is_none() {
+            String::new()
+        } else {
+            format!(", --tta {}", tta.name())
+        },
         100.0 * conf.accuracy(),
         conf.total(),
         conf.render(&t.class_names)

@@ -5,6 +5,7 @@
 //! at 0.1, batch 128, horizontal flips and 2-pixel padded crops, 15 epochs. A TOML file
 //! (`--config`) sets any field; flags override it; the run folder keeps the result.
 
+use super::tta::Tta;
 use crate::error::{Error, Result};
 use crate::kernels::bf16::Precision;
 use crate::optim::{OptimizerConfig, Schedule};
@@ -98,6 +99,11 @@ pub struct TrainConfig {
     /// bf16), `static` or `timed`.
     #[serde(skip_serializing_if = "is_auto")]
     pub conv_tuning: ConvTuning,
+    /// Test-time augmentation of the final test evaluation (`none` or `flip`: the
+    /// softmax of each test image and of its mirror image averaged); reported beside
+    /// the plain test accuracy, changes nothing in training.
+    #[serde(skip_serializing_if = "Tta::is_none")]
+    pub tta: Tta,
     /// Augmentation pipeline (`strata data --help` for the syntax); empty for none;
     /// `auto` (the default) for the dataset's: `flip,crop:2`, without the flip on
     /// handwritten digits (`mnist`: a mirrored 2 is not a 2).
@@ -162,6 +168,7 @@ impl Default for TrainConfig {
             clip_grad: None,
             precision: Precision::F32,
             conv_tuning: ConvTuning::Auto,
+            tta: Tta::None,
             augment: "auto".into(),
             val_fraction: 0.1,
             per_class: None,

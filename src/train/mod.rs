@@ -24,6 +24,7 @@ mod run_log;
 pub mod setup;
 pub mod stats;
 pub mod trainer;
+pub mod tta;
 pub mod watch;
 
 pub use config::{ConvTuning, Monitor, TrainConfig};
@@ -152,6 +153,8 @@ pub struct Outcome {
     pub best: Option<f64>,
     /// Test loss and confusion matrix of the final model, if a test split exists.
     pub test: Option<(f64, Confusion)>,
+    /// The same test with the views of [`TrainConfig::tta`] averaged, when asked for.
+    pub test_tta: Option<(f64, Confusion)>,
     /// Class names.
     pub class_names: Vec<String>,
     /// Wall time of the whole run in seconds (over resumes).
@@ -163,7 +166,7 @@ pub struct Outcome {
 
 /// The configuration fields a resumed run may change: the length of the run, and the
 /// loader's threads (the batches do not depend on them).
-pub const RESUME_MAY_CHANGE: &[&str] = &["epochs", "workers", "watch"];
+pub const RESUME_MAY_CHANGE: &[&str] = &["epochs", "workers", "watch", "tta"];
 
 /// Header key: completed epochs.
 pub const META_EPOCH: &str = "strata.epoch";
@@ -412,6 +415,10 @@ fn run_in(
         Some(tl) if !interrupted => Some(trainer.evaluate(tl)?),
         _ => None,
     };
+    let test_tta = match &test_loader {
+        Some(tl) if !interrupted && !cfg.tta.is_none() => Some(trainer.evaluate_tta(tl, cfg.tta)?),
+        _ => None,
+    };
     let outcome = Outcome {
         epochs: epochs_done,
         stopped_early,
@@ -423,12 +430,13 @@ fn run_in(
             }
         }),
         test,
+        test_tta,
         class_names,
         time_s: time0 + start.elapsed().as_secs_f64(),
         interrupted,
     };
     if !interrupted {
-        write_metrics(paths, &outcome)?;
+        write_metrics(paths, &outcome, cfg.tta)?;
     }
     Ok(outcome)
 }
@@ -447,14 +455,20 @@ pub fn environment() -> Vec<(String, String)> {
     ]
 }
 
-fn write_metrics(paths: &RunPaths, o: &Outcome) -> Result<()> {
-    let test = o.test.as_ref().map(|(loss, conf)| {
+fn write_metrics(paths: &RunPaths, o: &Outcome, tta: tta::Tta) -> Result<()> {
+    let summary = |(loss, conf): &(f64, Confusion)| {
         serde_json::json!({
             "loss": loss,
             "accuracy": conf.accuracy(),
             "per_class": conf.per_class(),
             "confusion": conf.counts,
         })
+    };
+    let test = o.test.as_ref().map(summary);
+    let test_tta = o.test_tta.as_ref().map(|t| {
+        let mut v = summary(t);
+        v["views"] = serde_json::json!(tta.name());
+        v
     });
     let json = serde_json::json!({
         "epochs": o.epochs,
@@ -463,6 +477,7 @@ fn write_metrics(paths: &RunPaths, o: &Outcome) -> Result<()> {
         "time_s": o.time_s,
         "classes": o.class_names,
         "test": test,
+        "test_tta": test_tta,
         "environment": environment().into_iter().collect::<BTreeMap<String, String>>(),
     });
     let text =

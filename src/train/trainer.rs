@@ -296,6 +296,17 @@ impl Trainer {
         nn::set_precision(&mut self.model, self.precision);
         evaluate(&mut self.model, loader, classes)
     }
+
+    /// [`Trainer::evaluate`] with the views of `tta` averaged ([`super::tta`]).
+    pub fn evaluate_tta(
+        &mut self,
+        loader: &Loader,
+        tta: super::tta::Tta,
+    ) -> Result<(f64, Confusion)> {
+        let classes = self.classes();
+        nn::set_precision(&mut self.model, self.precision);
+        super::tta::evaluate_tta(&mut self.model, loader, classes, tta)
+    }
 }
 
 /// Loss (plain cross-entropy) and confusion matrix of `model` over `loader`, in
