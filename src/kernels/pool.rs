@@ -128,6 +128,142 @@ pub fn max_pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u3
         });
 }
 
+/// Max pooling forward without the indices (inference: no backward to route): the
+/// values of [`max_pool_forward`], bit for bit, at a fraction of its work where AVX-512
+/// runs [`max_values_avx512`] (horizontal stride 1 or 2); elsewhere that function with
+/// a scratch index buffer per task.
+pub fn max_pool_forward_values(g: &PoolGeom, x: &[f32], y: &mut [f32]) {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    if ohw == 0 || hw == 0 {
+        return;
+    }
+    let per = planes_per_task(hw);
+    let fast = super::conv::has_avx512() && g.stride.1 <= 2;
+    y.par_chunks_mut(ohw * per)
+        .zip(x.par_chunks(hw * per))
+        .for_each(|(yc, xc)| {
+            if !fast {
+                let mut scratch = vec![0u32; yc.len()];
+                let planes = yc.len() / ohw;
+                max_pool_forward_serial(g, &xc[..planes * hw], yc, &mut scratch);
+                return;
+            }
+            for (yp, xp) in yc.chunks_mut(ohw).zip(xc.chunks(hw)) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512F is present and the horizontal stride is 1 or 2; the
+                // chunks hold one plane of h·w inputs and oh·ow outputs (asserted).
+                unsafe {
+                    max_values_avx512(g, xp, yp)
+                };
+            }
+        });
+}
+
+/// [`max_pool_forward`] of whole planes on the calling thread.
+fn max_pool_forward_serial(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    for ((yp, ap), xp) in y
+        .chunks_mut(ohw)
+        .zip(argmax.chunks_mut(ohw))
+        .zip(x.chunks(hw))
+    {
+        if windows_inside(g) {
+            max_plane_inside(g, xp, yp, ap);
+        } else {
+            max_plane(g, xp, yp, ap);
+        }
+    }
+}
+
+/// One plane of [`max_pool_forward_values`], 16 outputs of a row at a time: per tap of
+/// the window, one masked load (two and a permute of the even elements for stride 2)
+/// and `max(v, best)`, which keeps `best` on ties as [`beats`] keeps the first index; a
+/// NaN over a number replaces it, as there. The lane masks of each column block and
+/// kernel column are worked out once per plane, not per tap.
+///
+/// # Safety
+/// The CPU must support AVX-512F and `g.stride.1` must be 1 or 2 (asserted, with the
+/// lengths: `xp` at least `h * w`, `yp` at least `oh * ow`); lanes outside the row are
+/// masked off and never touch memory.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_values_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (w, sx) = (g.w as isize, g.stride.1 as isize);
+    assert!(xp.len() >= g.h * g.w && yp.len() >= g.oh * g.ow);
+    assert!(sx == 1 || sx == 2);
+    let shift = sx - 1;
+    let even = _mm512_slli_epi32::<1>(_mm512_setr_epi32(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ));
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let range = |lo: isize, hi: isize| -> u32 {
+        let (lo, hi) = (lo.clamp(0, 32) as u32, hi.clamp(0, 32) as u32);
+        if hi <= lo {
+            0
+        } else {
+            (((1u64 << hi) - 1) & !((1u64 << lo) - 1)) as u32
+        }
+    };
+    // Per (block of 16 outputs, kernel column): the valid lanes, the elements the
+    // loads read (stride 2: two vectors' worth) and the row offset of lane 0.
+    let blocks = g.ow.div_ceil(16);
+    let mut taps = Vec::with_capacity(blocks * g.kernel.1);
+    for b in 0..blocks {
+        let (ox0, n) = (16 * b as isize, (g.ow - 16 * b).min(16) as isize);
+        for j in 0..g.kernel.1 {
+            let base = ox0 * sx + (j * g.dilation.1) as isize - g.pad.1 as isize;
+            let k_lo = if base < 0 {
+                (-base + sx - 1) >> shift
+            } else {
+                0
+            };
+            let k_hi = n.min((w - base + sx - 1) >> shift);
+            let valid = range(k_lo, k_hi);
+            let e = if sx == 1 {
+                valid
+            } else {
+                range(2 * k_lo, 2 * k_hi - 1)
+            };
+            taps.push((valid as __mmask16, e, base));
+        }
+    }
+    let (xq, yq) = (xp.as_ptr(), yp.as_mut_ptr());
+    for oy in 0..g.oh {
+        for b in 0..blocks {
+            let mut best = neg_inf;
+            for i in 0..g.kernel.0 {
+                let iy = (oy * g.stride.0 + i * g.dilation.0) as isize - g.pad.0 as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                for &(valid, e, base) in &taps[b * g.kernel.1..(b + 1) * g.kernel.1] {
+                    if valid == 0 {
+                        continue;
+                    }
+                    let row = xq.wrapping_offset(iy * w + base);
+                    let v = if sx == 1 {
+                        _mm512_mask_loadu_ps(neg_inf, valid, row)
+                    } else {
+                        let lo = _mm512_maskz_loadu_ps(e as __mmask16, row);
+                        let hi =
+                            _mm512_maskz_loadu_ps((e >> 16) as __mmask16, row.wrapping_add(16));
+                        _mm512_mask_mov_ps(neg_inf, valid, _mm512_permutex2var_ps(lo, even, hi))
+                    };
+                    // max(v, best) returns `best` on ties and when either is a NaN; a
+                    // NaN `v` over a number `best` is taken here.
+                    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v)
+                        & _mm512_cmp_ps_mask::<_CMP_ORD_Q>(best, best);
+                    best = _mm512_mask_blend_ps(nan, _mm512_max_ps(v, best), v);
+                }
+            }
+            let n = (g.ow - 16 * b).min(16);
+            let m = ((1u32 << n) - 1) as __mmask16;
+            _mm512_mask_storeu_ps(yq.add(oy * g.ow + 16 * b), m, best);
+        }
+    }
+}
+
 /// `v` replaces the running maximum `best`: larger, or a NaN over a number (a NaN
 /// propagates as in PyTorch); ties keep the first index.
 #[inline(always)]
@@ -267,6 +403,7 @@ unsafe fn max_plane_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u
     let (w, sx) = (g.w as isize, g.stride.1 as isize);
     assert!(xp.len() >= g.h * g.w && yp.len() >= g.oh * g.ow && ap.len() >= g.oh * g.ow);
     assert!(sx == 1 || sx == 2);
+    let shift = sx - 1;
     let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let even = _mm512_slli_epi32::<1>(lanes);
     let lane_step = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(sx as i32));
@@ -280,11 +417,34 @@ unsafe fn max_plane_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u
             (((1u64 << hi) - 1) & !((1u64 << lo) - 1)) as u32
         }
     };
+    // Per (block of 16 outputs, kernel column): the valid lanes, the elements the
+    // loads read and the row offset of lane 0, worked out once per plane.
+    let blocks = g.ow.div_ceil(16);
+    let mut taps = Vec::with_capacity(blocks * g.kernel.1);
+    for b in 0..blocks {
+        let (ox0, n) = (16 * b as isize, (g.ow - 16 * b).min(16) as isize);
+        for j in 0..g.kernel.1 {
+            // Input column of lane k: base + k·sx; the lanes whose column lies inside
+            // the row (floor division by sx ∈ {1, 2} as a shift).
+            let base = ox0 * sx + (j * g.dilation.1) as isize - g.pad.1 as isize;
+            let k_lo = if base < 0 {
+                (-base + sx - 1) >> shift
+            } else {
+                0
+            };
+            let k_hi = n.min((w - base + sx - 1) >> shift);
+            let valid = range(k_lo, k_hi);
+            let e = if sx == 1 {
+                valid
+            } else {
+                range(2 * k_lo, 2 * k_hi - 1)
+            };
+            taps.push((valid as __mmask16, e, base));
+        }
+    }
     let (xq, yq, aq) = (xp.as_ptr(), yp.as_mut_ptr(), ap.as_mut_ptr() as *mut i32);
     for oy in 0..g.oh {
-        let mut ox0 = 0;
-        while ox0 < g.ow {
-            let n = (g.ow - ox0).min(16) as isize;
+        for b in 0..blocks {
             let mut best = _mm512_set1_ps(f32::NEG_INFINITY);
             let mut bi = unset;
             for i in 0..g.kernel.0 {
@@ -292,13 +452,7 @@ unsafe fn max_plane_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u
                 if iy < 0 || iy >= g.h as isize {
                     continue;
                 }
-                for j in 0..g.kernel.1 {
-                    // Input column of lane k: base + k·sx.
-                    let base = ox0 as isize * sx + (j * g.dilation.1) as isize - g.pad.1 as isize;
-                    // Lanes whose column lies inside the row.
-                    let k_lo = if base < 0 { (-base + sx - 1) / sx } else { 0 };
-                    let k_hi = n.min((w - base + sx - 1).div_euclid(sx));
-                    let valid = range(k_lo, k_hi) as __mmask16;
+                for &(valid, e, base) in &taps[b * g.kernel.1..(b + 1) * g.kernel.1] {
                     if valid == 0 {
                         continue;
                     }
@@ -307,7 +461,6 @@ unsafe fn max_plane_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u
                     let v = if sx == 1 {
                         _mm512_maskz_loadu_ps(valid, row)
                     } else {
-                        let e = range(2 * k_lo, 2 * k_hi - 1);
                         let lo = _mm512_maskz_loadu_ps(e as __mmask16, row);
                         let hi =
                             _mm512_maskz_loadu_ps((e >> 16) as __mmask16, row.wrapping_add(16));
@@ -323,11 +476,11 @@ unsafe fn max_plane_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u
                     bi = _mm512_mask_blend_epi32(m, bi, vi);
                 }
             }
-            let m = range(0, n) as __mmask16;
-            let at = oy * g.ow + ox0;
+            let n = (g.ow - 16 * b).min(16);
+            let m = ((1u32 << n) - 1) as __mmask16;
+            let at = oy * g.ow + 16 * b;
             _mm512_mask_storeu_ps(yq.add(at), m, best);
             _mm512_mask_storeu_epi32(aq.add(at), m, bi);
-            ox0 += 16;
         }
     }
 }
@@ -593,6 +746,7 @@ mod tests {
             let x: Vec<f32> = (0..planes * h * w)
                 .map(|_| match rng.random_range(0..10) {
                     0 => f32::NAN,
+                    5 => -0.0,
                     v => (v % 4) as f32,
                 })
                 .collect();
@@ -615,6 +769,16 @@ mod tests {
                 .zip(&y2)
                 .all(|(u, v)| u == v || (u.is_nan() && v.is_nan()));
             assert!(same, "{y:?} vs {y2:?}");
+            // Without the indices (inference), the same values bit for bit: signed
+            // zeros keep the first of a tie, NaNs win.
+            let mut y3 = vec![1.0; n];
+            max_pool_forward_values(&g, &x, &mut y3);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&y3),
+                bits(&y),
+                "values {h}x{w} k{k:?} s{st:?} p{pad:?}"
+            );
             // The backward pass routes each gradient to its argmax, zero elsewhere.
             let dy: Vec<f32> = (0..n).map(|i| i as f32 + 0.5).collect();
             let mut dx = vec![7.0; planes * h * w];

@@ -164,6 +164,12 @@ impl Layer for MaxPool2d {
         let [n, c, h, w] = rank4("MaxPool2d", x.shape())?;
         let g = self.config.geom("MaxPool2d", h, w)?;
         let mut y = Tensor::for_overwrite(&[n, c, g.oh, g.ow]);
+        if !mode.caches() {
+            // No backward to route: the values alone.
+            pool::max_pool_forward_values(&g, x.data(), y.data_mut());
+            self.cache = None;
+            return Ok(y);
+        }
         let mut argmax = vec![0u32; y.len()];
         pool::max_pool_forward(&g, x.data(), y.data_mut(), &mut argmax);
         self.cache = mode.caches().then(|| MaxPoolCache {
