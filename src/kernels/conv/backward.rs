@@ -93,7 +93,9 @@ pub(crate) fn backward(
     // A strided layer's input gradient phase by phase on the gathered kernels
     // ([`strided`]), where AVX-512 runs them.
     let phases = match (&dx, &dgeom) {
-        (Some(_), None) if super::geom::has_avx512() => strided::phases(g, weight),
+        (Some(_), None) if super::geom::has_avx512() && !large_layer(g) => {
+            strided::phases(g, weight)
+        }
         _ => None,
     };
     if let Some(d) = dx.as_deref_mut() {
@@ -146,6 +148,13 @@ pub(crate) fn backward(
     // columns and dy side by side, after the per-image buffers in `col`).
     let gemm_dw = !direct_dw && !bf_dw && !wino_dw;
     let gbw = if gemm_dw { gemm_images(g) } else { 1 };
+    // A large layer's GEMM weight gradient (`kg·c_out ≥ 2²⁰`, the 7×7 maps of 512
+    // channels of ImageNet ResNets) as one product over the whole batch after the
+    // chunks ([`wide_weight_grad`]), the GEMM splitting the output between the threads:
+    // per chunk, the product reduced over that chunk's images only and each thread
+    // kept a 9 MiB partial sum to add up.
+    let wide_dw = gemm_dw && g.groups == 1 && large_layer(g);
+    let chunk_dw = gemm_dw && !wide_dw;
     // ... and its input gradient too, when that is GEMM + col2im (`dcol` of the block
     // after the columns and dy).
     let batch_dx = gbw > 1 && dx.is_some() && dgeom.is_none() && phases.is_none();
@@ -264,14 +273,18 @@ pub(crate) fn backward(
                     let batch = grown(batch, batch_len);
                     let (colb, rest) = batch.split_at_mut(kg * gbw * ohw);
                     let (dyb, dcolb) = rest.split_at_mut(g.c_out * gbw * ohw);
-                    if pointwise {
+                    if wide_dw {
+                        // (the weight gradient comes after the chunks)
+                    } else if pointwise {
                         put_block(xi, ohw, b, cols, colb);
                     } else {
                         im2col(g, xi, &mut col[..col_len]);
                         put_block(&col[..col_len], ohw, b, cols, colb);
                     }
-                    put_block(dyi, ohw, b, cols, dyb);
-                    if b + 1 == bn {
+                    if batch_dx || !wide_dw {
+                        put_block(dyi, ohw, b, cols, dyb);
+                    }
+                    if b + 1 == bn && !wide_dw {
                         matmul(
                             kg,
                             g.c_out,
@@ -321,13 +334,13 @@ pub(crate) fn backward(
                 }
                 let col_ref: &[f32] = if pointwise || gbw > 1 {
                     xi
-                } else if direct_dw || bf_dw || wino_dw {
+                } else if direct_dw || bf_dw || wino_dw || wide_dw {
                     &[]
                 } else {
                     im2col(g, xi, &mut col[..col_len]);
                     &col[..col_len]
                 };
-                for grp in (0..g.groups).filter(|_| gemm_dw && gbw == 1) {
+                for grp in (0..g.groups).filter(|_| chunk_dw && gbw == 1) {
                     matmul(
                         kg,
                         cg_out,
@@ -456,6 +469,9 @@ pub(crate) fn backward(
             }
             Ok(())
         })?;
+    if wide_dw {
+        return wide_weight_grad(g, n, x, dy, dweight);
+    }
     // Combine the per-chunk weight gradients in chunk order (reproducible).
     for buf in &ws.chunks[..chunks] {
         if bf_dw {
@@ -480,4 +496,51 @@ pub(crate) fn backward(
         }
     }
     Ok(())
+}
+
+/// `dweight[c_out, kg] += dy_all · col_allᵀ` over the whole batch: `dy_all[c_out, n·ohw]`
+/// and `col_all[kg, n·ohw]` with the images side by side (filled in parallel by rows),
+/// then one product whose output the GEMM splits between the threads (each element
+/// summed over the batch in one fixed order: reproducible for a thread count).
+fn wide_weight_grad(
+    g: &ConvGeom,
+    n: usize,
+    x: &[f32],
+    dy: &[f32],
+    dweight: &mut [f32],
+) -> Result<()> {
+    let (kg, ohw) = (g.kg(), g.ohw());
+    let k_all = n * ohw;
+    if k_all == 0 {
+        return Ok(());
+    }
+    let mut col_all = vec![0.0f32; kg * k_all];
+    let rows = 64usize;
+    col_all
+        .par_chunks_mut(rows * k_all)
+        .enumerate()
+        .for_each(|(t, band)| im2col_batch_rows(g, x, n, t * rows, band));
+    let mut dy_all = vec![0.0f32; g.c_out * k_all];
+    let y_img = g.c_out * ohw;
+    dy_all
+        .par_chunks_mut(k_all)
+        .enumerate()
+        .for_each(|(c, row)| {
+            for (img, part) in row.chunks_exact_mut(ohw).enumerate() {
+                let at = img * y_img + c * ohw;
+                part.copy_from_slice(&dy[at..at + ohw]);
+            }
+        });
+    matmul(
+        g.c_out,
+        kg,
+        k_all,
+        &dy_all,
+        Trans::No,
+        &col_all,
+        Trans::Yes,
+        dweight,
+        Accumulate::Yes,
+        Par::Rayon,
+    )
 }

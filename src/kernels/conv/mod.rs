@@ -130,8 +130,11 @@ mod tests {
         (5, 6, 2, 2, 7, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         (4, 3, 3, 3, 5, (1, 1), (1, 1), (0, 0), (1, 1), 1),
         (3, 4, 5, 5, 6, (3, 3), (2, 2), (1, 1), (1, 1), 1),
-        // A large layer (kg · c_out ≥ 2²⁰): up to 512 columns per product.
+        // A large layer (kg · c_out ≥ 2²⁰): up to 512 columns per product, and the
+        // weight gradient as one product over the batch (also pointwise and strided).
         (3, 128, 2, 2, 1024, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (2, 1024, 3, 3, 1024, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        (3, 128, 5, 6, 1024, (3, 3), (2, 2), (1, 1), (1, 1), 1),
         // Three row phases (stride 3), and dilation with stride 2.
         (1, 12, 17, 46, 3, (3, 3), (3, 3), (1, 1), (1, 1), 1),
         (1, 8, 20, 20, 4, (3, 3), (2, 2), (2, 2), (2, 2), 1),

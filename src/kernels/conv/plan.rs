@@ -70,6 +70,16 @@ pub(crate) fn direct_input_grad(g: &ConvGeom) -> Option<ConvGeom> {
     (t.oh == g.h && t.ow == g.w && Path::of(&t) != Path::Gemm).then_some(t)
 }
 
+/// A layer whose weights (`kg · c_out ≥ 2²⁰`, 4 MiB) are too many for the small-layer
+/// kernels: the 7×7 maps of 512 channels and the 1×1 layers of 2,048 in ImageNet
+/// ResNets. Its GEMM products take more images at once ([`gemm_images`]), its weight
+/// gradient is one product over the batch, and a strided one's input gradient is
+/// GEMM + col2im rather than phases on the gathered kernel (1,024 → 2,048 stride 2 at
+/// 14×14: 47 GFLOP/s there).
+pub(crate) fn large_layer(g: &ConvGeom) -> bool {
+    g.kg() * g.c_out >= 1 << 20
+}
+
 /// Images per GEMM for a layer on im2col + GEMM whose output plane is small: enough
 /// columns (`images · oh·ow ≥ 128`) for the GEMM to run at speed — one image of a 2×2
 /// plane is a product only 4 columns wide. A large layer (`kg · c_out ≥ 2²⁰`, the 7×7
@@ -78,7 +88,7 @@ pub(crate) fn direct_input_grad(g: &ConvGeom) -> Option<ConvGeom> {
 /// of 98 columns spent more time on that traffic than on arithmetic. 1 for grouped
 /// layers and large planes.
 pub(crate) fn gemm_images(g: &ConvGeom) -> usize {
-    let large = g.kg() * g.c_out >= 1 << 20;
+    let large = large_layer(g);
     if g.groups == 1 && g.ohw() > 0 && g.ohw() < 64 {
         if large {
             512usize.div_ceil(g.ohw()).max(2)
@@ -225,6 +235,7 @@ impl ConvPlan {
             }
             Some(t) => Path::of(&t).name().into(),
             None if has_avx512()
+                && !large_layer(&self.geom)
                 && strided::phases(&self.geom, &vec![0.0; self.geom.c_out * self.geom.kg()])
                     .is_some() =>
             {
@@ -257,6 +268,9 @@ impl ConvPlan {
             WeightGrad::Bf16 => "gathered-bf16".into(),
             WeightGrad::Winograd => "winograd".into(),
             WeightGrad::Direct => "direct".into(),
+            WeightGrad::Gemm if large_layer(&self.geom) && self.geom.groups == 1 => {
+                "gemm-batch".into()
+            }
             WeightGrad::Gemm if gemm_images(&self.geom) > 1 => {
                 format!("gemm×{}", gemm_images(&self.geom))
             }
