@@ -268,7 +268,8 @@ mod tests {
 
     /// The input gradient masked for a ReLU before the layer equals the plain one with
     /// the mask applied after, bit for bit, on every kernel path: direct, gathered,
-    /// Winograd, and GEMM with several images per product (2×2 and pointwise planes).
+    /// Winograd (one image and several per band), and GEMM with several images per
+    /// product (2×2 and pointwise planes).
     #[test]
     fn relu_masked_input_gradient_equals_masking_after() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(21);
@@ -278,6 +279,8 @@ mod tests {
             (3, 16, 10, 10, 16, 3, 1),
             (3, 4, 16, 16, 5, 3, 1),
             (2, 3, 8, 8, 4, 3, 1),
+            // Winograd's transformed weights over 1 MiB: several images per band.
+            (5, 136, 13, 15, 130, 3, 1),
         ];
         for (n, ci, h, w, co, k, p) in cases {
             let g = ConvGeom::new(ci, h, w, co, (k, k), (1, 1), (p, p), (1, 1), 1).unwrap();
