@@ -85,7 +85,11 @@ fn summary(m: &Option<serde_json::Value>, h: &Option<Vec<Record>>, config: Optio
     }
     if let Some(t) = m.as_ref().map(|m| &m["test_tta"]) {
         if let (Some(acc), Some(v)) = (t["accuracy"].as_f64(), t["views"].as_str()) {
-            parts.push(format!("with --tta {}: <b>{:.2}%</b>", escape(v), 100.0 * acc));
+            parts.push(format!(
+                "with --tta {}: <b>{:.2}%</b>",
+                escape(v),
+                100.0 * acc
+            ));
         }
     }
     if let Some(b) = m.as_ref().and_then(|m| m["best_val"].as_f64()) {
