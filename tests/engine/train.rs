@@ -19,6 +19,7 @@ fn a_tiny_model_learns_on_the_embedded_subset() {
         width: Some(0.5),
         augment: String::new(),
         workers: 1,
+        tta: train::tta::Tta::Flip,
         ..TrainConfig::default()
     };
     let paths = RunPaths::new(dir.path());
@@ -47,6 +48,21 @@ fn a_tiny_model_learns_on_the_embedded_subset() {
     );
     let (_, conf) = out.test.expect("the embedded subset has a test split");
     assert!(conf.accuracy() > 0.7, "test accuracy {}", conf.accuracy());
+    // --tta flip: the same test with mirrored views averaged, beside the plain one.
+    let (_, tta) = out.test_tta.expect("tta = flip was asked for");
+    assert_eq!(tta.total(), conf.total());
+    assert!(
+        tta.accuracy() > 0.7,
+        "test accuracy with TTA {}",
+        tta.accuracy()
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(paths.metrics()).unwrap()).unwrap();
+    assert_eq!(metrics["test_tta"]["views"], "flip");
+    assert_eq!(
+        metrics["test_tta"]["accuracy"].as_f64(),
+        Some(tta.accuracy())
+    );
     for f in [
         paths.last(),
         paths.optim(3),
