@@ -380,4 +380,15 @@ mod tests {
         assert!(err.contains("epoch"), "{err}");
         assert!(TrainConfig { lr: 0.0, ..c }.validate().is_err());
     }
+
+    /// The recipes the docs give as files stay valid configurations and search spaces.
+    #[test]
+    fn the_documented_recipe_files_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/recipes");
+        let c = TrainConfig::from_toml(&dir.join("fmnist-90s.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.epochs, c.width, c.val_fraction), (6, Some(0.5), 0.0));
+        let space = crate::tune::SearchSpace::from_toml(&dir.join("fmnist-90s-space.toml"));
+        assert!(space.is_ok(), "{:?}", space.err());
+    }
 }
