@@ -614,7 +614,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     )?;
     let classes = t.model.config.classes;
     let tta: train::tta::Tta = args.tta.parse()?;
-    let (loss, conf) = train::tta::evaluate_tta(&mut t.model, &loader, classes, tta)?;
+    let (loss, conf) = train::evaluate_tta(&mut t.model, &loader, classes, tta)?;
     super::models::out(&format!(
         "{} on {name} ({split}{}): accuracy {:.2}%, loss {loss:.4}, {} images\n\n{}",
         args.checkpoint.display(),

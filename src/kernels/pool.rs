@@ -175,6 +175,48 @@ fn max_pool_forward_serial(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut 
     }
 }
 
+/// Lanes `lo .. hi` (clamped to 0 ..= 32) as a bit mask.
+fn lane_range(lo: isize, hi: isize) -> u32 {
+    let (lo, hi) = (lo.clamp(0, 32) as u32, hi.clamp(0, 32) as u32);
+    if hi <= lo {
+        0
+    } else {
+        (((1u64 << hi) - 1) & !((1u64 << lo) - 1)) as u32
+    }
+}
+
+/// For the AVX-512 max-pool kernels, per (block of 16 outputs of a row, kernel column):
+/// the lanes whose input column lies inside the row, the elements the loads read (for
+/// stride 2, two vectors' worth) and the row offset of lane 0 — worked out once per
+/// plane (recomputed per tap they were most of the kernels' time). Lane `k` reads
+/// column `base + k·sx`; floor division by `sx ∈ {1, 2}` is a shift.
+fn column_taps(g: &PoolGeom) -> Vec<(u16, u32, isize)> {
+    let (w, sx) = (g.w as isize, g.stride.1 as isize);
+    let shift = sx - 1;
+    let blocks = g.ow.div_ceil(16);
+    let mut taps = Vec::with_capacity(blocks * g.kernel.1);
+    for b in 0..blocks {
+        let (ox0, n) = (16 * b as isize, (g.ow - 16 * b).min(16) as isize);
+        for j in 0..g.kernel.1 {
+            let base = ox0 * sx + (j * g.dilation.1) as isize - g.pad.1 as isize;
+            let k_lo = if base < 0 {
+                (-base + sx - 1) >> shift
+            } else {
+                0
+            };
+            let k_hi = n.min((w - base + sx - 1) >> shift);
+            let valid = lane_range(k_lo, k_hi);
+            let e = if sx == 1 {
+                valid
+            } else {
+                lane_range(2 * k_lo, 2 * k_hi - 1)
+            };
+            taps.push((valid as u16, e, base));
+        }
+    }
+    taps
+}
+
 /// One plane of [`max_pool_forward_values`], 16 outputs of a row at a time: per tap of
 /// the window, one masked load (two and a permute of the even elements for stride 2)
 /// and `max(v, best)`, which keeps `best` on ties as [`beats`] keeps the first index; a
@@ -192,42 +234,12 @@ unsafe fn max_values_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32]) {
     let (w, sx) = (g.w as isize, g.stride.1 as isize);
     assert!(xp.len() >= g.h * g.w && yp.len() >= g.oh * g.ow);
     assert!(sx == 1 || sx == 2);
-    let shift = sx - 1;
     let even = _mm512_slli_epi32::<1>(_mm512_setr_epi32(
         0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
     ));
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let range = |lo: isize, hi: isize| -> u32 {
-        let (lo, hi) = (lo.clamp(0, 32) as u32, hi.clamp(0, 32) as u32);
-        if hi <= lo {
-            0
-        } else {
-            (((1u64 << hi) - 1) & !((1u64 << lo) - 1)) as u32
-        }
-    };
-    // Per (block of 16 outputs, kernel column): the valid lanes, the elements the
-    // loads read (stride 2: two vectors' worth) and the row offset of lane 0.
+    let taps = column_taps(g);
     let blocks = g.ow.div_ceil(16);
-    let mut taps = Vec::with_capacity(blocks * g.kernel.1);
-    for b in 0..blocks {
-        let (ox0, n) = (16 * b as isize, (g.ow - 16 * b).min(16) as isize);
-        for j in 0..g.kernel.1 {
-            let base = ox0 * sx + (j * g.dilation.1) as isize - g.pad.1 as isize;
-            let k_lo = if base < 0 {
-                (-base + sx - 1) >> shift
-            } else {
-                0
-            };
-            let k_hi = n.min((w - base + sx - 1) >> shift);
-            let valid = range(k_lo, k_hi);
-            let e = if sx == 1 {
-                valid
-            } else {
-                range(2 * k_lo, 2 * k_hi - 1)
-            };
-            taps.push((valid as __mmask16, e, base));
-        }
-    }
     let (xq, yq) = (xp.as_ptr(), yp.as_mut_ptr());
     for oy in 0..g.oh {
         for b in 0..blocks {
@@ -403,45 +415,12 @@ unsafe fn max_plane_avx512(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u
     let (w, sx) = (g.w as isize, g.stride.1 as isize);
     assert!(xp.len() >= g.h * g.w && yp.len() >= g.oh * g.ow && ap.len() >= g.oh * g.ow);
     assert!(sx == 1 || sx == 2);
-    let shift = sx - 1;
     let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let even = _mm512_slli_epi32::<1>(lanes);
     let lane_step = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(sx as i32));
     let unset = _mm512_set1_epi32(-1);
-    // Lanes k in [lo, hi) as a mask.
-    let range = |lo: isize, hi: isize| -> u32 {
-        let (lo, hi) = (lo.clamp(0, 32) as u32, hi.clamp(0, 32) as u32);
-        if hi <= lo {
-            0
-        } else {
-            (((1u64 << hi) - 1) & !((1u64 << lo) - 1)) as u32
-        }
-    };
-    // Per (block of 16 outputs, kernel column): the valid lanes, the elements the
-    // loads read and the row offset of lane 0, worked out once per plane.
+    let taps = column_taps(g);
     let blocks = g.ow.div_ceil(16);
-    let mut taps = Vec::with_capacity(blocks * g.kernel.1);
-    for b in 0..blocks {
-        let (ox0, n) = (16 * b as isize, (g.ow - 16 * b).min(16) as isize);
-        for j in 0..g.kernel.1 {
-            // Input column of lane k: base + k·sx; the lanes whose column lies inside
-            // the row (floor division by sx ∈ {1, 2} as a shift).
-            let base = ox0 * sx + (j * g.dilation.1) as isize - g.pad.1 as isize;
-            let k_lo = if base < 0 {
-                (-base + sx - 1) >> shift
-            } else {
-                0
-            };
-            let k_hi = n.min((w - base + sx - 1) >> shift);
-            let valid = range(k_lo, k_hi);
-            let e = if sx == 1 {
-                valid
-            } else {
-                range(2 * k_lo, 2 * k_hi - 1)
-            };
-            taps.push((valid as __mmask16, e, base));
-        }
-    }
     let (xq, yq, aq) = (xp.as_ptr(), yp.as_mut_ptr(), ap.as_mut_ptr() as *mut i32);
     for oy in 0..g.oh {
         for b in 0..blocks {

@@ -244,19 +244,7 @@ impl Sequential {
         premasked_last: bool,
         mask_first: bool,
     ) -> Result<Tensor> {
-        let mut d: Option<Tensor> = None;
-        for (i, pre, mask) in backward_steps(&self.layers, premasked_last, mask_first) {
-            let g = d.as_ref().unwrap_or(dy);
-            let (name, layer) = &mut self.layers[i];
-            let out = profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
-                if pre || mask {
-                    l.backward_relu(g, pre, mask)
-                } else {
-                    l.backward(g)
-                }
-            })?;
-            d = Some(out);
-        }
+        let d = self.walk_backward(dy, premasked_last, mask_first, None)?;
         Ok(d.unwrap_or_else(|| dy.clone()))
     }
 
@@ -265,21 +253,34 @@ impl Sequential {
     /// their boundaries), that one by its own `backward_params`, none before it. A
     /// first child handed a premasked `dy` masks it again, which changes nothing.
     pub(super) fn backward_params_fused(&mut self, dy: &Tensor) -> Result<()> {
-        let Some(first) = self
+        let first = self
             .layers
             .iter_mut()
-            .position(|(_, l)| super::sequential::has_trainable(l.as_mut()))
-        else {
-            return Ok(());
-        };
+            .position(|(_, l)| super::sequential::has_trainable(l.as_mut()));
+        match first {
+            Some(f) => self.walk_backward(dy, false, false, Some(f)).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// The children's backward passes in the order of [`backward_steps`]; at child
+    /// `params_at` its `backward_params` and a stop (`None`). `None` also for no children.
+    fn walk_backward(
+        &mut self,
+        dy: &Tensor,
+        premasked_last: bool,
+        mask_first: bool,
+        params_at: Option<usize>,
+    ) -> Result<Option<Tensor>> {
         let mut d: Option<Tensor> = None;
-        for (i, pre, mask) in backward_steps(&self.layers, false, false) {
+        for (i, pre, mask) in backward_steps(&self.layers, premasked_last, mask_first) {
             let g = d.as_ref().unwrap_or(dy);
             let (name, layer) = &mut self.layers[i];
-            if i == first {
-                return profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
+            if params_at == Some(i) {
+                profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
                     l.backward_params(g)
-                });
+                })?;
+                return Ok(None);
             }
             let out = profile::layer(name, layer.as_mut(), Phase::Backward, |l| {
                 if pre || mask {
@@ -290,6 +291,6 @@ impl Sequential {
             })?;
             d = Some(out);
         }
-        Ok(())
+        Ok(d)
     }
 }

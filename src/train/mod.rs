@@ -32,7 +32,8 @@ pub use history::{History, Record};
 pub use metrics::Confusion;
 pub use setup::{model_config, Setup};
 pub use trainer::{
-    epoch_seed, evaluate, Control, EpochStats, ForwardView, Hook, StepInfo, StepResult, Trainer,
+    epoch_seed, evaluate, evaluate_tta, Control, EpochStats, ForwardView, Hook, StepInfo,
+    StepResult, Trainer,
 };
 
 use crate::checkpoint;

@@ -19,6 +19,7 @@
 //! model's convolutions ([`nn::set_precision`]) at each call.
 
 use super::metrics::Confusion;
+use super::tta::Tta;
 use crate::data::{Batch, Loader};
 use crate::error::{Error, Result};
 use crate::kernels::bf16::Precision;
@@ -298,14 +299,24 @@ impl Trainer {
     }
 
     /// [`Trainer::evaluate`] with the views of `tta` averaged ([`super::tta`]).
-    pub fn evaluate_tta(
-        &mut self,
-        loader: &Loader,
-        tta: super::tta::Tta,
-    ) -> Result<(f64, Confusion)> {
+    pub fn evaluate_tta(&mut self, loader: &Loader, tta: Tta) -> Result<(f64, Confusion)> {
         let classes = self.classes();
         nn::set_precision(&mut self.model, self.precision);
-        super::tta::evaluate_tta(&mut self.model, loader, classes, tta)
+        evaluate_tta(&mut self.model, loader, classes, tta)
+    }
+}
+
+/// [`evaluate`] with the views of `tta` averaged ([`super::tta`]; [`Tta::None`] is
+/// [`evaluate`]).
+pub fn evaluate_tta(
+    model: &mut dyn Layer,
+    loader: &Loader,
+    classes: usize,
+    tta: Tta,
+) -> Result<(f64, Confusion)> {
+    match tta {
+        Tta::None => evaluate(model, loader, classes),
+        Tta::Flip => super::tta::evaluate_flip(model, loader, classes),
     }
 }
 

@@ -76,17 +76,14 @@ pub fn flip_horizontal(x: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
-/// Loss and confusion matrix of `model` over `loader` in [`Mode::Eval`] with the views
-/// of `tta` averaged; [`Tta::None`] is [`super::evaluate`].
-pub fn evaluate_tta(
+/// Loss and confusion matrix of `model` over `loader` in [`Mode::Eval`] with each batch
+/// and its mirror image averaged ([`Tta::Flip`]; `train::evaluate_tta` dispatches on
+/// the [`Tta`]).
+pub fn evaluate_flip(
     model: &mut dyn Layer,
     loader: &Loader,
     classes: usize,
-    tta: Tta,
 ) -> Result<(f64, Confusion)> {
-    if tta == Tta::None {
-        return super::trainer::evaluate(model, loader, classes);
-    }
     let mut conf = Confusion::new(classes);
     let (mut sum, mut n) = (0.0f64, 0usize);
     for batch in loader.epoch(0) {
