@@ -525,6 +525,18 @@ fn max_plane(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
 
 /// Max pooling backward: `dx` is overwritten with `dy` routed to each window's maximum.
 pub fn max_pool_backward(g: &PoolGeom, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
+    route_max(g, dy, argmax, None, dx);
+}
+
+/// [`max_pool_backward`] of a pool whose input is a ReLU's output, with the ReLU's
+/// backward folded in: the gradient of an output `y` that is not positive (its whole
+/// window was zero after the ReLU) is dropped — what masking `dy` by `y > 0` first would
+/// give, bit for bit, without that pass.
+pub fn max_pool_backward_relu(g: &PoolGeom, dy: &[f32], argmax: &[u32], y: &[f32], dx: &mut [f32]) {
+    route_max(g, dy, argmax, Some(y), dx);
+}
+
+fn route_max(g: &PoolGeom, dy: &[f32], argmax: &[u32], y: Option<&[f32]>, dx: &mut [f32]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     if hw == 0 {
         return;
@@ -537,10 +549,23 @@ pub fn max_pool_backward(g: &PoolGeom, dy: &[f32], argmax: &[u32], dx: &mut [f32
     dx.par_chunks_mut(hw * per)
         .zip(dy.par_chunks(ohw * per))
         .zip(argmax.par_chunks(ohw * per))
-        .for_each(|((dxc, dyc), ac)| {
-            for ((dxp, dyp), ap) in dxc.chunks_mut(hw).zip(dyc.chunks(ohw)).zip(ac.chunks(ohw)) {
+        .enumerate()
+        .for_each(|(t, ((dxc, dyc), ac))| {
+            let yc = y.map(|y| &y[t * ohw * per..(t * ohw * per + dyc.len()).min(y.len())]);
+            for (k, ((dxp, dyp), ap)) in dxc
+                .chunks_mut(hw)
+                .zip(dyc.chunks(ohw))
+                .zip(ac.chunks(ohw))
+                .enumerate()
+            {
                 dxp.iter_mut().for_each(|v| *v = 0.0);
-                for (&d, &i) in dyp.iter().zip(ap) {
+                let yp = yc.map(|y| &y[k * ohw..((k + 1) * ohw).min(y.len())]);
+                for (j, (&d, &i)) in dyp.iter().zip(ap).enumerate() {
+                    let d = match yp.and_then(|y| y.get(j)) {
+                        Some(&v) if v > 0.0 => d,
+                        Some(_) => 0.0,
+                        None => d,
+                    };
                     if let Some(v) = dxp.get_mut(i as usize) {
                         *v += d;
                     }

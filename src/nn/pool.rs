@@ -14,7 +14,6 @@
 use super::fuse::Fuse;
 use super::{check_dy, no_cache, Layer, Mode, Receptive};
 use crate::error::{Error, Result};
-use crate::kernels::eltwise::relu_backward_from_output;
 use crate::kernels::pool::{self, PoolGeom};
 use crate::tensor::Tensor;
 
@@ -217,10 +216,9 @@ impl Fuse for MaxPool2d {
         let cache = self.cache.as_ref().ok_or_else(|| no_cache("MaxPool2d"))?;
         let s = &cache.x_shape;
         check_dy("MaxPool2d", dy, &[s[0], s[1], cache.geom.oh, cache.geom.ow])?;
-        let mut masked = Tensor::for_overwrite(dy.shape());
-        relu_backward_from_output(cache.y.data(), dy.data(), masked.data_mut());
         let mut dx = Tensor::for_overwrite(s);
-        pool::max_pool_backward(&cache.geom, masked.data(), &cache.argmax, dx.data_mut());
+        let (g, y) = (&cache.geom, cache.y.data());
+        pool::max_pool_backward_relu(g, dy.data(), &cache.argmax, y, dx.data_mut());
         Ok(dx)
     }
 
