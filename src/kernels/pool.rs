@@ -536,6 +536,7 @@ pub fn max_pool_backward_relu(g: &PoolGeom, dy: &[f32], argmax: &[u32], y: &[f32
     route_max(g, dy, argmax, Some(y), dx);
 }
 
+/// Routes each `dy` to its window's maximum; with `y`, only where `y > 0`.
 fn route_max(g: &PoolGeom, dy: &[f32], argmax: &[u32], y: Option<&[f32]>, dx: &mut [f32]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     if hw == 0 {
@@ -545,13 +546,18 @@ fn route_max(g: &PoolGeom, dy: &[f32], argmax: &[u32], y: Option<&[f32]>, dx: &m
         dx.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
+    if let Some(y) = y {
+        assert!(
+            y.len() >= dy.len(),
+            "max_pool_backward_relu: y shorter than dy"
+        );
+    }
     let per = planes_per_task(hw);
     dx.par_chunks_mut(hw * per)
         .zip(dy.par_chunks(ohw * per))
         .zip(argmax.par_chunks(ohw * per))
         .enumerate()
         .for_each(|(t, ((dxc, dyc), ac))| {
-            let yc = y.map(|y| &y[t * ohw * per..(t * ohw * per + dyc.len()).min(y.len())]);
             for (k, ((dxp, dyp), ap)) in dxc
                 .chunks_mut(hw)
                 .zip(dyc.chunks(ohw))
@@ -559,12 +565,13 @@ fn route_max(g: &PoolGeom, dy: &[f32], argmax: &[u32], y: Option<&[f32]>, dx: &m
                 .enumerate()
             {
                 dxp.iter_mut().for_each(|v| *v = 0.0);
-                let yp = yc.map(|y| &y[k * ohw..((k + 1) * ohw).min(y.len())]);
+                let at = (t * per + k) * ohw;
                 for (j, (&d, &i)) in dyp.iter().zip(ap).enumerate() {
-                    let d = match yp.and_then(|y| y.get(j)) {
-                        Some(&v) if v > 0.0 => d,
-                        Some(_) => 0.0,
-                        None => d,
+                    // The ReLU lets the gradient through where its output is > 0
+                    // (a NaN output stops it, as `relu_backward_from_output` does).
+                    let d = match y.map(|y| y[at + j] > 0.0) {
+                        Some(false) => 0.0,
+                        _ => d,
                     };
                     if let Some(v) = dxp.get_mut(i as usize) {
                         *v += d;

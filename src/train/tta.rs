@@ -14,6 +14,7 @@
 use super::metrics::Confusion;
 use crate::data::Loader;
 use crate::error::{Error, Result};
+use crate::kernels::eltwise::{add_into, scale};
 use crate::kernels::softmax::softmax_rows;
 use crate::nn::{Layer, Mode};
 use crate::tensor::Tensor;
@@ -63,15 +64,12 @@ impl std::str::FromStr for Tta {
 /// `x: [N, C, H, W]` mirrored left to right (each row reversed).
 pub fn flip_horizontal(x: &Tensor) -> Result<Tensor> {
     let [_, _, _, w] = x.dims4("tta")?;
-    let mut out = Tensor::for_overwrite(x.shape());
+    let mut out = x.clone();
     if w > 0 {
-        for (o, i) in out
-            .data_mut()
+        // (As the flip of the training augmentation, `data::transform`.)
+        out.data_mut()
             .chunks_exact_mut(w)
-            .zip(x.data().chunks_exact(w))
-        {
-            o.iter_mut().zip(i.iter().rev()).for_each(|(o, &v)| *o = v);
-        }
+            .for_each(|row| row.reverse());
     }
     Ok(out)
 }
@@ -111,7 +109,8 @@ pub fn flip_averaged(model: &mut dyn Layer, x: &Tensor, classes: usize) -> Resul
     let mut q = vec![0.0f32; rows * c];
     softmax_rows(c, plain.data(), &mut p);
     softmax_rows(c, mirrored.data(), &mut q);
-    p.iter_mut().zip(&q).for_each(|(a, &b)| *a = 0.5 * (*a + b));
+    add_into(&mut p, &q);
+    scale(&mut p, 0.5);
     Ok(p)
 }
 
