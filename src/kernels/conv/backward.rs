@@ -3,6 +3,7 @@
 use super::bf16;
 use super::direct::{self, Padded};
 use super::gathered::{self, Gathered};
+use super::gathered_dw;
 use super::geom::*;
 use super::im2col::*;
 use super::plan::*;
@@ -132,8 +133,11 @@ pub(crate) fn backward(
     let wk = plan.weight_grad();
     let wino_dw = wk == WeightGrad::Winograd;
     let direct_dw = wk == WeightGrad::Direct;
+    let gath_dw = wk == WeightGrad::Gathered;
     let dw_len = if bf_dw {
         w_len.max(bf16::wgrad_acc_len(g))
+    } else if gath_dw {
+        w_len.max(gathered_dw::acc_len(g))
     } else if wino_dw {
         w_len + winograd_dw::wgrad_acc_len(g)
     } else {
@@ -146,7 +150,7 @@ pub(crate) fn backward(
     };
     // A GEMM weight gradient of a small plane: several images per product (their
     // columns and dy side by side, after the per-image buffers in `col`).
-    let gemm_dw = !direct_dw && !bf_dw && !wino_dw;
+    let gemm_dw = !direct_dw && !bf_dw && !wino_dw && !gath_dw;
     let gbw = if gemm_dw { gemm_images(g) } else { 1 };
     // A large layer's GEMM weight gradient (`kg·c_out ≥ 2²⁰`, the 7×7 maps of 512
     // channels of ImageNet ResNets) as one product over the whole batch after the
@@ -163,7 +167,12 @@ pub(crate) fn backward(
     } else {
         0
     };
-    ws.prepare(chunks, col_len.max(gdt_len).max(wino_work), dw_len);
+    let gath_len = if gath_dw { gd.len(g) } else { 0 };
+    ws.prepare(
+        chunks,
+        col_len.max(gdt_len).max(wino_work).max(gath_len),
+        dw_len,
+    );
     let ranges = split_ranges(n, chunks);
     let pointwise = g.is_pointwise();
     let pd = Padded::of(g);
@@ -246,6 +255,13 @@ pub(crate) fn backward(
                     let d = grown(dy_pairs, bf16::wgrad_dy_len(g));
                     bf16::pair_dy(g, dyi, conv_pairs, d);
                     bf16::weight_grad(g, gd, q, d, &mut dw[..dw_len]);
+                } else if gath_dw {
+                    // (the gathered image in `col`: the input gradient's phases
+                    // gather into it after this)
+                    let q = &mut col[..gath_len];
+                    gathered::gather_f32(g, gd, xi, conv_pairs, q);
+                    let dyt = grown(batch, gathered_dw::dy_len(g));
+                    gathered_dw::weight_grad_image(g, gd, q, dyi, dyt, &mut dw[..dw_len]);
                 } else if direct_dw {
                     let p = padded(pad, pad_for, g, Path::Direct, pd.len(g));
                     direct::pad_image(g, pd, xi, p);
@@ -334,7 +350,7 @@ pub(crate) fn backward(
                 }
                 let col_ref: &[f32] = if pointwise || gbw > 1 {
                     xi
-                } else if direct_dw || bf_dw || wino_dw || wide_dw {
+                } else if direct_dw || bf_dw || wino_dw || wide_dw || gath_dw {
                     &[]
                 } else {
                     im2col(g, xi, &mut col[..col_len]);
@@ -474,7 +490,7 @@ pub(crate) fn backward(
     }
     // Combine the per-chunk weight gradients in chunk order (reproducible).
     for buf in &ws.chunks[..chunks] {
-        if bf_dw {
+        if bf_dw || gath_dw {
             bf16::add_transposed(g, &buf.dw[..dw_len], dweight);
             continue;
         }

@@ -22,6 +22,7 @@ pub mod book;
 pub mod direct;
 mod forward;
 pub mod gathered;
+mod gathered_dw;
 mod geom;
 mod im2col;
 mod plan;

@@ -11,6 +11,7 @@
 use super::bf16::{self, Precision};
 use super::direct;
 use super::gathered;
+use super::gathered_dw;
 use super::geom::*;
 use super::strided;
 use super::winograd;
@@ -149,6 +150,8 @@ pub enum WeightGrad {
     Winograd,
     /// The direct kernel from the padded input.
     Direct,
+    /// Products on the gathered image ([`gathered_dw`]).
+    Gathered,
     /// im2col + GEMM.
     Gemm,
 }
@@ -257,6 +260,8 @@ impl ConvPlan {
             WeightGrad::Winograd
         } else if direct::applies(g) && g.c_in <= 16 {
             WeightGrad::Direct
+        } else if gathered_dw::applies(g) {
+            WeightGrad::Gathered
         } else {
             WeightGrad::Gemm
         }
@@ -268,6 +273,7 @@ impl ConvPlan {
             WeightGrad::Bf16 => "gathered-bf16".into(),
             WeightGrad::Winograd => "winograd".into(),
             WeightGrad::Direct => "direct".into(),
+            WeightGrad::Gathered => "gathered".into(),
             WeightGrad::Gemm if large_layer(&self.geom) && self.geom.groups == 1 => {
                 "gemm-batch".into()
             }

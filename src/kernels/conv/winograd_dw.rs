@@ -115,7 +115,7 @@ pub fn weight_grad_finish(g: &ConvGeom, acc: &[f32], dw: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn to_channels_last(
+pub(super) unsafe fn to_channels_last(
     src: *const f32,
     chans: usize,
     rows: usize,
