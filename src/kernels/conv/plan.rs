@@ -251,7 +251,9 @@ impl ConvPlan {
     /// The kernel of the weight gradient: bf16 gathered where bf16 applies, Winograd on
     /// the 3×3 layers it takes (also faster than the direct kernel on 16→16: resnet20 f32
     /// training +3–6%), direct from the padded input on thin inputs (`c_in ≤ 16`, where it
-    /// measured 1.2–1.8× GEMM; 0.4–0.6× on 32–64 channels), im2col + GEMM otherwise.
+    /// measured 1.2–1.8× GEMM; 0.4–0.6× on 32–64 channels), on the gathered image where
+    /// the gathered forward applies (strided layers, the 7×7/2 stem: 1.05–2.7× GEMM on
+    /// resnet20/18's layers), im2col + GEMM otherwise.
     pub fn weight_grad(&self) -> WeightGrad {
         let g = &self.geom;
         if self.bf16_weight_grad {
