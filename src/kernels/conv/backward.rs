@@ -182,7 +182,7 @@ pub(crate) fn backward(
         } else if bf_dx {
             bf16::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_bf_t);
         } else if dpath == Path::Winograd {
-            winograd::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
+            winograd::pack_input_grad_weights(gt, weight, &mut ws.packed_t);
         } else {
             direct::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
         }

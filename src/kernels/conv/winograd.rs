@@ -40,7 +40,7 @@
 use super::direct::Padded;
 use super::geom::ConvGeom;
 pub(crate) use super::winograd_tile::XI;
-use super::winograd_tile::{filter_of, input_tile, output_tile};
+use super::winograd_tile::{input_tile, output_tile, pack_filters, FilterAt};
 
 /// Tiles per vector.
 pub(crate) const LANES: usize = 16;
@@ -202,17 +202,14 @@ impl Plan {
 /// Transforms `w[c_out, c_in, 3, 3]` to `U = G w Gᵀ` and packs it as
 /// `[ξ][c_out/8][c_in][8]` into `out`.
 pub fn pack_weights(g: &ConvGeom, w: &[f32], out: &mut Vec<f32>) {
-    let plan = Plan::of(g);
-    let blocks = plan.kp / KB;
-    out.clear();
-    out.resize(plan.packed_len(g), 0.0);
-    for k in 0..g.c_out {
-        for c in 0..g.c_in {
-            for (xi, &uv) in filter_of(g, w, k, c).iter().enumerate() {
-                out[((xi * blocks + k / KB) * g.c_in + c) * KB + k % KB] = uv;
-            }
-        }
-    }
+    pack_filters(g, Plan::of(g).kp, w, FilterAt::plain(g), out);
+}
+
+/// [`pack_weights`] for the input gradient of a stride-1 layer, `gt` its geometry as a
+/// convolution of `dy`: from the layer's own weights `w[gt.c_in, gt.c_out, 3, 3]`, each
+/// filter turned by 180° and the channels swapped as they are read.
+pub fn pack_input_grad_weights(gt: &ConvGeom, w: &[f32], out: &mut Vec<f32>) {
+    pack_filters(gt, Plan::of(gt).kp, w, FilterAt::flipped(gt), out);
 }
 
 /// What the output transform applies before storing: a per-channel bias, then a ReLU.

@@ -79,28 +79,54 @@ pub fn weight_grad_image(
     }
 }
 
-/// `dw[k][c][3][3] += Gᵀ dU[ξ][c][k] G` for the accumulated `acc` ([`wgrad_acc_len`]).
+/// `dw[k][c][3][3] += Gᵀ dU[ξ][c][k] G` for the accumulated `acc` ([`wgrad_acc_len`]):
+/// 16 output channels at a time (one row of `acc` per `ξ` and input channel, read
+/// whole), the same operations per filter as the scalar definition, then added into
+/// `dw` row by row.
 pub fn weight_grad_finish(g: &ConvGeom, acc: &[f32], dw: &mut [f32]) {
     let (c16, k16) = (ch16(g.c_in), ch16(g.c_out));
-    for k in 0..g.c_out {
+    assert!(acc.len() >= wgrad_acc_len(g) && dw.len() >= g.c_out * g.c_in * 9);
+    for k0 in (0..g.c_out).step_by(LANES) {
+        let nk = (g.c_out - k0).min(LANES);
         for c in 0..g.c_in {
-            let du: [f32; XI] = std::array::from_fn(|xi| acc[(xi * c16 + c) * k16 + k]);
-            // t = Gᵀ du (3×4), then dw = t G (3×3).
-            let mut t = [[0.0f32; 4]; 3];
-            for j in 0..4 {
-                let (u0, u1, u2, u3) = (du[j], du[4 + j], du[8 + j], du[12 + j]);
-                t[0][j] = u0 + 0.5 * (u1 + u2);
-                t[1][j] = 0.5 * (u1 - u2);
-                t[2][j] = 0.5 * (u1 + u2) + u3;
+            let mut du = [[0.0f32; LANES]; XI];
+            for (xi, d) in du.iter_mut().enumerate() {
+                let at = (xi * c16 + c) * k16 + k0;
+                d.copy_from_slice(&acc[at..at + LANES]);
             }
-            let out = &mut dw[(k * g.c_in + c) * 9..(k * g.c_in + c) * 9 + 9];
-            for (r, tr) in t.iter().enumerate() {
-                out[3 * r] += tr[0] + 0.5 * (tr[1] + tr[2]);
-                out[3 * r + 1] += 0.5 * (tr[1] - tr[2]);
-                out[3 * r + 2] += 0.5 * (tr[1] + tr[2]) + tr[3];
+            let out = finish_lanes(&du);
+            for (kk, k) in (k0..k0 + nk).enumerate() {
+                let row = &mut dw[(k * g.c_in + c) * 9..(k * g.c_in + c) * 9 + 9];
+                for (d, o) in row.iter_mut().zip(&out) {
+                    *d += o[kk];
+                }
             }
         }
     }
+}
+
+/// `Gᵀ du G` (3×3) of 16 filters, lane by lane: `du[ξ]` holds 16 output channels.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+fn finish_lanes(du: &[[f32; LANES]; XI]) -> [[f32; LANES]; 9] {
+    // t = Gᵀ du (3×4), then t G (3×3); each statement on all 16 lanes.
+    let mut t = [[[0.0f32; LANES]; 4]; 3];
+    for j in 0..4 {
+        let (u0, u1, u2, u3) = (&du[j], &du[4 + j], &du[8 + j], &du[12 + j]);
+        for l in 0..LANES {
+            t[0][j][l] = u0[l] + 0.5 * (u1[l] + u2[l]);
+            t[1][j][l] = 0.5 * (u1[l] - u2[l]);
+            t[2][j][l] = 0.5 * (u1[l] + u2[l]) + u3[l];
+        }
+    }
+    let mut out = [[0.0f32; LANES]; 9];
+    for (r, tr) in t.iter().enumerate() {
+        for l in 0..LANES {
+            out[3 * r][l] = tr[0][l] + 0.5 * (tr[1][l] + tr[2][l]);
+            out[3 * r + 1][l] = 0.5 * (tr[1][l] - tr[2][l]);
+            out[3 * r + 2][l] = 0.5 * (tr[1][l] + tr[2][l]) + tr[3][l];
+        }
+    }
+    out
 }
 
 /// `dst[((r + r0)·rs + col + c0)·c16 + ch] = src[(ch·rows + r)·cols + col]` for every
@@ -333,6 +359,56 @@ unsafe fn wgrad_tile<const N: usize>(
     for (i, si) in s.iter().enumerate() {
         for (q, &sq) in si.iter().enumerate() {
             _mm512_storeu_ps(acc.add(i * ds + q * LANES), sq);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The 16-lane finish adds, bit for bit, the scalar `Gᵀ dU G` of every filter (and
+    /// nothing for the padding channels of `acc`).
+    #[test]
+    fn finish_adds_the_scalar_transform_bit_for_bit() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for (ci, co) in [(16, 16), (17, 33), (40, 20)] {
+            let g = ConvGeom::new(ci, 8, 8, co, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+            let acc: Vec<f32> = (0..wgrad_acc_len(&g))
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let start: Vec<f32> = (0..co * ci * 9)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let mut got = start.clone();
+            weight_grad_finish(&g, &acc, &mut got);
+            let (c16, k16) = (ch16(ci), ch16(co));
+            for k in 0..co {
+                for c in 0..ci {
+                    let du: [f32; XI] = std::array::from_fn(|xi| acc[(xi * c16 + c) * k16 + k]);
+                    let mut t = [[0.0f32; 4]; 3];
+                    for j in 0..4 {
+                        let (u0, u1, u2, u3) = (du[j], du[4 + j], du[8 + j], du[12 + j]);
+                        t[0][j] = u0 + 0.5 * (u1 + u2);
+                        t[1][j] = 0.5 * (u1 - u2);
+                        t[2][j] = 0.5 * (u1 + u2) + u3;
+                    }
+                    let at = (k * ci + c) * 9;
+                    for (r, tr) in t.iter().enumerate() {
+                        let want = [
+                            tr[0] + 0.5 * (tr[1] + tr[2]),
+                            0.5 * (tr[1] - tr[2]),
+                            0.5 * (tr[1] + tr[2]) + tr[3],
+                        ];
+                        for (q, w) in want.iter().enumerate() {
+                            let i = at + 3 * r + q;
+                            let exp = start[i] + w;
+                            assert_eq!(got[i].to_bits(), exp.to_bits(), "{ci}->{co} k{k} c{c}");
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -68,3 +68,157 @@ pub(crate) fn output_tile(m: &[f32; XI]) -> [f32; 4] {
         s[1][1] - s[1][2] - s[1][3],
     ]
 }
+
+/// Where the 3×3 filter of output channel `k` and input channel `c` lies in a weight
+/// array: tap `s` (row-major) at `k·ks + c·cs + s`, or at `k·ks + c·cs + 8 − s` when
+/// `flip`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FilterAt {
+    ks: usize,
+    cs: usize,
+    flip: bool,
+}
+
+impl FilterAt {
+    /// The filters of `w[c_out, c_in, 3, 3]` for `g` as they are.
+    pub(crate) fn plain(g: &ConvGeom) -> Self {
+        FilterAt {
+            ks: g.c_in * 9,
+            cs: 9,
+            flip: false,
+        }
+    }
+
+    /// The filters of the input gradient of a stride-1 layer, geometry `gt` (`gt.c_in`
+    /// is the layer's `c_out`): the layer's own weights, input and output channels
+    /// swapped and each filter turned by 180°, read in place (no flipped copy).
+    pub(crate) fn flipped(gt: &ConvGeom) -> Self {
+        FilterAt {
+            ks: 9,
+            cs: gt.c_out * 9,
+            flip: true,
+        }
+    }
+
+    fn tap(&self, k: usize, c: usize, s: usize) -> usize {
+        k * self.ks + c * self.cs + if self.flip { 8 - s } else { s }
+    }
+}
+
+/// Filters per pass of [`pack_filters`]: 8 output channels × 2 input channels, a vector.
+const PACK_LANES: usize = 16;
+
+/// `U = G f Gᵀ` of every filter of `w` (located by `at`), packed `[ξ][kp/8][c_in][8]`
+/// for `g` into `out` (resized to `XI·kp·c_in`; every element written, zero past
+/// `c_out`). The values of [`filter_tile`], bit for bit, 16 filters at a time: one
+/// vector per `ξ` holds the 8 output channels of a block for two neighbouring input
+/// channels, which is 16 consecutive floats of `out`.
+pub(crate) fn pack_filters(g: &ConvGeom, kp: usize, w: &[f32], at: FilterAt, out: &mut Vec<f32>) {
+    let blocks = kp / 8;
+    let len = XI * kp * g.c_in;
+    if out.len() != len {
+        out.clear();
+        out.resize(len, 0.0);
+    }
+    for kb in 0..blocks {
+        let kn = g.c_out.saturating_sub(kb * 8).min(8);
+        for c0 in (0..g.c_in).step_by(2) {
+            let cn = (g.c_in - c0).min(2);
+            let mut f = [[0.0f32; PACK_LANES]; 9];
+            for dc in 0..cn {
+                for kk in 0..kn {
+                    for (s, fs) in f.iter_mut().enumerate() {
+                        fs[dc * 8 + kk] = w[at.tap(kb * 8 + kk, c0 + dc, s)];
+                    }
+                }
+            }
+            let u = filter_lanes(&f);
+            for (xi, ux) in u.iter().enumerate() {
+                let at = ((xi * blocks + kb) * g.c_in + c0) * 8;
+                if cn == 2 {
+                    out[at..at + PACK_LANES].copy_from_slice(ux);
+                } else {
+                    out[at..at + 8].copy_from_slice(&ux[..8]);
+                }
+            }
+        }
+    }
+}
+
+/// [`filter_tile`] on 16 filters at once (the same operations in the same order, so
+/// the same values), each statement on all 16 lanes.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+fn filter_lanes(f: &[[f32; PACK_LANES]; 9]) -> [[f32; PACK_LANES]; XI] {
+    // t = G f (4×3), then u = t Gᵀ (4×4).
+    let mut t = [[[0.0f32; PACK_LANES]; 3]; 4];
+    for s in 0..3 {
+        let (f0, f1, f2) = (&f[s], &f[3 + s], &f[6 + s]);
+        for l in 0..PACK_LANES {
+            t[0][s][l] = f0[l];
+            t[1][s][l] = 0.5 * (f0[l] + f1[l] + f2[l]);
+            t[2][s][l] = 0.5 * (f0[l] - f1[l] + f2[l]);
+            t[3][s][l] = f2[l];
+        }
+    }
+    let mut u = [[0.0f32; PACK_LANES]; XI];
+    for (i, ti) in t.iter().enumerate() {
+        for l in 0..PACK_LANES {
+            u[4 * i][l] = ti[0][l];
+            u[4 * i + 1][l] = 0.5 * (ti[0][l] + ti[1][l] + ti[2][l]);
+            u[4 * i + 2][l] = 0.5 * (ti[0][l] - ti[1][l] + ti[2][l]);
+            u[4 * i + 3][l] = ti[2][l];
+        }
+    }
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Every packed value is `filter_tile` of its filter, bit for bit, with zeros past
+    /// `c_out`; the flipped reading equals packing a flipped, transposed copy.
+    #[test]
+    fn packed_filters_are_the_tiles_bit_for_bit() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for (ci, co) in [(16, 16), (17, 19), (3, 8), (32, 13), (1, 1)] {
+            let g = ConvGeom::new(ci, 6, 6, co, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+            let w: Vec<f32> = (0..co * ci * 9)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let kp = co.div_ceil(8) * 8;
+            let mut out = vec![f32::NAN; 3];
+            pack_filters(&g, kp, &w, FilterAt::plain(&g), &mut out);
+            assert_eq!(out.len(), XI * kp * ci);
+            for k in 0..kp {
+                for c in 0..ci {
+                    let want = if k < co {
+                        filter_tile(&w[(k * ci + c) * 9..(k * ci + c) * 9 + 9])
+                    } else {
+                        [0.0; XI]
+                    };
+                    for (xi, &v) in want.iter().enumerate() {
+                        let got = out[((xi * (kp / 8) + k / 8) * ci + c) * 8 + k % 8];
+                        assert_eq!(got.to_bits(), v.to_bits(), "{ci}->{co} k{k} c{c} xi{xi}");
+                    }
+                }
+            }
+            // The input gradient's geometry: co -> ci channels, filters flipped.
+            let gt = ConvGeom::new(co, 6, 6, ci, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+            let mut flipped = vec![0.0; w.len()];
+            for k in 0..co {
+                for c in 0..ci {
+                    for s in 0..9 {
+                        flipped[(c * co + k) * 9 + 8 - s] = w[(k * ci + c) * 9 + s];
+                    }
+                }
+            }
+            let kpt = ci.div_ceil(8) * 8;
+            let (mut a, mut b) = (vec![], vec![1.0; 7]);
+            pack_filters(&gt, kpt, &flipped, FilterAt::plain(&gt), &mut a);
+            pack_filters(&gt, kpt, &w, FilterAt::flipped(&gt), &mut b);
+            assert_eq!(a, b, "{ci}->{co} flipped");
+        }
+    }
+}
