@@ -46,6 +46,7 @@ pub fn conv2d_forward_relu(
 pub fn pooled_applies(plan: &ConvPlan) -> bool {
     let g = &plan.geom;
     plan.forward == Path::Winograd
+        && winograd::applies(g)
         && g.oh >= 2
         && g.ow >= 2
         && (!plan.bf16_forward || winograd_bf16::bf16_available())
@@ -140,7 +141,19 @@ pub(crate) fn forward(
         return Ok(());
     }
     let chunks = chunk_count(n);
-    let path = plan.forward;
+    // A small map that only the batched Winograd forward takes: with few images per
+    // thread, or bf16 products (whose Winograd form runs one image at a time), each
+    // band would stream all the transformed weights for a few tiles — the per-image
+    // rule's kernel instead.
+    let path = match plan.forward {
+        Path::Winograd
+            if !winograd::applies(g)
+                && (plan.bf16_forward || n / chunks < winograd::MIN_BATCHED) =>
+        {
+            Path::of(g)
+        }
+        p => p,
+    };
     let gd = Gathered::of(g);
     // f32 Winograd on layers whose transformed weights exceed L2: several images per
     // band (`winograd::images`).

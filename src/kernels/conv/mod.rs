@@ -224,6 +224,33 @@ mod tests {
         assert_eq!(compare_cases(|v| v, 1e-4, bf16::Precision::F32), 0);
     }
 
+    /// A 7×7 map whose transformed weights exceed L2 (136 channels each way): the
+    /// forward takes Winograd several images per band with enough images per thread,
+    /// and the per-image kernel (im2col + GEMM) with fewer — the same values either way.
+    #[test]
+    fn batched_winograd_forward_of_a_small_map_matches_the_naive_twin() {
+        let g = ConvGeom::new(136, 7, 7, 136, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+        let plan = ConvPlan::f32(g);
+        if !has_avx512() {
+            assert_eq!(plan.forward, Path::Gemm);
+            return;
+        }
+        assert!(!winograd::applies(&g), "the per-image rule would take it");
+        assert_eq!(plan.forward, Path::Winograd);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        let mut ws = ConvWorkspace::default();
+        let threads = rayon::current_num_threads();
+        for n in [1, winograd::MIN_BATCHED * threads + 1] {
+            let x = rand_vec(n * 136 * 49, &mut rng);
+            let wt = rand_vec(136 * g.kg(), &mut rng);
+            let b = rand_vec(136, &mut rng);
+            let mut y = vec![f32::NAN; n * 136 * 49];
+            conv2d_forward(&plan, n, &x, &wt, Some(&b), &mut y, &mut ws).unwrap();
+            let want = naive::conv2d_forward(&g, n, &x, &wt, Some(&b));
+            assert_close(&y, &want, "y", &g, 1e-4);
+        }
+    }
+
     #[test]
     fn bf16_products_of_bf16_operands_are_exact() {
         if !bf16::available() {

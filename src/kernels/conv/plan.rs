@@ -46,6 +46,18 @@ impl Path {
     }
 }
 
+impl Path {
+    /// The static rule for the forward: [`Path::of`], and Winograd also on the small
+    /// maps that its batched form takes ([`winograd::forward_applies`]).
+    pub fn forward_of(g: &ConvGeom) -> Self {
+        if winograd::forward_applies(g) {
+            Path::Winograd
+        } else {
+            Path::of(g)
+        }
+    }
+}
+
 /// The geometry of the input gradient of a stride-1 convolution as a convolution of `dy`
 /// (flipped, transposed weights; padding `k − 1 − pad`), when a direct kernel takes it.
 pub(crate) fn direct_input_grad(g: &ConvGeom) -> Option<ConvGeom> {
@@ -102,10 +114,10 @@ pub(crate) fn gemm_images(g: &ConvGeom) -> usize {
 }
 
 impl Path {
-    /// Every path whose kernel computes `g` (im2col + GEMM always does).
+    /// Every path whose kernel computes the forward of `g` (im2col + GEMM always does).
     pub fn candidates(g: &ConvGeom) -> Vec<Path> {
         let mut v = vec![];
-        if winograd::applies(g) {
+        if winograd::forward_applies(g) {
             v.push(Path::Winograd);
         }
         if direct::applies(g) {
@@ -184,7 +196,7 @@ impl ConvPlan {
         ConvPlan {
             geom: g,
             precision: p,
-            forward: Path::of(&g),
+            forward: Path::forward_of(&g),
             bf16_forward: bf16::active_for(&g, p),
             bf16_weight_grad: bf16::weight_grad_active_for(&g, p),
             bf16_input_grad: p == Precision::Bf16,

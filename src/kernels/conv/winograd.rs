@@ -64,6 +64,13 @@ const U_CACHED_BYTES: usize = 1 << 20;
 /// (16 MiB of `U`, 16 tiles) that ran at 52 GFLOP/s against 128 for im2col + GEMM.
 pub fn applies(g: &ConvGeom) -> bool {
     let tiles = g.oh.div_ceil(2) * g.ow.div_ceil(2);
+    takes_shape(g) && (tiles >= NT * LANES || XI * g.c_in * g.c_out * 4 <= U_CACHED_BYTES)
+}
+
+/// 3×3, stride 1, no dilation, one group, 16 channels or more each way, at least 16
+/// tiles, AVX-512.
+fn takes_shape(g: &ConvGeom) -> bool {
+    let tiles = g.oh.div_ceil(2) * g.ow.div_ceil(2);
     g.kh == 3
         && g.kw == 3
         && g.stride == (1, 1)
@@ -72,9 +79,23 @@ pub fn applies(g: &ConvGeom) -> bool {
         && g.c_in >= 16
         && g.c_out >= 16
         && tiles >= LANES
-        && (tiles >= NT * LANES || XI * g.c_in * g.c_out * 4 <= U_CACHED_BYTES)
         && crate::kernels::conv::has_avx512()
 }
+
+/// Whether the forward takes this convolution: what [`applies`] takes, and also the
+/// small maps whose transformed weights exceed L2, which the forward computes several
+/// images per band ([`Plan::batch_for`], [`images`]) — ResNet-18's 7×7 maps of 512
+/// channels: 12–14 ms against 16–18 for im2col + GEMM at batch 16 (the forward's
+/// dispatch falls back to the static rule's kernel with fewer than [`MIN_BATCHED`]
+/// images per thread).
+pub fn forward_applies(g: &ConvGeom) -> bool {
+    takes_shape(g)
+}
+
+/// Images per thread below which a layer only [`forward_applies`] takes (not
+/// [`applies`]) leaves the Winograd forward: each band would stream all of the
+/// transformed weights (16 MiB for 512 channels) for a few tiles.
+pub const MIN_BATCHED: usize = 4;
 
 /// Sizes of one layer's buffers.
 #[derive(Clone, Copy, Debug)]
@@ -89,10 +110,19 @@ pub struct Plan {
     /// Tile rows per band, and the band's stride in `V` and `M` (whole vectors).
     pub(super) rows: usize,
     pub(super) bandp: usize,
-    /// Floats from one channel's 16 rows of `V` (or `M`) to the next: `16·bandp` and
-    /// one cache line more, so that the channels of a column of `V` do not all fall in
-    /// the same few L1 sets (`16·bandp` floats is a multiple of 4 KiB for some maps).
+    /// Floats from one channel's rows of `V` (or `M`) to the next. One band
+    /// ([`Plan::of`]): `16·bandp` and one cache line more, the 16 rows of a channel
+    /// side by side, so that the channels of a column of `V` do not all fall in the same
+    /// few L1 sets (`16·bandp` floats is a multiple of 4 KiB for some maps). Several
+    /// images ([`Plan::batched`]): `bandp`, each `ξ`'s rows one matrix (`xs_v`, `xs_m`).
     pub(super) cs: usize,
+    /// Floats from one `ξ`'s row to the next in `V` and in `M`: `bandp` for one band;
+    /// for several images a whole matrix of rows and one cache line, so that a product
+    /// reads its `V_ξ` as one block (on 8 images of 7×7 × 512 channels `V` is 4 MiB:
+    /// read across it, each channel's rows on pages of their own, the products ran at
+    /// half speed).
+    pub(super) xs_v: usize,
+    pub(super) xs_m: usize,
     /// Output channels rounded up to whole register tiles.
     pub(super) kp: usize,
     /// The zero-padded image: rows per channel, row stride.
@@ -136,6 +166,8 @@ impl Plan {
             rows,
             bandp,
             cs: XI * bandp + LANES,
+            xs_v: bandp,
+            xs_m: bandp,
             kp,
             pd,
             images: 1,
@@ -153,7 +185,9 @@ impl Plan {
         Plan {
             rows: p.th,
             bandp,
-            cs: XI * bandp + LANES,
+            cs: bandp,
+            xs_v: g.c_in * bandp + LANES,
+            xs_m: p.kp * bandp + LANES,
             images,
             ..p
         }
@@ -184,7 +218,17 @@ impl Plan {
     /// Elements of the work buffer: a band's `V`, its `M`, one vector of slack (the
     /// output transform reads whole vectors) and one to align the start to 64 bytes.
     pub fn work_len(&self, g: &ConvGeom) -> usize {
-        (g.c_in + self.kp) * self.cs + 2 * LANES
+        self.v_len(g) + self.m_len() + 2 * LANES
+    }
+
+    /// Elements of a band's `V` in the work buffer.
+    pub(super) fn v_len(&self, g: &ConvGeom) -> usize {
+        (g.c_in * self.cs).max(XI * self.xs_v)
+    }
+
+    /// Elements of a band's `M`.
+    fn m_len(&self) -> usize {
+        (self.kp * self.cs).max(XI * self.xs_m)
     }
 
     /// Elements of the packed, transformed weights.
@@ -255,7 +299,7 @@ pub fn image(
     }
     // Whole vectors of V and M on cache-line boundaries: the products load them.
     let skip = work.as_ptr().align_offset(64).min(LANES);
-    let (v, m) = work[skip..].split_at_mut(g.c_in * plan.cs);
+    let (v, m) = work[skip..].split_at_mut(plan.v_len(g));
     let mut ty0 = 0;
     while ty0 < plan.th {
         let rb = plan.rows.min(plan.th - ty0);
@@ -312,7 +356,7 @@ pub fn images(
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::conv::has_avx512() {
         let skip = work.as_ptr().align_offset(64).min(LANES);
-        let (v, m) = work[skip..].split_at_mut(g.c_in * plan.cs);
+        let (v, m) = work[skip..].split_at_mut(plan.v_len(g));
         // SAFETY: the CPU has AVX-512F; image b's lanes b·il .. (b + 1)·il lie within
         // the band (bandp ≥ images·il), so each call's offset slice keeps the accesses
         // of `image`'s argument within v and m.
@@ -366,7 +410,8 @@ fn band_scalar(
     v: &mut [f32],
     m: &mut [f32],
 ) {
-    let (pd, bp, cs, blocks) = (plan.pd, plan.bandp, plan.cs, plan.kp / KB);
+    let (pd, cs, blocks) = (plan.pd, plan.cs, plan.kp / KB);
+    let (xv, xm) = (plan.xs_v, plan.xs_m);
     for c in 0..g.c_in {
         for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
             for k in 0..n {
@@ -376,7 +421,7 @@ fn band_scalar(
                     dr.copy_from_slice(&p[row..row + 4]);
                 }
                 for (xi, val) in input_tile(&d).into_iter().enumerate() {
-                    v[c * cs + xi * bp + l0 + k] = val;
+                    v[c * cs + xi * xv + l0 + k] = val;
                 }
             }
         }
@@ -387,9 +432,9 @@ fn band_scalar(
                 let mut s = 0.0f32;
                 for c in 0..g.c_in {
                     s += u[((xi * blocks + k / KB) * g.c_in + c) * KB + k % KB]
-                        * v[c * cs + xi * bp + l];
+                        * v[c * cs + xi * xv + l];
                 }
-                m[k * cs + xi * bp + l] = s;
+                m[k * cs + xi * xm + l] = s;
             }
         }
     }
@@ -399,7 +444,7 @@ fn band_scalar(
             for t in 0..n {
                 let mut mt = [0.0f32; XI];
                 for (xi, mv) in mt.iter_mut().enumerate() {
-                    *mv = m[k * cs + xi * bp + l0 + t];
+                    *mv = m[k * cs + xi * xm + l0 + t];
                 }
                 let out = output_tile(&mt).map(|v| {
                     let v = v + b;
@@ -511,7 +556,7 @@ pub(super) unsafe fn input_chunk(
 #[target_feature(enable = "avx512f")]
 unsafe fn input_avx512(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usize, v: &mut [f32]) {
     use std::arch::x86_64::*;
-    let (pd, bp) = (plan.pd, plan.bandp);
+    let (pd, xv) = (plan.pd, plan.xs_v);
     let (pp, vp) = (p.as_ptr(), v.as_mut_ptr());
     for c in 0..g.c_in {
         for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
@@ -522,7 +567,7 @@ unsafe fn input_avx512(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usi
             let mask = lane_mask(n);
             for (xi, &val) in vals.iter().enumerate() {
                 // Lanes l0 .. l0 + n ≤ bandp of row (c, ξ).
-                _mm512_mask_storeu_ps(vp.add(c * plan.cs + xi * bp + l0), mask, val);
+                _mm512_mask_storeu_ps(vp.add(c * plan.cs + xi * xv + l0), mask, val);
             }
         }
     }
@@ -553,12 +598,13 @@ pub(super) unsafe fn multiply<T>(
     lanes: usize,
     tiles: [TileFn<T>; 3],
 ) {
-    let (bp, blocks) = (plan.bandp, plan.kp / KB);
+    debug_assert!(lanes <= plan.bandp);
+    let blocks = plan.kp / KB;
     let vectors = lanes.div_ceil(LANES);
     for xi in 0..XI {
-        let vx = v.as_ptr().add(xi * bp);
+        let vx = v.as_ptr().add(xi * plan.xs_v);
         let ux = u.as_ptr().add(xi * blocks * reduce * KB);
-        let mx = m.as_mut_ptr().add(xi * bp);
+        let mx = m.as_mut_ptr().add(xi * plan.xs_m);
         let mut j = 0;
         while j < vectors {
             let nt = (vectors - j).min(NT);
@@ -634,7 +680,7 @@ pub(super) unsafe fn output_avx512(
     use std::arch::x86_64::*;
     let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    let bp = plan.bandp;
+    let xm = plan.xs_m;
     let zero = _mm512_setzero_ps();
     let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
     for k in 0..g.c_out {
@@ -645,7 +691,7 @@ pub(super) unsafe fn output_avx512(
             // Row (k, ξ) from lane l0: 16 lanes may run past the band into the next
             // row, or past the last row into the slack (Plan::work_len).
             let mk = mp.add(k * plan.cs + l0);
-            let ld = |xi: usize| _mm512_loadu_ps(mk.add(xi * bp));
+            let ld = |xi: usize| _mm512_loadu_ps(mk.add(xi * xm));
             let mut s0 = [_mm512_setzero_ps(); 4];
             let mut s1 = [_mm512_setzero_ps(); 4];
             for j in 0..4 {
@@ -742,7 +788,7 @@ mod tests {
         if simd {
             image(g, &plan, &p, &u, ep, &mut y, &mut work);
         } else {
-            let (v, m) = work.split_at_mut(g.c_in * plan.cs);
+            let (v, m) = work.split_at_mut(plan.v_len(g));
             let mut ty0 = 0;
             while ty0 < plan.th {
                 let rb = plan.rows.min(plan.th - ty0);

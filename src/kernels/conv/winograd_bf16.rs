@@ -99,7 +99,7 @@ unsafe fn input_bf16(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usize
         31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
         19, 3, 18, 2, 17, 1, 16, 0,
     );
-    let (pd, bp) = (plan.pd, plan.bandp);
+    let (pd, xv) = (plan.pd, plan.xs_v);
     let (pp, vp) = (p.as_ptr(), v.as_mut_ptr());
     for q in 0..g.c_in.div_ceil(2) {
         for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
@@ -114,7 +114,7 @@ unsafe fn input_bf16(g: &ConvGeom, plan: &Plan, p: &[f32], ty0: usize, rb: usize
             for xi in 0..XI {
                 let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi[xi], lo[xi]));
                 let pairs = _mm512_permutexvar_epi16(interleave, packed);
-                let dst = vp.add(q * plan.cs + xi * bp + l0);
+                let dst = vp.add(q * plan.cs + xi * xv + l0);
                 _mm512_mask_storeu_epi32(dst as *mut i32, mask, pairs);
             }
         }
