@@ -49,14 +49,28 @@ impl Path {
 impl Path {
     /// The static rule for the forward: [`Path::of`], and Winograd also on the small
     /// maps that its batched form takes ([`winograd::forward_applies`]).
+    ///
+    /// And im2col + GEMM instead of the gathered kernel where the reduction is long
+    /// (`kg ≥ 512`): its register tile reads every tap's two vectors of the gathered image
+    /// and eight weights per 16 multiply-adds, about 20 bytes a cycle from L2, where the
+    /// GEMM's packed panels stay in L1 (forward at batch 16, 2 threads, alternated: 3×3
+    /// stride 2 64 → 128 at 56×56 16.9–20.7 → 14.9–15.3 ms, 128 → 128 50 → 30 ms, 256 →
+    /// 256 at 28×28 21–30 → 19–21 ms; 128 → 256 even; resnet20's `kg` 144 and 288 and the
+    /// 7×7 stem's 147 stay gathered, where it wins 1.1–2×).
     pub fn forward_of(g: &ConvGeom) -> Self {
         if winograd::forward_applies(g) {
-            Path::Winograd
-        } else {
-            Path::of(g)
+            return Path::Winograd;
+        }
+        match Path::of(g) {
+            Path::Gathered if g.kg() >= GATHERED_MAX_KG => Path::Gemm,
+            p => p,
         }
     }
 }
+
+/// The reduction length from which the forward leaves the gathered kernel for
+/// im2col + GEMM ([`Path::forward_of`]).
+const GATHERED_MAX_KG: usize = 512;
 
 /// The geometry of the input gradient of a stride-1 convolution as a convolution of `dy`
 /// (flipped, transposed weights; padding `k − 1 − pad`), when a direct kernel takes it.
