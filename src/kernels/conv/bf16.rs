@@ -641,11 +641,17 @@ unsafe fn wtile<const NV: usize>(
 
 /// Adds the transposed accumulator `acc[c_in·kh·kw][c_out rounded to 16]` into
 /// `dw[c_out, c_in·kh·kw]`.
+/// Sixteen output channels at a time, so that both sides are read in runs (one
+/// channel at a time read `acc` a cache line per element).
 pub fn add_transposed(g: &ConvGeom, acc: &[f32], dw: &mut [f32]) {
     let (kg, col) = (g.kg(), co_lanes(g));
-    for co in 0..g.c_out {
-        for (t, d) in dw[co * kg..(co + 1) * kg].iter_mut().enumerate() {
-            *d += acc[t * col + co];
+    for co0 in (0..g.c_out).step_by(LANES) {
+        let n = (g.c_out - co0).min(LANES);
+        for t in 0..kg {
+            let row = &acc[t * col + co0..t * col + co0 + n];
+            for (j, &v) in row.iter().enumerate() {
+                dw[(co0 + j) * kg + t] += v;
+            }
         }
     }
 }
