@@ -370,8 +370,12 @@ pub(crate) fn forward(
 /// How much faster than the best f32 plan a bf16 plan must time to be chosen.
 const BF16_MARGIN: f64 = 1.05;
 
+/// Timed runs of each candidate in [`autotune_forward`] (taken in turns, the best kept).
+const TUNING_ROUNDS: usize = 3;
+
 /// Times the forward of every f32 candidate path of `plan`'s geometry on this batch (one
-/// untimed run to size the buffers, then the best of two) and returns the plan with the
+/// untimed run to size the buffers, then the best of three, the candidates timed in
+/// turns) and returns the plan with the
 /// fastest. Under bf16 the bf16 plan is one more candidate, judged on its whole training
 /// step when `step` (the forward and the backward — input and weight gradient — of the
 /// bf16 plan against those of the fastest f32 one; the forward alone for inference);
@@ -396,15 +400,10 @@ pub fn autotune_forward(
     }
     let g = &plan.geom;
     let mut y = vec![0.0f32; n * g.c_out * g.ohw()];
-    let best_of = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+    let timed = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let start = std::time::Instant::now();
         f()?;
-        let mut t = f64::INFINITY;
-        for _ in 0..2 {
-            let start = std::time::Instant::now();
-            f()?;
-            t = t.min(start.elapsed().as_secs_f64());
-        }
-        Ok(t)
+        Ok(start.elapsed().as_secs_f64())
     };
     let f32_plan = ConvPlan {
         bf16_forward: false,
@@ -412,14 +411,29 @@ pub fn autotune_forward(
         bf16_input_grad: false,
         ..*plan
     };
-    let mut best: Option<(f64, ConvPlan)> = None;
-    for p in candidates
+    let plans: Vec<ConvPlan> = candidates
         .into_iter()
         .filter_map(|path| f32_plan.with_forward(path))
-    {
-        let t = best_of(&mut || forward(&p, n, x, weight, bias, &mut y, None, (false, false), ws))?;
+        .collect();
+    // One untimed run each (it sizes the buffers), then rounds that time every
+    // candidate once in turn, keeping each one's best: a drift of the machine's speed
+    // during the tuning (this project's machines move 20–40% within minutes) then hits
+    // all candidates alike instead of whichever was timed in the slow stretch.
+    let mut best_t = vec![f64::INFINITY; plans.len()];
+    for p in &plans {
+        forward(p, n, x, weight, bias, &mut y, None, (false, false), ws)?;
+    }
+    for _ in 0..TUNING_ROUNDS {
+        for (p, bt) in plans.iter().zip(best_t.iter_mut()) {
+            let t =
+                timed(&mut || forward(p, n, x, weight, bias, &mut y, None, (false, false), ws))?;
+            *bt = bt.min(t);
+        }
+    }
+    let mut best: Option<(f64, ConvPlan)> = None;
+    for (p, &t) in plans.iter().zip(&best_t) {
         if best.as_ref().is_none_or(|(bt, _)| t < *bt) {
-            best = Some((t, p));
+            best = Some((t, *p));
         }
     }
     let Some((_, best_f32)) = best else {
@@ -432,22 +446,27 @@ pub fn autotune_forward(
         });
     }
     // bf16 against the fastest f32 plan, forward + backward (the f32 candidates share
-    // their backward kernels, so it decides nothing among them).
+    // their backward kernels, so it decides nothing among them), in turns as above.
     let mut dx = vec![0.0f32; x.len()];
     let mut dw = vec![0.0f32; weight.len()];
-    let mut step = |p: &ConvPlan, y: &mut Vec<f32>| -> Result<f64> {
-        let fwd = best_of(&mut || forward(p, n, x, weight, bias, y, None, (false, false), ws))?;
+    let mut once = |p: &ConvPlan, y: &mut Vec<f32>| -> Result<f64> {
+        let fwd = timed(&mut || forward(p, n, x, weight, bias, y, None, (false, false), ws))?;
         if !step {
             return Ok(fwd);
         }
         let dy = y.clone();
-        let bwd = best_of(&mut || {
+        let bwd = timed(&mut || {
             super::backward::conv2d_backward(p, n, x, weight, &dy, Some(&mut dx), &mut dw, None, ws)
         })?;
         Ok(fwd + bwd)
     };
-    let t_bf16 = step(plan, &mut y)?;
-    let t_f32 = step(&best_f32, &mut y)?;
+    once(plan, &mut y)?;
+    once(&best_f32, &mut y)?;
+    let (mut t_bf16, mut t_f32) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..TUNING_ROUNDS {
+        t_bf16 = t_bf16.min(once(plan, &mut y)?);
+        t_f32 = t_f32.min(once(&best_f32, &mut y)?);
+    }
     // f32 is the safe side: bf16 must win by more than the timing's noise (a few
     // percent on a busy machine), or a layer would flip to bf16 on a lucky run.
     let chosen = if t_bf16 * BF16_MARGIN < t_f32 {
