@@ -87,7 +87,7 @@ pub struct RunFlags {
     /// its mirror image and averages the two softmax outputs (timm's --tta, fastai's
     /// tta); printed and recorded (metrics.json `test_tta`) beside the plain accuracy.
     /// Training is unchanged. Default: none.
-    #[arg(long, value_name = "none|flip")]
+    #[arg(long, value_name = "none|flip", value_parser = ["none", "flip", "hflip"])]
     pub tta: Option<String>,
     /// Clip the global gradient norm to this value. Default: off.
     #[arg(long, value_name = "NORM")]
@@ -543,7 +543,12 @@ pub struct EvalArgs {
     pub normalize: Option<String>,
     /// Test-time augmentation: `flip` averages the softmax of each image and of its
     /// mirror image (twice the forward passes). Default: none.
-    #[arg(long, value_name = "none|flip", default_value = "none")]
+    #[arg(
+        long,
+        value_name = "none|flip",
+        default_value = "none",
+        value_parser = ["none", "flip", "hflip"]
+    )]
     pub tta: String,
 }
 
