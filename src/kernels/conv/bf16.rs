@@ -429,8 +429,9 @@ fn even_ohw(g: &ConvGeom) -> usize {
     g.ohw().div_ceil(2) * 2
 }
 
-/// Output channels rounded up to whole vectors.
-fn co_lanes(g: &ConvGeom) -> usize {
+/// Output channels rounded up to whole vectors (the column count of the transposed
+/// accumulators that [`add_transposed`] reads, also the gathered f32 weight gradient's).
+pub(super) fn co_lanes(g: &ConvGeom) -> usize {
     g.c_out.div_ceil(LANES) * LANES
 }
 
@@ -640,9 +641,8 @@ unsafe fn wtile<const NV: usize>(
 }
 
 /// Adds the transposed accumulator `acc[c_in·kh·kw][c_out rounded to 16]` into
-/// `dw[c_out, c_in·kh·kw]`.
-/// Sixteen output channels at a time, so that both sides are read in runs (one
-/// channel at a time read `acc` a cache line per element).
+/// `dw[c_out, c_in·kh·kw]`, sixteen output channels at a time so that both sides are
+/// read in runs (one channel at a time read `acc` a cache line per element).
 pub fn add_transposed(g: &ConvGeom, acc: &[f32], dw: &mut [f32]) {
     let (kg, col) = (g.kg(), co_lanes(g));
     for co0 in (0..g.c_out).step_by(LANES) {

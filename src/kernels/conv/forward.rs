@@ -144,13 +144,13 @@ pub(crate) fn forward(
     // A small map that only the batched Winograd forward takes: with few images per
     // thread, or bf16 products (whose Winograd form runs one image at a time), each
     // band would stream all the transformed weights for a few tiles — the per-image
-    // rule's kernel instead.
+    // forward's kernel instead.
     let path = match plan.forward {
         Path::Winograd
             if !winograd::applies(g)
                 && (plan.bf16_forward || n / chunks < winograd::MIN_BATCHED) =>
         {
-            Path::of(g)
+            Path::forward_per_image(g)
         }
         p => p,
     };

@@ -12,6 +12,7 @@
 //! `Q` per position. The accumulator is transposed, `acc[t][c_out rounded to 16]`, as the
 //! bf16 weight gradient's ([`super::bf16::add_transposed`] adds it into `dw`).
 
+use super::bf16::co_lanes;
 use super::gathered::{self, Gathered};
 use super::geom::ConvGeom;
 
@@ -21,11 +22,6 @@ const LANES: usize = 16;
 /// of the block reads it again).
 const BLOCK_FLOATS: usize = 32 * 1024;
 
-/// Output channels rounded up to whole vectors.
-fn co16(g: &ConvGeom) -> usize {
-    g.c_out.div_ceil(LANES) * LANES
-}
-
 /// Whether this weight gradient runs for `g` on this CPU: the layers the gathered
 /// forward takes (which needs AVX-512).
 pub fn applies(g: &ConvGeom) -> bool {
@@ -34,12 +30,12 @@ pub fn applies(g: &ConvGeom) -> bool {
 
 /// Elements of the channels-last `dyᵀ` of one image.
 pub fn dy_len(g: &ConvGeom) -> usize {
-    g.ohw() * co16(g)
+    g.ohw() * co_lanes(g)
 }
 
 /// Elements of the transposed accumulator `acc[c_in·kh·kw][c_out rounded to 16]`.
 pub fn acc_len(g: &ConvGeom) -> usize {
-    g.kg() * co16(g)
+    g.kg() * co_lanes(g)
 }
 
 /// Adds one image's weight gradient into `acc` ([`acc_len`], transposed), from the
@@ -60,11 +56,11 @@ pub fn weight_grad_image(
         "the gathered weight gradient needs AVX-512F and a layer the gathered kernel takes"
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is present (`applies`). The transpose writes `ohw` rows of `co16`
+    // SAFETY: AVX-512F is present (`applies`). The transpose writes `ohw` rows of `co_lanes`
     // floats into `dyt` (asserted) from `c_out` planes of `ohw` in `dy` (asserted); the
     // products read `q[off + p]` for `p < ohw`, inside the gathered part
     // (`Gathered::tap`: every tap's plane of `ohw` positions lies in its block), and
-    // write `acc` rows `t < kg` of `co16` floats.
+    // write `acc` rows `t < kg` of `co_lanes` floats.
     unsafe {
         super::winograd_dw::to_channels_last(
             dy.as_ptr(),
@@ -73,7 +69,7 @@ pub fn weight_grad_image(
             g.ohw(),
             dyt.as_mut_ptr(),
             (0, 0, g.ohw()),
-            co16(g),
+            co_lanes(g),
         );
         gathered::with_taps(g, gd, |taps| products(g, taps, q, dyt, acc));
     }
@@ -84,11 +80,11 @@ pub fn weight_grad_image(
 ///
 /// # Safety
 /// The CPU must support AVX-512F; `q[taps[t] + p]` must be readable for every tap and
-/// `p < g.ohw()`, `dyt` hold [`dy_len`] and `acc` `taps.len() · co16(g)` floats.
+/// `p < g.ohw()`, `dyt` hold [`dy_len`] and `acc` `taps.len() · co_lanes(g)` floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn products(g: &ConvGeom, taps: &[usize], q: &[f32], dyt: &[f32], acc: &mut [f32]) {
-    let (ohw, col) = (g.ohw(), co16(g));
+    let (ohw, col) = (g.ohw(), co_lanes(g));
     let block = (BLOCK_FLOATS / col).max(LANES);
     let mut p0 = 0;
     while p0 < ohw {

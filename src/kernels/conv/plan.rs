@@ -44,9 +44,7 @@ impl Path {
             Path::Gemm
         }
     }
-}
 
-impl Path {
     /// The static rule for the forward: [`Path::of`], and Winograd also on the small
     /// maps that its batched form takes ([`winograd::forward_applies`]).
     ///
@@ -59,8 +57,15 @@ impl Path {
     /// 7×7 stem's 147 stay gathered, where it wins 1.1–2×).
     pub fn forward_of(g: &ConvGeom) -> Self {
         if winograd::forward_applies(g) {
-            return Path::Winograd;
+            Path::Winograd
+        } else {
+            Path::forward_per_image(g)
         }
+    }
+
+    /// [`Path::forward_of`] without the batched Winograd form: what the forward runs
+    /// where that form does not pay (few images per thread, bf16 products).
+    pub(crate) fn forward_per_image(g: &ConvGeom) -> Self {
         match Path::of(g) {
             Path::Gathered if g.kg() >= GATHERED_MAX_KG => Path::Gemm,
             p => p,
