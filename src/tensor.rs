@@ -17,6 +17,7 @@
 use crate::error::{Error, Result};
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 /// Buffers of dropped tensors, handed to [`Tensor::for_overwrite`] (and reused by
@@ -61,12 +62,30 @@ mod recycle {
 /// The storage a tensor leaves behind when it is dropped (shared, never written).
 static EMPTY: LazyLock<Arc<Vec<f32>>> = LazyLock::new(|| Arc::new(Vec::new()));
 
+/// The source of [`Tensor::stamp`]s: each new or written tensor takes the next value.
+static STAMPS: AtomicU64 = AtomicU64::new(1);
+
+/// A value no tensor's stamp had before (nor will have): a key for things derived from
+/// tensors ([`Tensor::stamp`]).
+pub(crate) fn fresh_stamp() -> u64 {
+    STAMPS.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A dense `f32` tensor in row-major (C) order. Cloning is cheap (the elements are
 /// shared until one of the clones is written to).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Tensor {
     data: Arc<Vec<f32>>,
     shape: Vec<usize>,
+    /// See [`Tensor::stamp`].
+    stamp: u64,
+}
+
+/// Equal shapes and elements (the stamps are not compared).
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.data == other.data
+    }
 }
 
 fn numel(shape: &[usize]) -> usize {
@@ -88,6 +107,7 @@ impl Tensor {
         Tensor {
             data: Arc::new(recycle::take(n).unwrap_or_else(|| vec![0.0; n])),
             shape: shape.to_vec(),
+            stamp: fresh_stamp(),
         }
     }
 
@@ -99,11 +119,13 @@ impl Tensor {
             return Tensor {
                 data: Arc::new(v),
                 shape: shape.to_vec(),
+                stamp: fresh_stamp(),
             };
         }
         Tensor {
             data: Arc::new(vec![value; numel(shape)]),
             shape: shape.to_vec(),
+            stamp: fresh_stamp(),
         }
     }
 
@@ -119,6 +141,7 @@ impl Tensor {
         Ok(Tensor {
             data: Arc::new(data),
             shape: shape.to_vec(),
+            stamp: fresh_stamp(),
         })
     }
 
@@ -160,6 +183,7 @@ impl Tensor {
 
     /// Sets every element to `value`.
     pub fn fill(&mut self, value: f32) {
+        self.stamp = fresh_stamp();
         match Arc::get_mut(&mut self.data) {
             Some(d) => d.iter_mut().for_each(|v| *v = value),
             // Shared: a fresh buffer rather than a copy that is overwritten at once.
@@ -189,6 +213,7 @@ impl Tensor {
 
     /// The elements in row-major order, mutable (copied first if a clone shares them).
     pub fn data_mut(&mut self) -> &mut [f32] {
+        self.stamp = fresh_stamp();
         Arc::make_mut(&mut self.data).as_mut_slice()
     }
 
@@ -196,6 +221,15 @@ impl Tensor {
     pub fn into_vec(mut self) -> Vec<f32> {
         let data = std::mem::replace(&mut self.data, EMPTY.clone());
         Arc::unwrap_or_clone(data)
+    }
+
+    /// A number that changes whenever the elements may have changed: every new tensor
+    /// and every write (`data_mut`, `fill`, `add_assign`…) takes a fresh one from a
+    /// process-wide counter, and a clone keeps it while it is not written to. So two
+    /// tensors with the same stamp hold the same elements — what a cache of something
+    /// computed from them (the convolution's packed weights in inference) can be keyed on.
+    pub fn stamp(&self) -> u64 {
+        self.stamp
     }
 
     /// Whether `self` and `other` share their elements (a clone not yet written to).
@@ -243,6 +277,7 @@ impl Tensor {
     /// Adds `other` element-wise into `self`; shapes must be equal.
     pub fn add_assign(&mut self, other: &Tensor) -> Result<()> {
         other.expect_shape("Tensor::add_assign", &self.shape)?;
+        self.stamp = fresh_stamp();
         crate::kernels::eltwise::add_into(
             Arc::make_mut(&mut self.data).as_mut_slice(),
             other.data(),
@@ -278,6 +313,36 @@ impl Drop for Tensor {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    /// A stamp is kept by clones until they are written to, and every write or new
+    /// tensor takes a stamp no other tensor has.
+    #[test]
+    fn stamps_change_with_every_write_and_follow_clones() {
+        let mut a = Tensor::zeros(&[4]);
+        let b = a.clone();
+        assert_eq!(a.stamp(), b.stamp());
+        assert_ne!(
+            Tensor::zeros(&[4]).stamp(),
+            a.stamp(),
+            "equal, but a new tensor"
+        );
+        let mut seen = vec![a.stamp()];
+        let writes: [&dyn Fn(&mut Tensor); 4] = [
+            &|t| t.data_mut()[0] = 1.0,
+            &|t| t.fill(2.0),
+            &|t| t.add_assign(&Tensor::full(&[4], 1.0)).unwrap(),
+            &|t| t.fill_normal(0.0, 1.0, &mut rand::rngs::StdRng::seed_from_u64(1)),
+        ];
+        for write in writes {
+            write(&mut a);
+            assert!(!seen.contains(&a.stamp()));
+            seen.push(a.stamp());
+        }
+        assert_eq!(b.stamp(), seen[0]);
+        assert_eq!(b.data(), &[0.0; 4], "the clone's elements are its own");
+        let c = a.clone().reshape(&[2, 2]).unwrap();
+        assert_eq!(c.stamp(), a.stamp());
+    }
 
     #[test]
     fn dropped_buffers_are_recycled_only_when_no_clone_shares_them() {

@@ -175,6 +175,62 @@ pub struct Conv2d {
     book: Option<Arc<PlanBook>>,
     /// The plan of the last geometry and precision.
     plan: Option<ConvPlan>,
+    /// Inference's weights with a normalization folded in, kept while they stay valid.
+    folded: Option<Folded>,
+}
+
+/// The weights and bias with a [`ChannelAffine`] folded in, and what they were made
+/// from: in inference the same fold would be computed (and its packing redone) on every
+/// batch.
+#[derive(Debug)]
+struct Folded {
+    /// [`Tensor::stamp`]s of the weight and the bias they were folded from.
+    from: (u64, Option<u64>),
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    /// This fold's key for the kernel's packed weights ([`ConvWorkspace::same_weights`]).
+    key: u64,
+}
+
+/// `weight` and `bias` with the per-channel map `a` folded in: `W·scale` per output
+/// channel, `b·scale + shift` — the kept fold in `kept` when the weight, the bias and `a`
+/// are those it was made from, else a new one (with a new key) put there.
+fn fold<'a>(
+    kept: &'a mut Option<Folded>,
+    weight: &Param,
+    bias: Option<&Param>,
+    a: &ChannelAffine,
+) -> &'a Folded {
+    let from = (weight.value.stamp(), bias.map(|b| b.value.stamp()));
+    match kept.take() {
+        Some(f) if f.from == from && f.scale == a.scale && f.shift == a.shift => kept.insert(f),
+        _ => {
+            let w = weight.value.data();
+            let c_out = a.scale.len();
+            let per = w.len() / c_out.max(1);
+            let folded: Vec<f32> = w
+                .chunks_exact(per)
+                .zip(&a.scale)
+                .flat_map(|(row, &s)| row.iter().map(move |v| v * s))
+                .collect();
+            let b: Vec<f32> = (0..c_out)
+                .map(|c| {
+                    let b = bias.map_or(0.0, |b| b.value.data()[c]);
+                    b * a.scale[c] + a.shift[c]
+                })
+                .collect();
+            kept.insert(Folded {
+                from,
+                scale: a.scale.clone(),
+                shift: a.shift.clone(),
+                weight: folded,
+                bias: b,
+                key: crate::tensor::fresh_stamp(),
+            })
+        }
+    }
 }
 
 impl Conv2d {
@@ -200,6 +256,7 @@ impl Conv2d {
             tuning: Tuning::Static,
             book: None,
             plan: None,
+            folded: None,
         })
     }
 
@@ -279,26 +336,6 @@ impl Conv2d {
         let [n, _, h, w] = expect_nchw("Conv2d", x, self.config.c_in)?;
         Ok((n, self.config.geom(h, w)?))
     }
-
-    /// The weights and bias with the per-channel map `a` folded in: `W·scale` per
-    /// output channel, `b·scale + shift`.
-    fn folded(&self, a: &ChannelAffine) -> (Vec<f32>, Vec<f32>) {
-        let w = self.weight.value.data();
-        let c_out = a.scale.len();
-        let per = w.len() / c_out.max(1);
-        let folded: Vec<f32> = w
-            .chunks_exact(per)
-            .zip(&a.scale)
-            .flat_map(|(row, &s)| row.iter().map(move |v| v * s))
-            .collect();
-        let bias: Vec<f32> = (0..c_out)
-            .map(|c| {
-                let b = self.bias.as_ref().map_or(0.0, |b| b.value.data()[c]);
-                b * a.scale[c] + a.shift[c]
-            })
-            .collect();
-        (folded, bias)
-    }
 }
 
 impl Conv2d {
@@ -353,6 +390,11 @@ impl Conv2d {
             self.weight.value.data(),
             self.bias.as_ref().map(|b| b.value.data()),
         );
+        // Unchanged weights (inference, a frozen layer) keep their packed form.
+        self.ws.same_weights(self.weight.value.stamp());
+        if mode.caches() {
+            self.folded = None; // training: the inference fold is stale at the next step
+        }
         match moments {
             Some(m) => {
                 m.clear();
@@ -450,7 +492,8 @@ impl Fuse for Conv2d {
         let mut run = || -> Result<Tensor> {
             let (n, plan) = self.plan_for(x, false)?;
             let g = plan.geom;
-            let (folded, bias) = self.folded(a);
+            let f = fold(&mut self.folded, &self.weight, self.bias.as_ref(), a);
+            self.ws.same_weights(f.key);
             let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh, g.ow]);
             // The ReLU of a folded BatchNorm + ReLU on each image while it is in cache
             // (in the Winograd kernel's output transform).
@@ -463,8 +506,8 @@ impl Fuse for Conv2d {
                 &plan,
                 n,
                 x.data(),
-                &folded,
-                Some(&bias),
+                &f.weight,
+                Some(&f.bias),
                 y.data_mut(),
                 &mut self.ws,
             )?;
@@ -488,14 +531,15 @@ impl Fuse for Conv2d {
         if !pooled_applies(&plan) {
             return None;
         }
-        let (folded, bias) = self.folded(a);
+        let f = fold(&mut self.folded, &self.weight, self.bias.as_ref(), a);
+        self.ws.same_weights(f.key);
         let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh / 2, g.ow / 2]);
         let r = conv2d_forward_pooled(
             &plan,
             n,
             x.data(),
-            &folded,
-            Some(&bias),
+            &f.weight,
+            Some(&f.bias),
             a.relu,
             y.data_mut(),
             &mut self.ws,

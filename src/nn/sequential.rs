@@ -582,6 +582,47 @@ mod tests {
         }
     }
 
+    /// Inference keeps the folded (and packed) weights between batches, and folds
+    /// again when the weights or the normalization's statistics change: the outputs
+    /// stay those of the layers run apart (Winograd, direct and gathered layers).
+    #[test]
+    fn eval_folds_again_after_the_weights_or_the_statistics_change() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        for (ch, hw, stride) in [((16, 24), 14, 1), ((3, 5), 16, 2), ((16, 16), 8, 1)] {
+            let x = Tensor::randn(&[2, ch.0, hw, hw], 0.0, 1.0, &mut rng);
+            let mut folded = block_ch(3, ch, true, stride, false);
+            let mut plain = block_ch(3, ch, true, stride, true);
+            let check = |folded: &mut Sequential, plain: &mut Sequential| {
+                let got = folded.forward(&x, Mode::Eval).unwrap();
+                let want = plain.forward(&x, Mode::Train).unwrap();
+                for (a, b) in got.data().iter().zip(want.data()) {
+                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+                }
+                got
+            };
+            let first = check(&mut folded, &mut plain);
+            assert_eq!(check(&mut folded, &mut plain), first, "the kept fold");
+            // An optimizer step on the convolution's weight, then new statistics.
+            for s in [&mut folded, &mut plain] {
+                s.visit_params("", &mut |n, p| {
+                    if n == "conv.weight" {
+                        p.value.data_mut().iter_mut().for_each(|v| *v = 0.5 - *v);
+                    }
+                });
+            }
+            let second = check(&mut folded, &mut plain);
+            assert_ne!(second, first);
+            for s in [&mut folded, &mut plain] {
+                s.visit_buffers("", &mut |n, b| {
+                    if n == "bn.running_mean" {
+                        b.data_mut().iter_mut().for_each(|v| *v += 0.25);
+                    }
+                });
+            }
+            assert_ne!(check(&mut folded, &mut plain), second);
+        }
+    }
+
     #[test]
     fn eval_folds_batchnorm_into_the_convolution_before_it() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);

@@ -125,6 +125,8 @@ pub(crate) fn forward(
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
     let g = &plan.geom;
+    // The caller's key holds for this call only.
+    let key = ws.next_key.take();
     let ep_len = winograd::Epilogue {
         bias: None,
         relu,
@@ -186,14 +188,34 @@ pub(crate) fn forward(
     // bf16 products of a layer the Winograd kernel takes: its bf16 form.
     let wbf = bf && path == Path::Winograd && winograd_bf16::bf16_available();
     let bf_len = gd.len(&bf16::paired_geom(g));
-    if wbf {
-        winograd_bf16::pack_weights_bf16(g, weight, &mut ws.packed_bf);
+    let layout = if wbf {
+        Some(PackLayout::WinogradBf16)
     } else if bf {
-        bf16::pack_weights(g, weight, &mut ws.packed_bf);
+        Some(PackLayout::Bf16)
     } else if path == Path::Winograd {
-        winograd::pack_weights(g, weight, &mut ws.packed);
+        Some(PackLayout::Winograd)
     } else if path != Path::Gemm {
-        direct::pack_weights(g, weight, &mut ws.packed);
+        Some(PackLayout::Direct)
+    } else {
+        None // GEMM reads the weights as they are
+    };
+    if let Some(layout) = layout {
+        let want = key.map(|key| PackedFor {
+            key,
+            layout,
+            geom: *g,
+        });
+        if want.is_none() || want != ws.packed_for {
+            match layout {
+                PackLayout::WinogradBf16 => {
+                    winograd_bf16::pack_weights_bf16(g, weight, &mut ws.packed_bf)
+                }
+                PackLayout::Bf16 => bf16::pack_weights(g, weight, &mut ws.packed_bf),
+                PackLayout::Winograd => winograd::pack_weights(g, weight, &mut ws.packed),
+                PackLayout::Direct => direct::pack_weights(g, weight, &mut ws.packed),
+            }
+            ws.packed_for = want;
+        }
     }
     let (packed, packed_bf) = (&ws.packed, &ws.packed_bf);
     let pd = Padded::of(g);

@@ -251,6 +251,55 @@ mod tests {
         }
     }
 
+    /// A forward told that its weights are those of an earlier call's key
+    /// (`ConvWorkspace::same_weights`) computes with the weights packed then — shown by
+    /// passing other weights under the same key; a new key, or a forward without one in
+    /// between, packs the weights it is given. GEMM packs nothing and always reads them.
+    #[test]
+    fn a_forward_under_the_same_key_reuses_its_packed_weights() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let mut packing = 0;
+        for (c, hw, k, s, path) in [
+            (16, 14, 3, 1, Path::Winograd),
+            (16, 14, 3, 1, Path::Direct),
+            (5, 16, 3, 2, Path::Gathered),
+            (8, 6, 1, 1, Path::Gemm),
+        ] {
+            let g = ConvGeom::new(c, hw, hw, c, (k, k), (s, s), (k / 2, k / 2), (1, 1), 1).unwrap();
+            let Some(plan) = ConvPlan::f32(g).with_forward(path) else {
+                continue; // the kernel does not take it on this CPU
+            };
+            let n = 2;
+            let x = rand_vec(n * c * hw * hw, &mut rng);
+            let (w1, w2) = (
+                rand_vec(c * g.kg(), &mut rng),
+                rand_vec(c * g.kg(), &mut rng),
+            );
+            let mut ws = ConvWorkspace::default();
+            let mut run = |w: &[f32], key: Option<u64>| {
+                if let Some(key) = key {
+                    ws.same_weights(key);
+                }
+                let mut y = vec![f32::NAN; n * c * g.ohw()];
+                conv2d_forward(&plan, n, &x, w, None, &mut y, &mut ws).unwrap();
+                y
+            };
+            let (y1, y2) = (run(&w1, None), run(&w2, None));
+            assert_ne!(y1, y2);
+            assert_eq!(run(&w1, Some(7)), y1);
+            packing += usize::from(path != Path::Gemm);
+            let reused = if path == Path::Gemm { &y2 } else { &y1 };
+            assert_eq!(&run(&w2, Some(7)), reused, "{path:?}");
+            assert_eq!(run(&w2, Some(8)), y2, "{path:?}: a new key packs");
+            assert_eq!(run(&w1, None), y1);
+            assert_eq!(run(&w2, Some(8)), y2, "{path:?}: a keyless forward forgets");
+        }
+        assert!(
+            packing >= usize::from(has_avx512()) * 3,
+            "{packing} packing kernels"
+        );
+    }
+
     #[test]
     fn bf16_products_of_bf16_operands_are_exact() {
         if !bf16::available() {

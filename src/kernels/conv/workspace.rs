@@ -16,6 +16,42 @@ pub struct ConvWorkspace {
     /// The same as bf16 channel pairs ([`bf16`]).
     pub(crate) packed_bf: Vec<u32>,
     pub(crate) packed_bf_t: Vec<u32>,
+    /// The key the caller gave for the next forward's weights ([`Self::same_weights`]).
+    pub(crate) next_key: Option<u64>,
+    /// What the forward's `packed` (or `packed_bf`) was made from, when its caller gave
+    /// a key.
+    pub(crate) packed_for: Option<PackedFor>,
+}
+
+impl ConvWorkspace {
+    /// Tells the next forward that its weights hold the same values as those of every
+    /// earlier forward given `key` (for example a stamp of the weight tensor,
+    /// [`crate::Tensor::stamp`]): when the packed form it kept was made from `key`, for
+    /// the same geometry and kernel, it is used again instead of packing the weights
+    /// anew. ImageNet layers' packing is milliseconds a call (16 MiB of transformed
+    /// weights for 512 × 512 channels), and in inference the weights never change.
+    /// Applies to the next forward only; a forward without a key packs, and forgets.
+    pub fn same_weights(&mut self, key: u64) {
+        self.next_key = Some(key);
+    }
+}
+
+/// The layout packed weights are in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PackLayout {
+    Winograd,
+    WinogradBf16,
+    Direct,
+    Bf16,
+}
+
+/// What a workspace's forward-packed weights were made from: the caller's key, the
+/// layout and the geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackedFor {
+    pub(crate) key: u64,
+    pub(crate) layout: PackLayout,
+    pub(crate) geom: ConvGeom,
 }
 
 #[derive(Debug, Default)]
