@@ -4,6 +4,7 @@
 use super::geom::ConvGeom;
 use super::winograd::applies;
 use super::winograd::{lane_mask, Plan, BAND_FLOATS, LANES, XI};
+use rayon::prelude::*;
 
 // ---------------------------------------------------------------------------------------
 // The weight gradient
@@ -28,12 +29,23 @@ fn ch16(c: usize) -> usize {
     c.div_ceil(LANES) * LANES
 }
 
+/// Where `dU[ξ][c][k0 ..]` starts in the accumulator ([`wgrad_acc_len`]), for `k0` a
+/// multiple of 16: the 16 lanes from there are output channels `k0 .. k0 + 16`.
+fn acc_at(g: &ConvGeom, xi: usize, c: usize, k0: usize) -> usize {
+    let (c16, k16) = (ch16(g.c_in), ch16(g.c_out));
+    xi * c16 * k16 + k0 * c16 + c * LANES
+}
+
 /// Whether the weight gradient of `g` runs here: the layers [`applies`] takes.
 pub fn weight_grad_applies(g: &ConvGeom) -> bool {
     applies(g)
 }
 
-/// Elements of the weight gradient's accumulator `dU[ξ][c_in/16·16][c_out/16·16]`.
+/// Elements of the weight gradient's accumulator `dU[ξ][c_out/16][c_in/16·16][16]`:
+/// blocks of 16 output channels, each a matrix of input channels × 16 lanes
+/// ([`acc_at`]). The finish reads each `ξ`'s block down its input channels, 64 bytes
+/// after 64 bytes; with rows of all output channels (`[ξ][c][k]`) it read one line per
+/// 2 KiB on 512 channels, each from another page, and took 4 ms a call.
 pub fn wgrad_acc_len(g: &ConvGeom) -> usize {
     XI * ch16(g.c_in) * ch16(g.c_out)
 }
@@ -80,27 +92,37 @@ pub fn weight_grad_image(
 }
 
 /// `dw[k][c][3][3] += Gᵀ dU[ξ][c][k] G` for the accumulated `acc` ([`wgrad_acc_len`]):
-/// 16 output channels at a time (one row of `acc` per `ξ` and input channel, read
-/// whole), the same operations per filter as the scalar definition, then added into
-/// `dw` row by row.
+/// 16 output channels at a time (one vector of `acc` per `ξ` and input channel, each
+/// `ξ` read down its block), the same operations per filter as the scalar definition,
+/// then added into `dw` filter by filter; blocks of output channels in parallel.
 pub fn weight_grad_finish(g: &ConvGeom, acc: &[f32], dw: &mut [f32]) {
-    let (c16, k16) = (ch16(g.c_in), ch16(g.c_out));
-    assert!(acc.len() >= wgrad_acc_len(g) && dw.len() >= g.c_out * g.c_in * 9);
-    for k0 in (0..g.c_out).step_by(LANES) {
-        let nk = (g.c_out - k0).min(LANES);
-        for c in 0..g.c_in {
-            let mut du = [[0.0f32; LANES]; XI];
-            for (xi, d) in du.iter_mut().enumerate() {
-                let at = (xi * c16 + c) * k16 + k0;
-                d.copy_from_slice(&acc[at..at + LANES]);
-            }
-            let out = finish_lanes(&du);
-            for (kk, k) in (k0..k0 + nk).enumerate() {
-                let row = &mut dw[(k * g.c_in + c) * 9..(k * g.c_in + c) * 9 + 9];
-                for (d, o) in row.iter_mut().zip(&out) {
-                    *d += o[kk];
+    let row = g.c_in * 9;
+    assert!(acc.len() >= wgrad_acc_len(g) && dw.len() >= g.c_out * row);
+    // Blocks of 16 output channels in parallel, each on its own rows of dw.
+    let dw = &mut dw[..g.c_out * row];
+    dw.par_chunks_mut(LANES * row)
+        .enumerate()
+        .for_each(|(b, rows)| {
+            let (k0, nk) = (b * LANES, rows.len() / row.max(1));
+            for c in 0..g.c_in {
+                let mut du = [[0.0f32; LANES]; XI];
+                for (xi, d) in du.iter_mut().enumerate() {
+                    let at = acc_at(g, xi, c, k0);
+                    d.copy_from_slice(&acc[at..at + LANES]);
                 }
+                let out = finish_lanes(&du);
+                add_filters(&out, &mut rows[c * 9..], row, nk);
             }
+        });
+}
+
+/// `dst[kk·row + s] += out[s][kk]` for the `nk ≤ 16` filters of one input channel,
+/// `row` floats apart. (AVX-512 gathers and scatters for this ran slower than the
+/// scalar adds.)
+fn add_filters(out: &[[f32; LANES]; 9], dst: &mut [f32], row: usize, nk: usize) {
+    for kk in 0..nk {
+        for (d, o) in dst[kk * row..kk * row + 9].iter_mut().zip(out) {
+            *d += o[kk];
         }
     }
 }
@@ -303,11 +325,13 @@ unsafe fn wgrad_avx512(
             while kv < k16 {
                 let kn = ((k16 - kv) / LANES).min(3);
                 for c0 in (0..c16).step_by(8) {
-                    let (v0, d0, a0) = (vx.add(c0), dx.add(kv), ax.add(c0 * k16 + kv));
+                    // dU[ξ][c0][kv ..] (acc_at), the next vector c16·16 floats on.
+                    let (v0, d0, a0) = (vx.add(c0), dx.add(kv), ax.add(kv * c16 + c0 * LANES));
+                    let ad = c16 * LANES;
                     match kn {
-                        3 => wgrad_tile::<3>(nt, v0, c16, d0, k16, a0),
-                        2 => wgrad_tile::<2>(nt, v0, c16, d0, k16, a0),
-                        _ => wgrad_tile::<1>(nt, v0, c16, d0, k16, a0),
+                        3 => wgrad_tile::<3>(nt, v0, c16, d0, k16, a0, ad),
+                        2 => wgrad_tile::<2>(nt, v0, c16, d0, k16, a0, ad),
+                        _ => wgrad_tile::<1>(nt, v0, c16, d0, k16, a0, ad),
                     }
                 }
                 kv += kn * LANES;
@@ -317,14 +341,16 @@ unsafe fn wgrad_avx512(
     }
 }
 
-/// `acc[i][q·16 ..] += Σ_l v[l][i] · d[l][q·16 ..]` for 8 input channels `i` and `N`
-/// vectors of output channels; rows of `v` are `vs` apart, of `d` and `acc` `ds`.
+/// `acc[i][q] += Σ_l v[l][i] · d[l][q·16 ..]` for 8 input channels `i` and `N`
+/// vectors `q` of output channels; rows of `v` are `vs` apart, of `d` `ds`; the
+/// accumulator's vector `(i, q)` is at `i·16 + q·ad`.
 ///
 /// # Safety
-/// The CPU must support AVX-512F. `acc` must be valid for reads and writes of 8 rows of
-/// `N * LANES` floats `ds` apart, `d` for reads of `nt` such rows, and `v` for reads of
-/// `nt` rows of 8 floats `vs` apart. `wgrad_avx512` keeps them inside `acc`, `DY` and `V`
-/// (`c0 + 8 ≤ c16`, `kv + 16·N ≤ k16`, `nt ≤ band`).
+/// The CPU must support AVX-512F. `acc` must be valid for reads and writes of the
+/// vectors `(i, q)` for `i < 8`, `q < N`; `d` for reads of `nt` rows of `N * LANES`
+/// floats `ds` apart, and `v` for reads of `nt` rows of 8 floats `vs` apart.
+/// `wgrad_avx512` keeps them inside `acc`, `DY` and `V` (`c0 + 8 ≤ c16`,
+/// `kv + 16·N ≤ k16`, `nt ≤ band`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -335,12 +361,13 @@ unsafe fn wgrad_tile<const N: usize>(
     d: *const f32,
     ds: usize,
     acc: *mut f32,
+    ad: usize,
 ) {
     use std::arch::x86_64::*;
     let mut s = [[_mm512_setzero_ps(); N]; 8];
     for (i, si) in s.iter_mut().enumerate() {
         for (q, sq) in si.iter_mut().enumerate() {
-            *sq = _mm512_loadu_ps(acc.add(i * ds + q * LANES));
+            *sq = _mm512_loadu_ps(acc.add(i * LANES + q * ad));
         }
     }
     for l in 0..nt {
@@ -358,7 +385,7 @@ unsafe fn wgrad_tile<const N: usize>(
     }
     for (i, si) in s.iter().enumerate() {
         for (q, &sq) in si.iter().enumerate() {
-            _mm512_storeu_ps(acc.add(i * ds + q * LANES), sq);
+            _mm512_storeu_ps(acc.add(i * LANES + q * ad), sq);
         }
     }
 }
@@ -383,10 +410,10 @@ mod tests {
                 .collect();
             let mut got = start.clone();
             weight_grad_finish(&g, &acc, &mut got);
-            let (c16, k16) = (ch16(ci), ch16(co));
             for k in 0..co {
                 for c in 0..ci {
-                    let du: [f32; XI] = std::array::from_fn(|xi| acc[(xi * c16 + c) * k16 + k]);
+                    let du: [f32; XI] =
+                        std::array::from_fn(|xi| acc[acc_at(&g, xi, c, k / 16 * 16) + k % 16]);
                     let mut t = [[0.0f32; 4]; 3];
                     for j in 0..4 {
                         let (u0, u1, u2, u3) = (du[j], du[4 + j], du[8 + j], du[12 + j]);

@@ -72,7 +72,7 @@ pub(crate) fn output_tile(m: &[f32; XI]) -> [f32; 4] {
 
 /// Where the 3×3 filter of output channel `k` and input channel `c` lies in a weight
 /// array: tap `s` (row-major) at `k·ks + c·cs + s`, or at `k·ks + c·cs + 8 − s` when
-/// `flip`.
+/// `flip` ([`gather_filters`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FilterAt {
     ks: usize,
@@ -99,10 +99,6 @@ impl FilterAt {
             cs: gt.c_out * 9,
             flip: true,
         }
-    }
-
-    fn tap(&self, k: usize, c: usize, s: usize) -> usize {
-        k * self.ks + c * self.cs + if self.flip { 8 - s } else { s }
     }
 }
 
@@ -133,30 +129,67 @@ pub(crate) fn pack_filters(g: &ConvGeom, kp: usize, w: &[f32], at: FilterAt, out
             parts[kb].push(part);
         }
     }
+    assert!(w.len() >= g.c_out * g.c_in * 9, "weights of {g:?}");
     parts.into_par_iter().enumerate().for_each(|(kb, mut dst)| {
         let kn = g.c_out.saturating_sub(kb * 8).min(8);
-        for c0 in (0..g.c_in).step_by(2) {
-            let cn = (g.c_in - c0).min(2);
-            let mut f = [[0.0f32; PACK_LANES]; 9];
-            for dc in 0..cn {
-                for kk in 0..kn {
-                    for (s, fs) in f.iter_mut().enumerate() {
-                        fs[dc * 8 + kk] = w[at.tap(kb * 8 + kk, c0 + dc, s)];
-                    }
-                }
-            }
-            let u = filter_lanes(&f);
-            for (part, ux) in dst.iter_mut().zip(&u) {
-                let n = 8 * cn;
-                part[c0 * 8..c0 * 8 + n].copy_from_slice(&ux[..n]);
+        pack_block(w, at, g.c_in, (kb * 8, kn), &mut dst);
+    });
+}
+
+/// The filters of output channels `k0 .. k0 + kn` (`kn ≤ 8`) for every input channel,
+/// into `dst[ξ]` (`[c_in][8]` each): two input channels per pass. One function compiled
+/// for the vector width, with the gather and the transform inlined (called apart they
+/// passed their arrays through `memmove`).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+fn pack_block(w: &[f32], at: FilterAt, c_in: usize, k: (usize, usize), dst: &mut [&mut [f32]]) {
+    for c0 in (0..c_in).step_by(2) {
+        let cn = (c_in - c0).min(2);
+        let f = if at.flip {
+            gather_filters::<true>(w, at, k, (c0, cn))
+        } else {
+            gather_filters::<false>(w, at, k, (c0, cn))
+        };
+        let u = filter_lanes(&f);
+        for (part, ux) in dst.iter_mut().zip(&u) {
+            match part.get_mut(c0 * 8..c0 * 8 + PACK_LANES) {
+                Some(d) => d.copy_from_slice(ux), // two whole channels: one vector
+                None => part[c0 * 8..c0 * 8 + 8].copy_from_slice(&ux[..8]),
             }
         }
-    });
+    }
+}
+
+/// The taps of 16 filters, lane `dc·8 + kk` holding filter `(k0 + kk, c0 + dc)`:
+/// `f[s][lane]` is its tap `s`, zero in the lanes past `kn` output or `cn` input
+/// channels (`kn ≤ 8`, `cn ≤ 2`). Monomorphized on the flip so that the nine taps of a
+/// filter are loads at constant offsets (through `FilterAt::tap` at run time, and with
+/// AVX-512 gathers, a pass took about 1,000 cycles).
+#[inline(always)]
+fn gather_filters<const FLIP: bool>(
+    w: &[f32],
+    at: FilterAt,
+    (k0, kn): (usize, usize),
+    (c0, cn): (usize, usize),
+) -> [[f32; PACK_LANES]; 9] {
+    let mut f = [[0.0f32; PACK_LANES]; 9];
+    for dc in 0..cn {
+        for kk in 0..kn {
+            let first = (k0 + kk) * at.ks + (c0 + dc) * at.cs;
+            let taps: &[f32; 9] = match w.get(first..first + 9).and_then(|t| t.try_into().ok()) {
+                Some(t) => t,
+                None => continue, // beyond the weights (pack_filters asserts they are not)
+            };
+            for (s, fs) in f.iter_mut().enumerate() {
+                fs[dc * 8 + kk] = taps[if FLIP { 8 - s } else { s }];
+            }
+        }
+    }
+    f
 }
 
 /// [`filter_tile`] on 16 filters at once (the same operations in the same order, so
 /// the same values), each statement on all 16 lanes.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+#[inline(always)]
 fn filter_lanes(f: &[[f32; PACK_LANES]; 9]) -> [[f32; PACK_LANES]; XI] {
     // t = G f (4×3), then u = t Gᵀ (4×4).
     let mut t = [[[0.0f32; PACK_LANES]; 3]; 4];
