@@ -124,6 +124,9 @@ mod tests {
         (1, 17, 9, 6, 33, (3, 3), (1, 1), (0, 2), (1, 1), 1),
         (2, 40, 9, 9, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         (2, 16, 9, 10, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        // A gathered buffer larger than one pass of the gathered kernel reads
+        // (`chunk_positions`: 384 slabs, passes of 320 of the 400 positions).
+        (2, 64, 40, 40, 9, (3, 3), (2, 2), (1, 1), (1, 1), 1),
         // Transformed weights over 1 MiB: several images per band in the forward.
         (5, 136, 13, 15, 130, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         // Small planes on GEMM, several images per product (blocks cut by the chunks):
