@@ -51,13 +51,68 @@ fn fill_row(g: &ConvGeom, x: &[f32], row: usize, out: &mut [f32]) {
         let src = &plane[iy * g.w + ix0..];
         dst[..lo].fill(0.0);
         dst[hi..].fill(0.0);
-        if sw == 1 {
-            dst[lo..hi].copy_from_slice(&src[..n]);
-        } else {
-            for (v, &s) in dst[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
-                *v = s;
-            }
+        match sw {
+            1 => dst[lo..hi].copy_from_slice(&src[..n]),
+            2 => copy_stride2(src, &mut dst[lo..hi]),
+            _ => copy_strided(src, sw, &mut dst[lo..hi]),
         }
+    }
+}
+
+/// `dst[k] = src[k·sw]`.
+fn copy_strided(src: &[f32], sw: usize, dst: &mut [f32]) {
+    for (v, &s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
+        *v = s;
+    }
+}
+
+/// `dst[k] = src[2k]`: the rows of stride-2 layers (ResNets' downsampling), 16 at a time
+/// with AVX-512 (two loads, the even lanes picked by one permute); `src` must hold
+/// `2·dst.len() − 1` values.
+fn copy_stride2(src: &[f32], dst: &mut [f32]) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    assert!(src.len() > 2 * (n - 1), "a stride-2 row past its source");
+    #[cfg(target_arch = "x86_64")]
+    if super::geom::has_avx512() {
+        // SAFETY: the CPU has AVX-512F; the loads are masked to src[..2n − 1] and the
+        // stores to dst[..n] (asserted above).
+        unsafe { copy_stride2_avx512(src, dst) };
+        return;
+    }
+    copy_strided(src, 2, dst);
+}
+
+/// # Safety
+/// The CPU must support AVX-512F; `src.len() ≥ 2·dst.len() − 1`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn copy_stride2_avx512(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let mask = |k: usize| -> u16 {
+        if k >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << k) - 1) as u16
+        }
+    };
+    let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    let n = dst.len();
+    let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut k = 0;
+    while k < n {
+        let r = (n - k).min(16);
+        // Source values 2k .. 2k + 2r − 1 (the last one needed is 2(k + r − 1)).
+        let need = 2 * r - 1;
+        let a = _mm512_maskz_loadu_ps(mask(need), sp.add(2 * k));
+        // (No lane of the second load is read when `need ≤ 16`: its address may then
+        // lie past the row, so it is formed without `add`.)
+        let b = _mm512_maskz_loadu_ps(mask(need.saturating_sub(16)), sp.wrapping_add(2 * k + 16));
+        let v = _mm512_permutex2var_ps(a, even, b);
+        _mm512_mask_storeu_ps(dp.add(k), mask(r), v);
+        k += r;
     }
 }
 
@@ -97,6 +152,26 @@ pub fn col2im(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stride-2 copy picks the even source values, on lengths around whole vectors,
+    /// with the source exactly as long as it must be (the masked loads stay inside).
+    #[test]
+    fn stride2_rows_take_every_other_value() {
+        for n in [1, 2, 15, 16, 17, 31, 32, 33, 56, 112] {
+            let src: Vec<f32> = (0..2 * n - 1).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let mut got = vec![f32::NAN; n + 1];
+            copy_stride2(&src, &mut got[..n]);
+            let mut want = vec![f32::NAN; n];
+            copy_strided(&src, 2, &mut want);
+            assert_eq!(&got[..n], &want[..], "n = {n}");
+            assert!(got[n].is_nan(), "n = {n}: wrote past the row");
         }
     }
 }
