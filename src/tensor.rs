@@ -3,8 +3,11 @@
 //! No views, no strides, no autodiff graph: layers compute their own backward pass
 //! (see `nn`). The elements are shared between clones and copied on the first write
 //! (`Arc::make_mut`), so a layer that keeps its input or output for backward pays no
-//! copy: value semantics, without the memory traffic. Shape problems are reported as [`Error::ShapeMismatch`] naming both the
-//! expected and the received shape.
+//! copy: value semantics, without the memory traffic. Each tensor carries a stamp
+//! ([`Tensor::stamp`]) that changes at every write, so what is derived from its elements
+//! (a convolution's packed weights in inference) can be kept until they change. Shape
+//! problems are reported as [`Error::ShapeMismatch`] naming both the expected and the
+//! received shape.
 //!
 //! ```
 //! use strata::Tensor;
