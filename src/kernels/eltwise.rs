@@ -57,16 +57,19 @@ pub fn add_where_positive(dst: &mut [f32], src: &[f32], x: &[f32]) {
     }
 }
 
+/// `dst[i] = max(0, dst[i])` in place on the calling thread ([`relu_inplace`]'s
+/// pieces): for a kernel's epilogue, already inside a parallel task.
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+pub fn relu_seq(d: &mut [f32]) {
+    d.iter_mut().for_each(|a| *a = a.max(0.0));
+}
+
 /// `dst[i] = max(0, dst[i])` in place.
 pub fn relu_inplace(dst: &mut [f32]) {
-    #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
-    fn run(d: &mut [f32]) {
-        d.iter_mut().for_each(|a| *a = a.max(0.0));
-    }
     if dst.len() >= PAR_MIN {
-        dst.par_chunks_mut(PAR_CHUNK).for_each(run);
+        dst.par_chunks_mut(PAR_CHUNK).for_each(relu_seq);
     } else {
-        run(dst);
+        relu_seq(dst);
     }
 }
 

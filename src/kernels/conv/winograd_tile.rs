@@ -162,8 +162,8 @@ fn pack_block(w: &[f32], at: FilterAt, c_in: usize, k: (usize, usize), dst: &mut
 /// The taps of 16 filters, lane `dc·8 + kk` holding filter `(k0 + kk, c0 + dc)`:
 /// `f[s][lane]` is its tap `s`, zero in the lanes past `kn` output or `cn` input
 /// channels (`kn ≤ 8`, `cn ≤ 2`). Monomorphized on the flip so that the nine taps of a
-/// filter are loads at constant offsets (through `FilterAt::tap` at run time, and with
-/// AVX-512 gathers, a pass took about 1,000 cycles).
+/// filter are loads at constant offsets (with each tap's place worked out at run time,
+/// and with AVX-512 gathers, a pass took about 1,000 cycles).
 #[inline(always)]
 fn gather_filters<const FLIP: bool>(
     w: &[f32],

@@ -159,7 +159,7 @@ pub(crate) fn finish_image(
                 bias_relu(plane, bc, relu);
             }
         }
-        None if relu => relu_plane(yi),
+        None if relu => crate::kernels::eltwise::relu_seq(yi),
         None => {}
     }
     if let Some(m) = moments {
@@ -179,12 +179,6 @@ fn bias_relu(plane: &mut [f32], b: f32, relu: bool) {
     } else {
         plane.iter_mut().for_each(|v| *v += b);
     }
-}
-
-/// `max(v, 0)` over `y` on the calling thread.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
-fn relu_plane(y: &mut [f32]) {
-    y.iter_mut().for_each(|v| *v = v.max(0.0));
 }
 
 pub(crate) fn check_len(op: &str, what: &str, got: usize, want: usize) -> Result<()> {
