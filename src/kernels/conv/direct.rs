@@ -79,7 +79,46 @@ pub fn pack_weights(g: &ConvGeom, w: &[f32], out: &mut Vec<f32>) {
 
 /// Copies one image `x[c_in, h, w]` into the zero-padded buffer `p` (whose padding
 /// stays zero between calls: only the interior is written).
+/// Rows are copied 16 floats at a time with AVX-512 where the CPU has it: as
+/// `copy_from_slice` each row of a 32-wide map was a call to `memmove`, 12% of a
+/// 16-channel Winograd forward on one thread.
 pub fn pad_image(g: &ConvGeom, pd: Padded, x: &[f32], p: &mut [f32]) {
+    assert!(x.len() >= g.c_in * g.h * g.w && p.len() >= g.c_in * pd.hp * pd.rs);
+    assert!(pd.hp >= g.h + g.pad.0 && pd.rs >= g.w + g.pad.1);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F; row r of channel ci lands at
+        // (ci·hp + r + pad.0)·rs + pad.1 .. + w ≤ c_in·hp·rs (asserted above), and is read
+        // from x[(ci·h + r)·w ..][..w].
+        unsafe { pad_image_avx512(g, pd, x, p) };
+        return;
+    }
+    pad_image_scalar(g, pd, x, p);
+}
+
+/// # Safety
+/// The CPU must support AVX-512F; the lengths [`pad_image`] asserts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pad_image_avx512(g: &ConvGeom, pd: Padded, x: &[f32], p: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (xp, pp) = (x.as_ptr(), p.as_mut_ptr());
+    for ci in 0..g.c_in {
+        for r in 0..g.h {
+            let dst = pp.add((ci * pd.hp + r + g.pad.0) * pd.rs + g.pad.1);
+            let src = xp.add((ci * g.h + r) * g.w);
+            let mut k = 0;
+            while k < g.w {
+                let m = super::winograd::lane_mask((g.w - k).min(16));
+                _mm512_mask_storeu_ps(dst.add(k), m, _mm512_maskz_loadu_ps(m, src.add(k)));
+                k += 16;
+            }
+        }
+    }
+}
+
+/// [`pad_image`] without SIMD.
+fn pad_image_scalar(g: &ConvGeom, pd: Padded, x: &[f32], p: &mut [f32]) {
     for ci in 0..g.c_in {
         for r in 0..g.h {
             let dst = (ci * pd.hp + r + g.pad.0) * pd.rs + g.pad.1;
@@ -376,6 +415,27 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             assert!(err < 1e-4, "fallback {g:?}: {err}");
+        }
+    }
+
+    /// The vector copy writes the interior exactly as the scalar one and leaves every
+    /// padding element as it was (widths below, at and across 16, uneven padding).
+    #[test]
+    fn pad_image_fills_the_interior_only() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for (c, h, w, pad) in [(2, 3, 5, 1), (3, 4, 16, 2), (2, 5, 33, 1), (1, 3, 47, 0)] {
+            let g = ConvGeom::new(c, h, w, 4, (3, 3), (1, 1), (pad, pad), (1, 1), 1).unwrap();
+            let pd = Padded::of(&g);
+            let x: Vec<f32> = (0..c * h * w)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let mut got = vec![7.0; pd.len(&g)];
+            let mut want = got.clone();
+            pad_image(&g, pd, &x, &mut got);
+            pad_image_scalar(&g, pd, &x, &mut want);
+            assert_eq!(got, want, "{g:?}");
+            let sevens = got.iter().filter(|&&v| v == 7.0).count();
+            assert_eq!(sevens, pd.len(&g) - c * h * w, "{g:?}");
         }
     }
 }
