@@ -92,17 +92,24 @@ pub(crate) fn backward(
     let mut dx = dx;
     // The input gradient as a direct convolution of dy, where the kernel takes it.
     let dgeom = dx.as_ref().and_then(|_| direct_input_grad(g));
+    // ... or as batched Winograd over each chunk's images (f32; with enough images per
+    // thread, as the forward): `wdx` is its geometry as a convolution of dy.
+    let enough = n >= winograd::MIN_BATCHED * chunk_count(n);
+    let wdx = match (&dx, &dgeom) {
+        (Some(_), None) if enough && !plan.bf16_input_grad => batched_winograd_input_grad(g),
+        _ => None,
+    };
     // A strided layer's input gradient phase by phase on the gathered kernels
     // ([`strided`]), where AVX-512 runs them.
     let phases = match (&dx, &dgeom) {
-        (Some(_), None) if super::geom::has_avx512() && !large_layer(g) => {
+        (Some(_), None) if super::geom::has_avx512() && !large_layer(g) && wdx.is_none() => {
             strided::phases(g, weight)
         }
         _ => None,
     };
     if let Some(d) = dx.as_deref_mut() {
         check_len("conv2d_backward", "dx", d.len(), n * x_img)?;
-        if dgeom.is_none() && phases.is_none() {
+        if dgeom.is_none() && phases.is_none() && wdx.is_none() {
             d.iter_mut().for_each(|v| *v = 0.0);
         }
     }
@@ -162,16 +169,24 @@ pub(crate) fn backward(
     let chunk_dw = gemm_dw && !wide_dw;
     // ... and its input gradient too, when that is GEMM + col2im (`dcol` of the block
     // after the columns and dy).
-    let batch_dx = gbw > 1 && dx.is_some() && dgeom.is_none() && phases.is_none();
+    let batch_dx = gbw > 1 && dx.is_some() && dgeom.is_none() && phases.is_none() && wdx.is_none();
     let batch_len = if gbw > 1 {
         (kg + g.c_out + if batch_dx { kg } else { 0 }) * gbw * ohw
     } else {
         0
     };
     let gath_len = if gath_dw { gd.len(g) } else { 0 };
+    // The batched Winograd input gradient: images per band, its plan and work buffer.
+    let wdx_b = wdx.as_ref().map_or(1, winograd::Plan::batch_for);
+    let wdx_plan = wdx.as_ref().map(|t| (t, winograd::Plan::batched(t, wdx_b)));
+    let wdx_work = wdx_plan.map_or(0, |(t, p)| p.work_len(t));
     ws.prepare(
         chunks,
-        col_len.max(gdt_len).max(wino_work).max(gath_len),
+        col_len
+            .max(gdt_len)
+            .max(wino_work)
+            .max(gath_len)
+            .max(wdx_work),
         dw_len,
     );
     let ranges = split_ranges(n, chunks);
@@ -187,6 +202,8 @@ pub(crate) fn backward(
         } else {
             direct::pack_weights(gt, &flip_transpose(g, weight), &mut ws.packed_t);
         }
+    } else if let Some(t) = &wdx {
+        winograd::pack_input_grad_weights(t, weight, &mut ws.packed_t);
     }
     // Each phase's weights, packed for the bf16 kernel (enough channels of dy to pair)
     // or the f32 one.
@@ -449,8 +466,8 @@ pub(crate) fn backward(
                         break 'dx;
                     }
                     // dcol_g = w_gᵀ · dy_g, then dx = col2im(dcol)
-                    if batch_dx {
-                        break 'dx; // at the end of the image's block, above
+                    if batch_dx || wdx.is_some() {
+                        break 'dx; // at the end of the image's block, above; or below
                     }
                     if let Some(dxc) = dx_chunk.as_deref_mut() {
                         let dxi = &mut dxc[i * x_img..(i + 1) * x_img];
@@ -475,9 +492,34 @@ pub(crate) fn backward(
                     }
                 }
                 // The ReLU before this layer, masked here while dx is in cache.
-                if let (true, false, Some(dxc)) = (mask_by_input, batch_dx, dx_chunk.as_deref_mut())
-                {
+                if let (true, false, Some(dxc)) = (
+                    mask_by_input,
+                    batch_dx || wdx.is_some(),
+                    dx_chunk.as_deref_mut(),
+                ) {
                     relu_mask(&mut dxc[i * x_img..(i + 1) * x_img], xi);
+                }
+            }
+            // The batched Winograd input gradient, `wdx_b` images per band.
+            if let (Some((t, wplan)), Some(dxc)) = (wdx_plan, dx_chunk.as_deref_mut()) {
+                let len = wplan.pad_len(t);
+                let mut i0 = 0;
+                while i0 < images {
+                    let bn = wdx_b.min(images - i0);
+                    let p = padded(pad_dy, pad_dy_for, t, Path::Winograd, wdx_b * len);
+                    for b in 0..bn {
+                        let img = first + i0 + b;
+                        let dyi = &dy[img * y_img..(img + 1) * y_img];
+                        direct::pad_image(t, wplan.padded(), dyi, &mut p[b * len..(b + 1) * len]);
+                    }
+                    let ep = winograd::Epilogue::default();
+                    let out = &mut dxc[i0 * x_img..(i0 + bn) * x_img];
+                    winograd::images(t, &wplan, bn, p, packed_t, ep, out, &mut col[..wdx_work]);
+                    for j in (i0..i0 + bn).filter(|_| mask_by_input) {
+                        let xj = &x[(first + j) * x_img..(first + j + 1) * x_img];
+                        relu_mask(&mut dxc[j * x_img..(j + 1) * x_img], xj);
+                    }
+                    i0 += bn;
                 }
             }
             if wino_dw {

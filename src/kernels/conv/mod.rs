@@ -255,6 +255,53 @@ mod tests {
         }
     }
 
+    /// The input gradient of that 7×7 map: batched Winograd with enough images per
+    /// thread (the plan names it), im2col + GEMM + col2im with fewer — equal to the naive
+    /// twin either way, and its ReLU-masked form equal to masking after, bit for bit.
+    #[test]
+    fn batched_winograd_input_gradient_of_a_small_map_matches_the_naive_twin() {
+        let g = ConvGeom::new(136, 7, 7, 136, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+        let plan = ConvPlan::f32(g);
+        if !has_avx512() {
+            assert_eq!(plan.input_grad_name(), "gemm+col2im");
+            return;
+        }
+        assert!(
+            direct_input_grad(&g).is_none(),
+            "a per-image kernel would take it"
+        );
+        assert_eq!(plan.input_grad_name(), "winograd");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+        let mut ws = ConvWorkspace::default();
+        let threads = rayon::current_num_threads();
+        for n in [1, winograd::MIN_BATCHED * threads + 1] {
+            let x = rand_vec(n * 136 * 49, &mut rng);
+            let wt = rand_vec(136 * g.kg(), &mut rng);
+            let dy = rand_vec(n * 136 * 49, &mut rng);
+            let (mut dx, mut dw) = (vec![f32::NAN; x.len()], vec![0.0; wt.len()]);
+            conv2d_backward(
+                &plan,
+                n,
+                &x,
+                &wt,
+                &dy,
+                Some(&mut dx),
+                &mut dw,
+                None,
+                &mut ws,
+            )
+            .unwrap();
+            let (want_dx, want_dw, _) = naive::conv2d_backward(&g, n, &x, &wt, &dy);
+            assert_close(&dx, &want_dx, "dx", &g, 1e-4);
+            assert_close(&dw, &want_dw, "dw", &g, 1e-4);
+            let (mut dx2, mut dw2) = (vec![f32::NAN; x.len()], vec![0.0; wt.len()]);
+            conv2d_backward_relu_input(&plan, n, &x, &wt, &dy, &mut dx2, &mut dw2, None, &mut ws)
+                .unwrap();
+            relu_mask(&mut dx, &x);
+            assert_eq!(dx, dx2, "n = {n}");
+        }
+    }
+
     /// A forward told that its weights are those of an earlier call's key
     /// (`ConvWorkspace::same_weights`) computes with the weights packed then — shown by
     /// passing other weights under the same key; a new key, or a forward without one in

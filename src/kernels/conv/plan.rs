@@ -80,6 +80,25 @@ const GATHERED_MAX_KG: usize = 512;
 /// The geometry of the input gradient of a stride-1 convolution as a convolution of `dy`
 /// (flipped, transposed weights; padding `k − 1 − pad`), when a direct kernel takes it.
 pub(crate) fn direct_input_grad(g: &ConvGeom) -> Option<ConvGeom> {
+    input_grad_geom(g).filter(|t| Path::of(t) != Path::Gemm)
+}
+
+/// The geometry of the input gradient as a convolution of `dy`, when the batched
+/// Winograd form takes it and no per-image kernel does ([`direct_input_grad`] is
+/// `None`): small maps whose transformed weights exceed L2, ResNet-18's 7×7 maps of
+/// 512 channels. [`super::backward`] then runs it several images per band, as the
+/// forward does ([`winograd::images`]); im2col + GEMM + col2im took 1.85× the forward's
+/// time there.
+pub(crate) fn batched_winograd_input_grad(g: &ConvGeom) -> Option<ConvGeom> {
+    input_grad_geom(g).filter(|t| {
+        Path::of(t) == Path::Gemm
+            && winograd::forward_applies(t)
+            && winograd::Plan::batch_for(t) > 1
+    })
+}
+
+/// The input gradient of a stride-1 convolution as a convolution of `dy`, any kernel.
+fn input_grad_geom(g: &ConvGeom) -> Option<ConvGeom> {
     if g.stride != (1, 1) || g.dilation != (1, 1) || g.groups != 1 {
         return None;
     }
@@ -99,7 +118,7 @@ pub(crate) fn direct_input_grad(g: &ConvGeom) -> Option<ConvGeom> {
         1,
     )
     .ok()?;
-    (t.oh == g.h && t.ow == g.w && Path::of(&t) != Path::Gemm).then_some(t)
+    (t.oh == g.h && t.ow == g.w).then_some(t)
 }
 
 /// A layer whose weights (`kg · c_out ≥ 2²⁰`, 4 MiB) are too many for the small-layer
@@ -268,6 +287,9 @@ impl ConvPlan {
                 }
             }
             Some(t) => Path::of(&t).name().into(),
+            None if !self.bf16_input_grad && batched_winograd_input_grad(&self.geom).is_some() => {
+                "winograd".into()
+            }
             None if has_avx512()
                 && !large_layer(&self.geom)
                 && strided::phases(&self.geom, &vec![0.0; self.geom.c_out * self.geom.kg()])
