@@ -11,6 +11,7 @@ use super::strided;
 use super::winograd;
 use super::winograd_bf16;
 use super::winograd_dw;
+use super::winograd_dw_wide;
 use super::workspace::*;
 use crate::error::Result;
 use crate::kernels::gemm::{matmul, Accumulate, Par, Trans};
@@ -529,6 +530,10 @@ pub(crate) fn backward(
             Ok(())
         })?;
     if wide_dw {
+        // (3×3 stride 1: as Winograd products over the batch's tiles.)
+        if winograd_dw_wide::applies(g) {
+            return winograd_dw_wide::weight_grad(g, n, x, dy, dweight);
+        }
         return wide_weight_grad(g, n, x, dy, dweight);
     }
     // Combine the per-chunk weight gradients in chunk order (reproducible).

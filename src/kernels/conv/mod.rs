@@ -30,6 +30,7 @@ pub(crate) mod strided;
 pub mod winograd;
 mod winograd_bf16;
 pub mod winograd_dw;
+mod winograd_dw_wide;
 mod winograd_tile;
 mod workspace;
 
@@ -300,6 +301,30 @@ mod tests {
             relu_mask(&mut dx, &x);
             assert_eq!(dx, dx2, "n = {n}");
         }
+    }
+
+    /// A 7×7 layer large enough for the batch-wide weight gradient (`kg · c_out ≥ 2²⁰`)
+    /// takes it as Winograd products over the batch's tiles (the plan names it), equal
+    /// to the naive twin through `conv2d_backward`.
+    #[test]
+    fn wide_layer_weight_gradient_runs_on_winograd_products() {
+        let g = ConvGeom::new(344, 7, 7, 344, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+        let plan = ConvPlan::f32(g);
+        if !has_avx512() {
+            assert_eq!(plan.weight_grad_name(), "gemm-batch");
+            return;
+        }
+        assert_eq!(plan.weight_grad_name(), "winograd-batch");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+        let n = 2;
+        let x = rand_vec(n * 344 * 49, &mut rng);
+        let wt = rand_vec(344 * g.kg(), &mut rng);
+        let dy = rand_vec(n * 344 * 49, &mut rng);
+        let mut dw = vec![0.0; wt.len()];
+        let mut ws = ConvWorkspace::default();
+        conv2d_backward(&plan, n, &x, &wt, &dy, None, &mut dw, None, &mut ws).unwrap();
+        let (_, want_dw, _) = naive::conv2d_backward(&g, n, &x, &wt, &dy);
+        assert_close(&dw, &want_dw, "dw", &g, 1e-4);
     }
 
     /// A forward told that its weights are those of an earlier call's key

@@ -17,6 +17,7 @@ use super::strided;
 use super::winograd;
 use super::winograd_bf16;
 use super::winograd_dw;
+use super::winograd_dw_wide;
 
 /// Which kernel computes a convolution (forward, or the input gradient as one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,7 +331,11 @@ impl ConvPlan {
             WeightGrad::Direct => "direct".into(),
             WeightGrad::Gathered => "gathered".into(),
             WeightGrad::Gemm if large_layer(&self.geom) && self.geom.groups == 1 => {
-                "gemm-batch".into()
+                if winograd_dw_wide::applies(&self.geom) {
+                    "winograd-batch".into()
+                } else {
+                    "gemm-batch".into()
+                }
             }
             WeightGrad::Gemm if gemm_images(&self.geom) > 1 => {
                 format!("gemm×{}", gemm_images(&self.geom))

@@ -380,6 +380,23 @@ pub fn images(
     }
 }
 
+/// The input transform of one image (its padded `p`) into `v`'s lanes from its start,
+/// every tile row, in the layout of `plan` ([`Plan::batched`]): the first step of
+/// [`images`], for the wide weight gradient ([`super::winograd_dw_wide`]). Needs AVX-512F.
+pub(super) fn input_lanes(g: &ConvGeom, plan: &Plan, p: &[f32], v: &mut [f32]) {
+    assert!(plan.rows == plan.th && p.len() >= plan.pad_len(g));
+    let reach = (g.c_in.max(1) - 1) * plan.cs + (XI - 1) * plan.xs_v + plan.th * plan.pitch;
+    assert!(v.len() >= reach);
+    assert!(crate::kernels::conv::has_avx512(), "needs AVX-512F");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present (asserted); tile row ty's chunk stores reach lanes
+    // l0 + n ≤ th·pitch of row (c, ξ), within `reach` ≤ v.len() (asserted), and the
+    // loads stay in `p` (`Plan::of`'s padded geometry, as in `image`).
+    unsafe {
+        input_avx512(g, plan, p, 0, plan.th, v)
+    }
+}
+
 /// The pieces of tile rows `ty0..ty0 + rows`, at most 16 tiles each: `(tile row, first
 /// tile column, tiles, lane of the first in the band)`.
 pub(super) fn chunks(

@@ -129,7 +129,7 @@ fn add_filters(out: &[[f32; LANES]; 9], dst: &mut [f32], row: usize, nk: usize) 
 
 /// `Gᵀ du G` (3×3) of 16 filters, lane by lane: `du[ξ]` holds 16 output channels.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
-fn finish_lanes(du: &[[f32; LANES]; XI]) -> [[f32; LANES]; 9] {
+pub(super) fn finish_lanes(du: &[[f32; LANES]; XI]) -> [[f32; LANES]; 9] {
     // t = Gᵀ du (3×4), then t G (3×3); each statement on all 16 lanes.
     let mut t = [[[0.0f32; LANES]; 4]; 3];
     for j in 0..4 {
