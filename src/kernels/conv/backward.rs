@@ -453,11 +453,16 @@ pub(crate) fn backward(
                         }
                         if dpath == Path::Winograd {
                             let plan = winograd::Plan::of(gt);
-                            let p = padded(pad_dy, pad_dy_for, gt, dpath, plan.pad_len(gt));
-                            direct::pad_image(gt, plan.padded(), dyi, p);
+                            let src = if winograd::reads_in_place(gt) {
+                                winograd::Source::Plain(dyi)
+                            } else {
+                                let p = padded(pad_dy, pad_dy_for, gt, dpath, plan.pad_len(gt));
+                                direct::pad_image(gt, plan.padded(), dyi, p);
+                                winograd::Source::Padded(p)
+                            };
                             let work = &mut col[..gdt_len];
                             let ep = winograd::Epilogue::default();
-                            winograd::image(gt, &plan, p, packed_t, ep, dxi, work);
+                            winograd::image(gt, &plan, src, packed_t, ep, dxi, work);
                             break 'dx;
                         }
                         let pdt = Padded::of(gt);
@@ -503,19 +508,29 @@ pub(crate) fn backward(
             }
             // The batched Winograd input gradient, `wdx_b` images per band.
             if let (Some((t, wplan)), Some(dxc)) = (wdx_plan, dx_chunk.as_deref_mut()) {
-                let len = wplan.pad_len(t);
                 let mut i0 = 0;
                 while i0 < images {
                     let bn = wdx_b.min(images - i0);
-                    let p = padded(pad_dy, pad_dy_for, t, Path::Winograd, wdx_b * len);
-                    for b in 0..bn {
-                        let img = first + i0 + b;
-                        let dyi = &dy[img * y_img..(img + 1) * y_img];
-                        direct::pad_image(t, wplan.padded(), dyi, &mut p[b * len..(b + 1) * len]);
-                    }
+                    let dys = &dy[(first + i0) * y_img..];
+                    let src = if winograd::reads_in_place(t) {
+                        winograd::Source::Plain(dys)
+                    } else {
+                        let len = wplan.pad_len(t);
+                        let p = padded(pad_dy, pad_dy_for, t, Path::Winograd, wdx_b * len);
+                        for b in 0..bn {
+                            let dyi = &dys[b * y_img..(b + 1) * y_img];
+                            direct::pad_image(
+                                t,
+                                wplan.padded(),
+                                dyi,
+                                &mut p[b * len..(b + 1) * len],
+                            );
+                        }
+                        winograd::Source::Padded(p)
+                    };
                     let ep = winograd::Epilogue::default();
                     let out = &mut dxc[i0 * x_img..(i0 + bn) * x_img];
-                    winograd::images(t, &wplan, bn, p, packed_t, ep, out, &mut col[..wdx_work]);
+                    winograd::images(t, &wplan, bn, src, packed_t, ep, out, &mut col[..wdx_work]);
                     for j in (i0..i0 + bn).filter(|_| mask_by_input) {
                         let xj = &x[(first + j) * x_img..(first + j + 1) * x_img];
                         relu_mask(&mut dxc[j * x_img..(j + 1) * x_img], xj);

@@ -5,7 +5,7 @@ use super::direct::{self, Padded};
 use super::gathered::{self, Gathered};
 use super::im2col::*;
 use super::plan::*;
-use super::winograd;
+use super::winograd::{self, Source};
 use super::winograd_bf16;
 use super::workspace::*;
 use crate::error::{Error, Result};
@@ -285,19 +285,29 @@ pub(crate) fn forward(
                 return Ok(());
             }
             if wb > 1 {
-                let len = wplan.pad_len(g);
                 let mut i0 = 0;
                 while i0 < range.len() {
                     let bn = wb.min(range.len() - i0);
-                    let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, wb * len);
-                    for b in 0..bn {
-                        let img = range.start + i0 + b;
-                        let xi = &x[img * x_img..(img + 1) * x_img];
-                        direct::pad_image(g, wplan.padded(), xi, &mut p[b * len..(b + 1) * len]);
-                    }
+                    let first = &x[(range.start + i0) * x_img..];
+                    let xs = if winograd::reads_in_place(g) {
+                        Source::Plain(first)
+                    } else {
+                        let len = wplan.pad_len(g);
+                        let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, wb * len);
+                        for b in 0..bn {
+                            let xi = &first[b * x_img..(b + 1) * x_img];
+                            direct::pad_image(
+                                g,
+                                wplan.padded(),
+                                xi,
+                                &mut p[b * len..(b + 1) * len],
+                            );
+                        }
+                        Source::Padded(p)
+                    };
                     let ep = winograd::Epilogue { bias, relu, pool };
                     let yb = &mut y_chunk[i0 * y_img..(i0 + bn) * y_img];
-                    winograd::images(g, &wplan, bn, p, packed, ep, yb, &mut buf.col[..col_len]);
+                    winograd::images(g, &wplan, bn, xs, packed, ep, yb, &mut buf.col[..col_len]);
                     for j in i0..i0 + bn {
                         let yi = &mut y_chunk[j * y_img..(j + 1) * y_img];
                         let mj = m_chunk
@@ -335,12 +345,17 @@ pub(crate) fn forward(
                     }
                     match path {
                         Path::Winograd => {
-                            let len = wplan.pad_len(g);
-                            let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, len);
-                            direct::pad_image(g, wplan.padded(), xi, p);
+                            let src = if winograd::reads_in_place(g) {
+                                Source::Plain(xi)
+                            } else {
+                                let len = wplan.pad_len(g);
+                                let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, len);
+                                direct::pad_image(g, wplan.padded(), xi, p);
+                                Source::Padded(p)
+                            };
                             let work = &mut buf.col[..col_len];
                             let ep = winograd::Epilogue { bias, relu, pool };
-                            winograd::image(g, &wplan, p, packed, ep, yi, work);
+                            winograd::image(g, &wplan, src, packed, ep, yi, work);
                             relu_done = true;
                             break 'image;
                         }

@@ -5,8 +5,9 @@
 use super::bf16;
 use super::geom::ConvGeom;
 #[cfg(target_arch = "x86_64")]
-use super::winograd::{chunks, input_chunk};
+use super::winograd::chunks;
 use super::winograd::{lane_mask, multiply, output_avx512, Epilogue, Plan, KB, LANES, XI};
+use super::winograd_input::input_chunk;
 use super::winograd_tile::filter_of;
 
 /// [`pack_weights`] for [`image_bf16`]: `U` rounded to bf16, input channels in pairs

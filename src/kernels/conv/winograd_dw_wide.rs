@@ -12,9 +12,8 @@
 //! between the threads. 16 such products hold `16/2.25` of the multiply-adds of
 //! im2col + GEMM; the finish is `dw = Gᵀ dU G` per filter.
 
-use super::direct;
 use super::geom::ConvGeom;
-use super::winograd::{self, Plan, LANES, XI};
+use super::winograd::{self, Plan, Source, LANES, XI};
 use super::winograd_dw::finish_lanes;
 use crate::error::Result;
 use crate::kernels::gemm::{matmul, Accumulate, Par, Trans};
@@ -52,7 +51,7 @@ pub fn weight_grad(
     // (At least two: `Plan::batched` of one image is the per-image layout.)
     let group = (GROUP_LANES / il).clamp(2, n.max(2));
     let plan = Plan::batched(g, group);
-    let (lanes, pl) = (plan.bandp, plan.pad_len(g));
+    let lanes = plan.bandp;
     // Lanes no tile writes (a row's tiles short of its pitch, or the band's rounding)
     // must hold zeros: the products sum over every lane.
     let gaps = one.pitch != one.tw || lanes != group * il;
@@ -65,15 +64,8 @@ pub fn weight_grad(
     };
     let mut v_t = fresh(plan.v_len(g));
     let mut d_t = fresh(XI * g.c_out * lanes);
-    // The padded images: borders zero, interiors rewritten for every group.
-    let mut p_t = Tensor::zeros(&[group * pl]);
     let mut acc_t = Tensor::for_overwrite(&[XI * g.c_out * g.c_in]);
-    let (v, d, p, acc) = (
-        v_t.data_mut(),
-        d_t.data_mut(),
-        p_t.data_mut(),
-        acc_t.data_mut(),
-    );
+    let (v, d, acc) = (v_t.data_mut(), d_t.data_mut(), acc_t.data_mut());
     let mut i0 = 0;
     while i0 < n {
         let bn = group.min(n - i0);
@@ -88,9 +80,7 @@ pub fn weight_grad(
             || {
                 for b in 0..bn {
                     let xi = &x[(i0 + b) * x_img..(i0 + b + 1) * x_img];
-                    let pb = &mut p[b * pl..(b + 1) * pl];
-                    direct::pad_image(g, plan.padded(), xi, pb);
-                    winograd::input_lanes(g, &plan, pb, &mut v[b * il..]);
+                    winograd::input_lanes(g, &plan, Source::Plain(xi), &mut v[b * il..]);
                 }
             },
             || {
