@@ -109,7 +109,7 @@ unsafe fn pad_image_avx512(g: &ConvGeom, pd: Padded, x: &[f32], p: &mut [f32]) {
             let src = xp.add((ci * g.h + r) * g.w);
             let mut k = 0;
             while k < g.w {
-                let m = super::winograd::lane_mask((g.w - k).min(16));
+                let m = super::geom::lane_mask((g.w - k).min(16));
                 _mm512_mask_storeu_ps(dst.add(k), m, _mm512_maskz_loadu_ps(m, src.add(k)));
                 k += 16;
             }

@@ -175,3 +175,13 @@ pub(crate) fn has_avx512() -> bool {
         false
     }
 }
+
+/// `(1 << n) − 1` as a lane mask, for `n ≤ 16`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn lane_mask(n: usize) -> u16 {
+    if n >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << n) - 1) as u16
+    }
+}

@@ -90,7 +90,7 @@ fn copy_stride2(src: &[f32], dst: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn copy_stride2_avx512(src: &[f32], dst: &mut [f32]) {
-    use super::winograd::lane_mask as mask;
+    use super::geom::lane_mask as mask;
     use std::arch::x86_64::*;
     let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     let n = dst.len();

@@ -32,6 +32,7 @@ mod winograd_bf16;
 pub mod winograd_dw;
 mod winograd_dw_wide;
 mod winograd_input;
+mod winograd_plan;
 mod winograd_tile;
 mod workspace;
 

@@ -168,7 +168,7 @@ fn dy_lanes(g: &ConvGeom, plan: &Plan, dy: &[f32], d: &mut [f32], lane0: usize) 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn dy_lanes_avx512(g: &ConvGeom, plan: &Plan, dy: &[f32], d: &mut [f32], lane0: usize) {
-    use super::winograd::lane_mask;
+    use super::geom::lane_mask;
     use std::arch::x86_64::*;
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);

@@ -9,10 +9,13 @@
 //! transform computes the same numbers bit for bit. It saves the copy: on 16-channel
 //! 32×32 maps writing and reading back the padded image took as long as the transform.
 
-use super::geom::ConvGeom;
 #[cfg(target_arch = "x86_64")]
-use super::winograd::{chunks, lane_mask, LANES};
-use super::winograd::{Plan, XI};
+use super::geom::lane_mask;
+use super::geom::ConvGeom;
+use super::winograd_plan::Plan;
+#[cfg(target_arch = "x86_64")]
+use super::winograd_plan::{chunks, LANES};
+use super::winograd_tile::XI;
 
 /// Where the input transform reads an image `[c_in, h, w]`.
 #[derive(Clone, Copy, Debug)]
