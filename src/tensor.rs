@@ -184,10 +184,15 @@ impl Tensor {
         }
     }
 
-    /// Sets every element to `value`.
+    /// Sets every element to `value` (large tensors in parallel chunks: zeroing
+    /// resnet18's 47 MB of gradients every step was a few ms on one thread).
     pub fn fill(&mut self, value: f32) {
         self.stamp = fresh_stamp();
         match Arc::get_mut(&mut self.data) {
+            Some(d) if d.len() >= 1 << 16 => {
+                use rayon::prelude::*;
+                d.par_chunks_mut(1 << 15).for_each(|c| c.fill(value))
+            }
             Some(d) => d.iter_mut().for_each(|v| *v = value),
             // Shared: a fresh buffer rather than a copy that is overwritten at once.
             None => self.data = Arc::new(vec![value; self.data.len()]),
@@ -420,6 +425,18 @@ mod tests {
         let mut c = a.clone();
         c.fill(3.0);
         assert_eq!((a.data(), c.data()), (&[1.0, 2.0][..], &[3.0, 3.0][..]));
+    }
+
+    /// A tensor large enough to be filled in parallel chunks (with a short tail) gets
+    /// every element, and a fresh stamp.
+    #[test]
+    fn large_fill_reaches_every_element() {
+        let n = (1 << 17) + 5;
+        let mut t = Tensor::from_vec((0..n).map(|v| v as f32).collect(), &[n]).unwrap();
+        let before = t.stamp();
+        t.fill(1.5);
+        assert!(t.data().iter().all(|&v| v == 1.5));
+        assert_ne!(t.stamp(), before);
     }
 
     #[test]
