@@ -168,6 +168,9 @@ pub(crate) fn backward(
     // kept a 9 MiB partial sum to add up.
     let wide_dw = gemm_dw && g.groups == 1 && large_layer(g);
     let chunk_dw = gemm_dw && !wide_dw;
+    // The batch-wide weight gradient writes `dweight` itself: no per-chunk accumulator
+    // (9 MiB a chunk on the 7×7 × 512 layers, zeroed every call before).
+    let dw_len = if wide_dw { 0 } else { dw_len };
     // ... and its input gradient too, when that is GEMM + col2im (`dcol` of the block
     // after the columns and dy).
     let batch_dx = gbw > 1 && dx.is_some() && dgeom.is_none() && phases.is_none() && wdx.is_none();
