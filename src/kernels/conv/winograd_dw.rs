@@ -296,22 +296,8 @@ unsafe fn wgrad_avx512(
                 } else {
                     z
                 };
-                let rows = [
-                    (a, b),
-                    (_mm512_add_ps(a, c), _mm512_add_ps(b, d)),
-                    (_mm512_sub_ps(a, c), _mm512_sub_ps(b, d)),
-                    (_mm512_sub_ps(z, c), _mm512_sub_ps(z, d)),
-                ];
-                for (i, &(x0, x1)) in rows.iter().enumerate() {
-                    let vals = [
-                        x0,
-                        _mm512_add_ps(x0, x1),
-                        _mm512_sub_ps(x0, x1),
-                        _mm512_sub_ps(z, x1),
-                    ];
-                    for (j, &val) in vals.iter().enumerate() {
-                        _mm512_storeu_ps(bp.add(((4 * i + j) * bs + l) * k16 + kv), val);
-                    }
+                for (xi, &val) in dy_tile(a, b, c, d).iter().enumerate() {
+                    _mm512_storeu_ps(bp.add((xi * bs + l) * k16 + kv), val);
                 }
             }
         }
@@ -339,6 +325,38 @@ unsafe fn wgrad_avx512(
         }
         t0 += nt;
     }
+}
+
+/// `DY = A dY Aᵀ` of the 2×2 blocks `[[a, b], [c, d]]` of `dy` (16 of them side by
+/// side, in the lanes): the 16 vectors `ξ = 4·i + j` of the transformed tile.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn dy_tile(
+    a: std::arch::x86_64::__m512,
+    b: std::arch::x86_64::__m512,
+    c: std::arch::x86_64::__m512,
+    d: std::arch::x86_64::__m512,
+) -> [std::arch::x86_64::__m512; XI] {
+    use std::arch::x86_64::*;
+    let z = _mm512_setzero_ps();
+    let rows = [
+        (a, b),
+        (_mm512_add_ps(a, c), _mm512_add_ps(b, d)),
+        (_mm512_sub_ps(a, c), _mm512_sub_ps(b, d)),
+        (_mm512_sub_ps(z, c), _mm512_sub_ps(z, d)),
+    ];
+    let mut out = [z; XI];
+    for (i, &(x0, x1)) in rows.iter().enumerate() {
+        out[4 * i] = x0;
+        out[4 * i + 1] = _mm512_add_ps(x0, x1);
+        out[4 * i + 2] = _mm512_sub_ps(x0, x1);
+        out[4 * i + 3] = _mm512_sub_ps(z, x1);
+    }
+    out
 }
 
 /// `acc[i][q] += Σ_l v[l][i] · d[l][q·16 ..]` for 8 input channels `i` and `N`

@@ -14,6 +14,8 @@
 
 use super::geom::ConvGeom;
 use super::winograd::{self, Plan, Source, LANES, XI};
+#[cfg(target_arch = "x86_64")]
+use super::winograd_dw::dy_tile;
 use super::winograd_dw::finish_lanes;
 use crate::error::Result;
 use crate::kernels::gemm::{matmul, Accumulate, Par, Trans};
@@ -194,24 +196,10 @@ unsafe fn dy_lanes_avx512(g: &ConvGeom, plan: &Plan, dy: &[f32], d: &mut [f32], 
                 )
             };
             let ((a, b), (c, e)) = (row(2 * ty), row(2 * ty + 1));
-            let rows = [
-                (a, b),
-                (_mm512_add_ps(a, c), _mm512_add_ps(b, e)),
-                (_mm512_sub_ps(a, c), _mm512_sub_ps(b, e)),
-                (_mm512_sub_ps(z, c), _mm512_sub_ps(z, e)),
-            ];
             let mask = lane_mask(n);
-            for (i, &(x0, x1)) in rows.iter().enumerate() {
-                let vals = [
-                    x0,
-                    _mm512_add_ps(x0, x1),
-                    _mm512_sub_ps(x0, x1),
-                    _mm512_sub_ps(z, x1),
-                ];
-                for (j, &val) in vals.iter().enumerate() {
-                    let at = dp.add((4 * i + j) * xs + k * lanes + lane0 + l0);
-                    _mm512_mask_storeu_ps(at, mask, val);
-                }
+            for (xi, &val) in dy_tile(a, b, c, e).iter().enumerate() {
+                let at = dp.add(xi * xs + k * lanes + lane0 + l0);
+                _mm512_mask_storeu_ps(at, mask, val);
             }
         }
     }
