@@ -22,7 +22,8 @@
 //! core's L2 cache; each tile row has its own aligned piece of lanes (its width rounded
 //! up to a power of two below 16, to whole vectors above). For each band: the input
 //! transform (up to 16 tiles of one tile row in the lanes: even and odd columns of the
-//! padded rows separated with `vpermt2ps`), the 16 products in register tiles of 8
+//! input rows separated with `vpermt2ps`, read from a padded copy or, for images up to
+//! 128 KiB, from the image itself: [`Source`], `winograd_input.rs`), the 16 products in register tiles of 8
 //! output channels × 48 tiles (24 accumulators; the weights broadcast; f32, or bf16
 //! channel pairs with `vdpbf16ps` in [`super::winograd_bf16::image_bf16`]), and the output transform (even and
 //! odd output columns interleaved back with `vpermt2ps`), which also applies the
