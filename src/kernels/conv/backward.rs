@@ -456,13 +456,7 @@ pub(crate) fn backward(
                         }
                         if dpath == Path::Winograd {
                             let plan = winograd::Plan::of(gt);
-                            let src = if winograd::reads_in_place(gt) {
-                                winograd::Source::Plain(dyi)
-                            } else {
-                                let p = padded(pad_dy, pad_dy_for, gt, dpath, plan.pad_len(gt));
-                                direct::pad_image(gt, plan.padded(), dyi, p);
-                                winograd::Source::Padded(p)
-                            };
+                            let src = winograd_source(pad_dy, pad_dy_for, gt, &plan, dyi, 1);
                             let work = &mut col[..gdt_len];
                             let ep = winograd::Epilogue::default();
                             winograd::image(gt, &plan, src, packed_t, ep, dxi, work);
@@ -515,22 +509,7 @@ pub(crate) fn backward(
                 while i0 < images {
                     let bn = wdx_b.min(images - i0);
                     let dys = &dy[(first + i0) * y_img..];
-                    let src = if winograd::reads_in_place(t) {
-                        winograd::Source::Plain(dys)
-                    } else {
-                        let len = wplan.pad_len(t);
-                        let p = padded(pad_dy, pad_dy_for, t, Path::Winograd, wdx_b * len);
-                        for b in 0..bn {
-                            let dyi = &dys[b * y_img..(b + 1) * y_img];
-                            direct::pad_image(
-                                t,
-                                wplan.padded(),
-                                dyi,
-                                &mut p[b * len..(b + 1) * len],
-                            );
-                        }
-                        winograd::Source::Padded(p)
-                    };
+                    let src = winograd_source(pad_dy, pad_dy_for, t, &wplan, dys, bn);
                     let ep = winograd::Epilogue::default();
                     let out = &mut dxc[i0 * x_img..(i0 + bn) * x_img];
                     winograd::images(t, &wplan, bn, src, packed_t, ep, out, &mut col[..wdx_work]);

@@ -5,7 +5,7 @@ use super::direct::{self, Padded};
 use super::gathered::{self, Gathered};
 use super::im2col::*;
 use super::plan::*;
-use super::winograd::{self, Source};
+use super::winograd;
 use super::winograd_bf16;
 use super::workspace::*;
 use crate::error::{Error, Result};
@@ -289,22 +289,7 @@ pub(crate) fn forward(
                 while i0 < range.len() {
                     let bn = wb.min(range.len() - i0);
                     let first = &x[(range.start + i0) * x_img..];
-                    let xs = if winograd::reads_in_place(g) {
-                        Source::Plain(first)
-                    } else {
-                        let len = wplan.pad_len(g);
-                        let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, wb * len);
-                        for b in 0..bn {
-                            let xi = &first[b * x_img..(b + 1) * x_img];
-                            direct::pad_image(
-                                g,
-                                wplan.padded(),
-                                xi,
-                                &mut p[b * len..(b + 1) * len],
-                            );
-                        }
-                        Source::Padded(p)
-                    };
+                    let xs = winograd_source(&mut buf.pad, &mut buf.pad_for, g, &wplan, first, bn);
                     let ep = winograd::Epilogue { bias, relu, pool };
                     let yb = &mut y_chunk[i0 * y_img..(i0 + bn) * y_img];
                     winograd::images(g, &wplan, bn, xs, packed, ep, yb, &mut buf.col[..col_len]);
@@ -345,14 +330,8 @@ pub(crate) fn forward(
                     }
                     match path {
                         Path::Winograd => {
-                            let src = if winograd::reads_in_place(g) {
-                                Source::Plain(xi)
-                            } else {
-                                let len = wplan.pad_len(g);
-                                let p = padded(&mut buf.pad, &mut buf.pad_for, g, path, len);
-                                direct::pad_image(g, wplan.padded(), xi, p);
-                                Source::Padded(p)
-                            };
+                            let (pad, pad_for) = (&mut buf.pad, &mut buf.pad_for);
+                            let src = winograd_source(pad, pad_for, g, &wplan, xi, 1);
                             let work = &mut buf.col[..col_len];
                             let ep = winograd::Epilogue { bias, relu, pool };
                             winograd::image(g, &wplan, src, packed, ep, yi, work);

@@ -3,6 +3,7 @@
 
 use super::geom::*;
 use super::plan::*;
+use super::winograd;
 use crate::error::{Error, Result};
 use crate::kernels::norm::seg_moments;
 
@@ -93,6 +94,31 @@ pub(crate) fn grown<T: Default + Clone>(buf: &mut Vec<T>, len: usize) -> &mut [T
         buf.resize(len, T::default());
     }
     &mut buf[..len]
+}
+
+/// Where the Winograd input transform reads `count ≤ plan.images` consecutive images
+/// `x[count, c_in, h, w]` of `g`: in place where [`winograd::reads_in_place`], otherwise
+/// their padded copies, written into `pad` (room for `plan.images` of them, the border
+/// zeroed once per geometry, as [`padded`]).
+pub(crate) fn winograd_source<'a>(
+    pad: &'a mut Vec<f32>,
+    pad_for: &mut Option<(ConvGeom, Path)>,
+    g: &ConvGeom,
+    plan: &winograd::Plan,
+    x: &'a [f32],
+    count: usize,
+) -> winograd::Source<'a> {
+    if winograd::reads_in_place(g) {
+        return winograd::Source::Plain(x);
+    }
+    let (len, img) = (plan.pad_len(g), g.c_in * g.h * g.w);
+    let slots = plan.images.max(1);
+    let p = padded(pad, pad_for, g, Path::Winograd, slots * len);
+    for b in 0..count.min(slots) {
+        let xi = &x[b * img..(b + 1) * img];
+        super::direct::pad_image(g, plan.padded(), xi, &mut p[b * len..(b + 1) * len]);
+    }
+    winograd::Source::Padded(p)
 }
 
 /// The padded buffer of `len` elements for `g` in the layout of `path`, its border
