@@ -138,25 +138,35 @@ pub fn max_pool_forward_values(g: &PoolGeom, x: &[f32], y: &mut [f32]) {
         return;
     }
     let per = planes_per_task(hw);
-    let fast = super::conv::has_avx512() && g.stride.1 <= 2;
     y.par_chunks_mut(ohw * per)
         .zip(x.par_chunks(hw * per))
         .for_each(|(yc, xc)| {
-            if !fast {
-                let mut scratch = vec![0u32; yc.len()];
-                let planes = yc.len() / ohw;
-                max_pool_forward_serial(g, &xc[..planes * hw], yc, &mut scratch);
-                return;
-            }
-            for (yp, xp) in yc.chunks_mut(ohw).zip(xc.chunks(hw)) {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX-512F is present and the horizontal stride is 1 or 2; the
-                // chunks hold one plane of h·w inputs and oh·ow outputs (asserted).
-                unsafe {
-                    max_values_avx512(g, xp, yp)
-                };
-            }
+            let planes = yc.len() / ohw;
+            max_pool_values_serial(g, &xc[..planes * hw], yc);
         });
+}
+
+/// [`max_pool_forward_values`] of whole planes on the calling thread: `x` holds planes
+/// of `h·w`, `y` as many of `oh·ow` (asserted). For a kernel that pools each image it
+/// has just computed, while the image is in cache (a convolution's epilogue:
+/// [`crate::kernels::conv::conv2d_forward_max_pooled`]).
+pub fn max_pool_values_serial(g: &PoolGeom, x: &[f32], y: &mut [f32]) {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    if ohw == 0 || hw == 0 {
+        return;
+    }
+    assert!(x.len().is_multiple_of(hw) && y.len() == x.len() / hw * ohw);
+    #[cfg(target_arch = "x86_64")]
+    if super::conv::has_avx512() && g.stride.1 <= 2 {
+        for (yp, xp) in y.chunks_mut(ohw).zip(x.chunks(hw)) {
+            // SAFETY: AVX-512F is present and the horizontal stride is 1 or 2; the
+            // chunks hold one plane of h·w inputs and oh·ow outputs (asserted above).
+            unsafe { max_values_avx512(g, xp, yp) };
+        }
+        return;
+    }
+    let mut scratch = vec![0u32; y.len()];
+    max_pool_forward_serial(g, x, y, &mut scratch);
 }
 
 /// [`max_pool_forward`] of whole planes on the calling thread.

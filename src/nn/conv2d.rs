@@ -15,14 +15,14 @@
 use super::fuse::Fuse;
 use super::{
     check_dy, expect_nchw, join, no_cache, ChannelAffine, Layer, Mode, Param, PlaneMoments,
-    Receptive,
+    PoolConfig, Receptive,
 };
 use crate::error::{Error, Result};
 use crate::kernels::bf16::Precision;
 use crate::kernels::conv::{
     autotune_forward, book, conv2d_backward, conv2d_backward_relu_input, conv2d_forward,
-    conv2d_forward_moments, conv2d_forward_pooled, conv2d_forward_relu, pooled_applies, Choice,
-    ConvGeom, ConvPlan, ConvWorkspace, PlanBook, Tuning,
+    conv2d_forward_max_pooled, conv2d_forward_moments, conv2d_forward_relu, Choice, ConvGeom,
+    ConvPlan, ConvWorkspace, PlanBook, Tuning,
 };
 use crate::tensor::Tensor;
 use rand::Rng;
@@ -518,34 +518,39 @@ impl Fuse for Conv2d {
         Some(y)
     }
 
-    fn forward_folded_pooled(&mut self, x: &Tensor, a: &ChannelAffine) -> Option<Result<Tensor>> {
+    fn forward_folded_pooled(
+        &mut self,
+        x: &Tensor,
+        a: &ChannelAffine,
+        pool: &PoolConfig,
+    ) -> Option<Result<Tensor>> {
         let c_out = self.weight.value.shape()[0];
         if a.scale.len() != c_out || a.shift.len() != c_out {
             return None;
         }
-        let (n, plan) = match self.plan_for(x, false) {
-            Ok(v) => v,
-            Err(e) => return Some(Err(e)),
+        let mut run = || -> Result<Tensor> {
+            let (n, plan) = self.plan_for(x, false)?;
+            let g = plan.geom;
+            let pg = pool.geom("MaxPool2d", g.oh, g.ow)?;
+            let f = fold(&mut self.folded, &self.weight, self.bias.as_ref(), a);
+            self.ws.same_weights(f.key);
+            let mut y = Tensor::for_overwrite(&[n, g.c_out, pg.oh, pg.ow]);
+            conv2d_forward_max_pooled(
+                &plan,
+                n,
+                x.data(),
+                &f.weight,
+                Some(&f.bias),
+                a.relu,
+                &pg,
+                y.data_mut(),
+                &mut self.ws,
+            )?;
+            Ok(y)
         };
-        let g = plan.geom;
-        if !pooled_applies(&plan) {
-            return None;
-        }
-        let f = fold(&mut self.folded, &self.weight, self.bias.as_ref(), a);
-        self.ws.same_weights(f.key);
-        let mut y = Tensor::for_overwrite(&[n, g.c_out, g.oh / 2, g.ow / 2]);
-        let r = conv2d_forward_pooled(
-            &plan,
-            n,
-            x.data(),
-            &f.weight,
-            Some(&f.bias),
-            a.relu,
-            y.data_mut(),
-            &mut self.ws,
-        );
+        let y = run();
         self.cache = None;
-        Some(r.map(|()| y))
+        Some(y)
     }
 
     fn masks_relu_input(&self) -> bool {

@@ -5,13 +5,13 @@
 //! - training: a convolution followed by a normalization with batch statistics computes
 //!   the moments of its output planes for it ([`Step::Moments`]);
 //! - eval: a normalization with running statistics folds into the convolution before it
-//!   ([`Step::Folded`]), with the ReLUs and a 2×2 max pool after it in the same epilogue
-//!   when there is one ([`Step::FoldedPooled`]);
+//!   ([`Step::Folded`]), with the ReLUs and a max pool after it applied to each image's
+//!   output while it is in cache when there is one ([`Step::FoldedPooled`]);
 //! - everything else runs on its own ([`Step::Layer`]).
 //!
-//! A fused kernel may still decline at run time (the pooled epilogue needs a geometry the
-//! Winograd kernel computes, known only from the input): the loop then runs the same
-//! children one fusion less (pooled → folded → apart), with the same numbers. Backward
+//! A fused kernel may still decline at run time (channels that do not match, an input
+//! the layer rejects): the loop then runs the same children one fusion less (pooled →
+//! folded → apart), with the same numbers (or the error of the layer that rejects it). Backward
 //! has its own list ([`backward_steps`]): which layer applies each ReLU's mask.
 //!
 //! [`Fuse`]: super::Fuse
@@ -33,7 +33,8 @@ pub enum Step {
     /// weights of child `i` (a convolution).
     Folded(usize),
     /// [`Step::Folded`], then the children up to `pool` (pass-through or plain ReLUs,
-    /// then a 2×2 max pool) in the convolution's epilogue; `relu` whether one applies.
+    /// then a max pool) on each image's output in the convolution's pass; `relu`
+    /// whether one applies.
     FoldedPooled {
         /// The convolution.
         conv: usize,
@@ -63,7 +64,10 @@ pub fn forward_steps(layers: &[(String, Box<dyn Layer>)], mode: Mode) -> Vec<Ste
                     }
                     j += 1;
                 }
-                if layers.get(j).is_some_and(|(_, l)| l.eval_max_pool_2x2()) {
+                if layers
+                    .get(j)
+                    .is_some_and(|(_, l)| l.eval_max_pool().is_some())
+                {
                     steps.push(Step::FoldedPooled {
                         conv: i,
                         pool: j,
@@ -207,11 +211,12 @@ impl Sequential {
                 }
             }
             Step::FoldedPooled { conv, pool, relu } => {
-                if let Some(a) = self.layers[conv + 1].1.eval_affine() {
+                let a = self.layers[conv + 1].1.eval_affine();
+                if let (Some(a), Some(cfg)) = (a, self.layers[pool].1.eval_max_pool()) {
                     let pooled = ChannelAffine { relu, ..a };
                     let (name, layer) = &mut self.layers[conv];
                     let y = profile::layer(name, layer.as_mut(), Phase::Forward, |l| {
-                        l.forward_folded_pooled(x, &pooled)
+                        l.forward_folded_pooled(x, &pooled, &cfg)
                     });
                     if let Some(y) = y {
                         self.ride_along(conv + 1..=pool);

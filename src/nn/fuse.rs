@@ -5,7 +5,7 @@
 //! Fusion is an execution detail of the engine's own layers: a convolution hands the
 //! moments of its output planes to the normalization after it, a normalization applies
 //! the ReLU after it, an eval-mode normalization folds into the convolution before it
-//! (with a following 2×2 max pool in the same epilogue), and a ReLU's backward mask moves
+//! (with a following max pool on each image's output while it is in cache), and a ReLU's backward mask moves
 //! into the layer after it. The containers ([`Sequential`], [`Residual`]) plan these
 //! pairings over their children; they find a child's [`Fuse`] side by its type
 //! ([`LayerFuse::fusion`]), never by name. A layer outside this module's list simply
@@ -14,7 +14,7 @@
 
 use super::{
     Activation, BatchNorm2d, Conv2d, GroupNorm, InstanceNorm2d, Layer, MaxPool2d, Mode,
-    PerChannelLayerNorm, Residual, Sequential,
+    PerChannelLayerNorm, PoolConfig, Residual, Sequential,
 };
 use crate::error::Result;
 use crate::kernels::eltwise::Act;
@@ -56,17 +56,22 @@ pub trait Fuse: Layer {
         None
     }
 
-    /// In eval mode, whether this layer is a 2×2 max pool with stride 2 (no padding or
-    /// dilation, floor mode), which a convolution before it can apply in its epilogue
+    /// In eval mode, this layer's window when it is a max pool, which a convolution
+    /// before it can apply to each image's output while it is in cache
     /// ([`Fuse::forward_folded_pooled`]).
-    fn eval_max_pool_2x2(&self) -> bool {
-        false
+    fn eval_max_pool(&self) -> Option<PoolConfig> {
+        None
     }
 
-    /// [`Fuse::forward_folded`] with the map `a` (and its ReLU), then a 2×2 max pool
-    /// with stride 2, in one pass. `None` when the layer cannot (the caller then runs
-    /// the layers apart).
-    fn forward_folded_pooled(&mut self, _x: &Tensor, _a: &ChannelAffine) -> Option<Result<Tensor>> {
+    /// [`Fuse::forward_folded`] with the map `a` (and its ReLU), then the max pool
+    /// `pool`, in one pass. `None` when the layer cannot (the caller then runs the
+    /// layers apart).
+    fn forward_folded_pooled(
+        &mut self,
+        _x: &Tensor,
+        _a: &ChannelAffine,
+        _pool: &PoolConfig,
+    ) -> Option<Result<Tensor>> {
         None
     }
 
@@ -242,8 +247,8 @@ impl dyn Layer {
     pub(crate) fn eval_affine(&self) -> Option<ChannelAffine> {
         self.fusion().and_then(|f| f.eval_affine())
     }
-    pub(crate) fn eval_max_pool_2x2(&self) -> bool {
-        self.fusion().is_some_and(|f| f.eval_max_pool_2x2())
+    pub(crate) fn eval_max_pool(&self) -> Option<PoolConfig> {
+        self.fusion().and_then(|f| f.eval_max_pool())
     }
     pub(crate) fn gives_moments(&self) -> bool {
         self.fusion().is_some_and(|f| f.gives_moments())
@@ -271,9 +276,10 @@ impl dyn Layer {
         &mut self,
         x: &Tensor,
         a: &ChannelAffine,
+        pool: &PoolConfig,
     ) -> Option<Result<Tensor>> {
         self.fusion_mut()
-            .and_then(|f| f.forward_folded_pooled(x, a))
+            .and_then(|f| f.forward_folded_pooled(x, a, pool))
     }
     pub(crate) fn forward_moments(
         &mut self,

@@ -70,7 +70,7 @@ impl PoolConfig {
         self
     }
 
-    fn geom(&self, op: &str, h: usize, w: usize) -> Result<PoolGeom> {
+    pub(crate) fn geom(&self, op: &str, h: usize, w: usize) -> Result<PoolGeom> {
         let s = self.stride.unwrap_or(self.kernel);
         PoolGeom::new(
             op,
@@ -222,13 +222,8 @@ impl Fuse for MaxPool2d {
         Ok(dx)
     }
 
-    fn eval_max_pool_2x2(&self) -> bool {
-        let c = &self.config;
-        c.kernel == [2, 2]
-            && c.stride.unwrap_or(c.kernel) == [2, 2]
-            && c.padding == [0, 0]
-            && c.dilation == [1, 1]
-            && !c.ceil_mode
+    fn eval_max_pool(&self) -> Option<PoolConfig> {
+        Some(self.config.clone())
     }
 }
 

@@ -265,6 +265,7 @@ pub(crate) fn backward(
                 conv_pairs,
                 phase_out,
                 batch,
+                pre_pool: _,
             } = buf;
             dw[..dw_len].iter_mut().for_each(|v| *v = 0.0);
             let (images, first) = (range.len(), range.start);

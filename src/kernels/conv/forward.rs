@@ -10,6 +10,7 @@ use super::winograd_bf16;
 use super::workspace::*;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{matmul, Accumulate, Par, Trans};
+use crate::kernels::pool::{max_pool_values_serial, PoolGeom};
 use crate::kernels::{chunk_count, split_ranges};
 use rayon::prelude::*;
 
@@ -23,7 +24,7 @@ pub fn conv2d_forward(
     y: &mut [f32],
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
-    forward(plan, n, x, weight, bias, y, None, (false, false), ws)
+    forward(plan, n, x, weight, bias, y, None, Then::default(), ws)
 }
 
 /// [`conv2d_forward`] followed by a ReLU, applied to each image's output while it is in
@@ -38,7 +39,7 @@ pub fn conv2d_forward_relu(
     y: &mut [f32],
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
-    forward(plan, n, x, weight, bias, y, None, (true, false), ws)
+    forward(plan, n, x, weight, bias, y, None, Then::relu(true), ws)
 }
 
 /// Whether [`conv2d_forward_pooled`] takes `g` now: layers the Winograd kernel computes
@@ -75,7 +76,77 @@ pub fn conv2d_forward_pooled(
             format!("{:?} is not one the Winograd kernel computes; run the convolution and the pool apart", plan.geom),
         ));
     }
-    forward(plan, n, x, weight, bias, y, None, (relu, true), ws)
+    let then = Then {
+        tile_pool: true,
+        ..Then::relu(relu)
+    };
+    forward(plan, n, x, weight, bias, y, None, then, ws)
+}
+
+/// [`conv2d_forward`], optionally a ReLU, then the max pool `pool` (any window, stride,
+/// padding, dilation and rounding; `pool.h × pool.w` must be the convolution's output
+/// size): the eval-mode path of convolution → BatchNorm → ReLU → MaxPool2d. Where
+/// [`pooled_applies`] and the pool is 2×2 with stride 2 (no padding, floor mode), the
+/// pool is the Winograd epilogue's ([`conv2d_forward_pooled`]); otherwise each image's
+/// output is computed into a per-thread buffer and pooled from there while it is in
+/// cache (ResNet's 7×7/2 stem and 3×3/2 pool), so the full-size output is never
+/// written to `y`, which is `[n, c_out, pool.oh, pool.ow]`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_max_pooled(
+    plan: &ConvPlan,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    pool: &PoolGeom,
+    y: &mut [f32],
+    ws: &mut ConvWorkspace,
+) -> Result<()> {
+    let g = &plan.geom;
+    if (pool.h, pool.w) != (g.oh, g.ow) {
+        return Err(Error::config(
+            "conv2d_forward_max_pooled",
+            "pool",
+            format!(
+                "the pool is for {}×{} inputs but the convolution's output is {}×{}",
+                pool.h, pool.w, g.oh, g.ow
+            ),
+        ));
+    }
+    let tile = pool.kernel == (2, 2)
+        && pool.stride == (2, 2)
+        && pool.pad == (0, 0)
+        && pool.dilation == (1, 1)
+        && (pool.oh, pool.ow) == (g.oh / 2, g.ow / 2);
+    if tile && pooled_applies(plan) {
+        return conv2d_forward_pooled(plan, n, x, weight, bias, relu, y, ws);
+    }
+    let then = Then {
+        pool: Some(pool),
+        ..Then::relu(relu)
+    };
+    forward(plan, n, x, weight, bias, y, None, then, ws)
+}
+
+/// What [`forward`] applies to each image's output in its pass over it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Then<'a> {
+    /// A ReLU after the bias.
+    relu: bool,
+    /// The Winograd epilogue's 2×2 max pool (`y` is then the pooled size).
+    tile_pool: bool,
+    /// A max pool of each image's finished output, from a per-thread buffer.
+    pool: Option<&'a PoolGeom>,
+}
+
+impl Then<'_> {
+    fn relu(relu: bool) -> Self {
+        Then {
+            relu,
+            ..Then::default()
+        }
+    }
 }
 
 /// [`conv2d_forward`], and the [`seg_moments`] (mean, M2) of every output plane `(n,
@@ -107,7 +178,7 @@ pub fn conv2d_forward_moments(
         bias,
         y,
         Some(moments),
-        (false, false),
+        Then::default(),
         ws,
     )
 }
@@ -121,10 +192,11 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
     moments: Option<&mut [(f64, f64)]>,
-    (relu, pool): (bool, bool),
+    then: Then,
     ws: &mut ConvWorkspace,
 ) -> Result<()> {
     let g = &plan.geom;
+    let (relu, pool, post) = (then.relu, then.tile_pool, then.pool);
     // The caller's key holds for this call only.
     let key = ws.next_key.take();
     let ep_len = winograd::Epilogue {
@@ -132,7 +204,13 @@ pub(crate) fn forward(
         relu,
         pool,
     };
-    let (x_img, y_img) = (g.c_in * g.h * g.w, ep_len.out_len(g));
+    // One image's output as the kernel computes it, and as `y` holds it.
+    let full = g.c_out * g.ohw();
+    let y_img = match post {
+        Some(p) => g.c_out * p.oh * p.ow,
+        None => ep_len.out_len(g),
+    };
+    let x_img = g.c_in * g.h * g.w;
     check_len("conv2d_forward", "x", x.len(), n * x_img)?;
     check_len("conv2d_forward", "y", y.len(), n * y_img)?;
     check_len("conv2d_forward", "weight", weight.len(), g.c_out * g.kg())?;
@@ -184,6 +262,11 @@ pub(crate) fn forward(
         col_len
     };
     ws.prepare(chunks, col_len, 0);
+    // Images computed at once into the buffer a pool reads (`post`).
+    let pre_len = match post {
+        Some(_) => full * gb.max(wb),
+        None => 0,
+    };
     let bf = plan.bf16_forward;
     // bf16 products of a layer the Winograd kernel takes: its bf16 form.
     let wbf = bf && path == Path::Winograd && winograd_bf16::bf16_available();
@@ -240,6 +323,14 @@ pub(crate) fn forward(
     }
     jobs.into_par_iter()
         .try_for_each(|(range, y_chunk, mut m_chunk, buf)| -> Result<()> {
+            grown(&mut buf.pre_pool, pre_len);
+            // Pools image `j` of the buffer into image `to` of this chunk's `y`.
+            let pool_out = |pre: &[f32], j: usize, y_chunk: &mut [f32], to: usize| {
+                if let Some(p) = post {
+                    let yi = &mut y_chunk[to * y_img..(to + 1) * y_img];
+                    max_pool_values_serial(p, &pre[j * full..(j + 1) * full], yi);
+                }
+            };
             if gb > 1 {
                 // y_b[c_out, images·ohw] = w · col_b, then each image's planes out.
                 let (one, rest) = buf.col[..col_len].split_at_mut(kg * ohw);
@@ -273,12 +364,16 @@ pub(crate) fn forward(
                     )?;
                     for b in 0..bn {
                         let j = i0 + b;
-                        let yi = &mut y_chunk[j * y_img..(j + 1) * y_img];
+                        let yi = match post {
+                            Some(_) => &mut buf.pre_pool[..full],
+                            None => &mut y_chunk[j * y_img..(j + 1) * y_img],
+                        };
                         take_block(yb, ohw, b, cols, yi);
                         let mj = m_chunk
                             .as_deref_mut()
                             .map(|m| &mut m[j * g.c_out..(j + 1) * g.c_out]);
                         finish_image(yi, ohw, bias, relu, mj);
+                        pool_out(&buf.pre_pool, 0, y_chunk, j);
                     }
                     i0 += bn;
                 }
@@ -291,14 +386,20 @@ pub(crate) fn forward(
                     let first = &x[(range.start + i0) * x_img..];
                     let xs = winograd_source(&mut buf.pad, &mut buf.pad_for, g, &wplan, first, bn);
                     let ep = winograd::Epilogue { bias, relu, pool };
-                    let yb = &mut y_chunk[i0 * y_img..(i0 + bn) * y_img];
+                    let (yb, stride) = match post {
+                        Some(_) => (&mut buf.pre_pool[..bn * full], full),
+                        None => (&mut y_chunk[i0 * y_img..(i0 + bn) * y_img], y_img),
+                    };
                     winograd::images(g, &wplan, bn, xs, packed, ep, yb, &mut buf.col[..col_len]);
-                    for j in i0..i0 + bn {
-                        let yi = &mut y_chunk[j * y_img..(j + 1) * y_img];
+                    for j in 0..bn {
+                        let yi = &mut yb[j * stride..(j + 1) * stride];
                         let mj = m_chunk
                             .as_deref_mut()
-                            .map(|m| &mut m[j * g.c_out..(j + 1) * g.c_out]);
+                            .map(|m| &mut m[(i0 + j) * g.c_out..(i0 + j + 1) * g.c_out]);
                         finish_image(yi, ohw, None, false, mj);
+                    }
+                    for j in 0..bn {
+                        pool_out(&buf.pre_pool, j, y_chunk, i0 + j);
                     }
                     i0 += bn;
                 }
@@ -306,7 +407,10 @@ pub(crate) fn forward(
             }
             for (i, img) in range.enumerate() {
                 let xi = &x[img * x_img..(img + 1) * x_img];
-                let yi = &mut y_chunk[i * y_img..(i + 1) * y_img];
+                let yi = match post {
+                    Some(_) => &mut buf.pre_pool[..full],
+                    None => &mut y_chunk[i * y_img..(i + 1) * y_img],
+                };
                 // Whether the kernel applied the ReLU itself; the bias left to add (GEMM).
                 let mut relu_done = false;
                 let mut gemm_bias = None;
@@ -378,6 +482,7 @@ pub(crate) fn forward(
                     .as_deref_mut()
                     .map(|m| &mut m[i * g.c_out..(i + 1) * g.c_out]);
                 finish_image(yi, ohw, gemm_bias, relu && !relu_done, mi);
+                pool_out(&buf.pre_pool, 0, y_chunk, i);
             }
             Ok(())
         })
@@ -437,12 +542,12 @@ pub fn autotune_forward(
     // all candidates alike instead of whichever was timed in the slow stretch.
     let mut best_t = vec![f64::INFINITY; plans.len()];
     for p in &plans {
-        forward(p, n, x, weight, bias, &mut y, None, (false, false), ws)?;
+        forward(p, n, x, weight, bias, &mut y, None, Then::default(), ws)?;
     }
     for _ in 0..TUNING_ROUNDS {
         for (p, bt) in plans.iter().zip(best_t.iter_mut()) {
             let t =
-                timed(&mut || forward(p, n, x, weight, bias, &mut y, None, (false, false), ws))?;
+                timed(&mut || forward(p, n, x, weight, bias, &mut y, None, Then::default(), ws))?;
             *bt = bt.min(t);
         }
     }
@@ -466,7 +571,7 @@ pub fn autotune_forward(
     let mut dx = vec![0.0f32; x.len()];
     let mut dw = vec![0.0f32; weight.len()];
     let mut once = |p: &ConvPlan, y: &mut Vec<f32>| -> Result<f64> {
-        let fwd = timed(&mut || forward(p, n, x, weight, bias, y, None, (false, false), ws))?;
+        let fwd = timed(&mut || forward(p, n, x, weight, bias, y, None, Then::default(), ws))?;
         if !step {
             return Ok(fwd);
         }
@@ -494,4 +599,113 @@ pub fn autotune_forward(
         tuned: true,
         ..chosen
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::bf16::Precision;
+    use crate::kernels::conv::ConvGeom;
+    use crate::kernels::pool::max_pool_forward_values;
+    use rand::{Rng, SeedableRng};
+
+    /// The pooled forward gives, bit for bit, the forward with its ReLU and then the
+    /// pool — for every kernel that takes the geometry (per image, several images per
+    /// GEMM on a small plane, several per Winograd band for wide layers), for pools
+    /// the Winograd epilogue applies and those applied per image (padding, ceil mode,
+    /// dilation, a stride the vector kernel does not take), f32 and bf16 plans.
+    #[test]
+    fn max_pooled_forward_equals_the_forward_then_the_pool() {
+        // Two threads on any machine: the 9-image layer then runs bands of several
+        // images (at least `winograd::MIN_BATCHED` a thread).
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(max_pooled_cases);
+    }
+
+    fn max_pooled_cases() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+        let pools = [
+            ((3, 3), (2, 2), (1, 1), (1, 1), false),
+            ((2, 2), (2, 2), (0, 0), (1, 1), false),
+            ((2, 2), (2, 2), (0, 0), (1, 1), true),
+            ((3, 3), (1, 1), (1, 1), (2, 2), false),
+            ((3, 3), (3, 3), (0, 0), (1, 1), true),
+        ];
+        // (n, c_in, size, c_out, k, stride, pad)
+        let convs = [
+            (3, 3, 23, 8, 7, 2, 3),   // a stem: gathered, GEMM, direct
+            (2, 16, 12, 24, 3, 1, 1), // Winograd (tile pool), direct, GEMM
+            (5, 8, 6, 8, 3, 1, 1),    // GEMM on several images at once
+            (9, 96, 8, 192, 3, 1, 1), // Winograd bands of several images
+        ];
+        for &(n, c_in, size, c_out, k, s, p) in &convs {
+            let g =
+                ConvGeom::new(c_in, size, size, c_out, (k, k), (s, s), (p, p), (1, 1), 1).unwrap();
+            let mut v = |len: usize| -> Vec<f32> {
+                (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+            };
+            let (x, w, b) = (v(n * g.c_in * g.h * g.w), v(c_out * g.kg()), v(c_out));
+            for &(kernel, stride, pad, dil, ceil) in &pools {
+                let pg = PoolGeom::new("t", (g.oh, g.ow), kernel, stride, pad, dil, ceil);
+                let Ok(pg) = pg else { continue };
+                let mut plans: Vec<ConvPlan> = Path::candidates(&g)
+                    .into_iter()
+                    .filter_map(|path| ConvPlan::f32(g).with_forward(path))
+                    .collect();
+                plans.push(ConvPlan::new(g, Precision::Bf16));
+                for plan in plans {
+                    let (mut ws, mut ws2) = (ConvWorkspace::default(), ConvWorkspace::default());
+                    for relu in [true, false] {
+                        let mut full = vec![0.0; n * c_out * g.ohw()];
+                        let conv = if relu {
+                            conv2d_forward_relu
+                        } else {
+                            conv2d_forward
+                        };
+                        conv(&plan, n, &x, &w, Some(&b), &mut full, &mut ws).unwrap();
+                        assert_eq!(full.contains(&0.0), relu, "the ReLU clips something");
+                        let mut want = vec![0.0; n * c_out * pg.oh * pg.ow];
+                        max_pool_forward_values(&pg, &full, &mut want);
+                        let mut got = vec![f32::NAN; want.len()];
+                        conv2d_forward_max_pooled(
+                            &plan,
+                            n,
+                            &x,
+                            &w,
+                            Some(&b),
+                            relu,
+                            &pg,
+                            &mut got,
+                            &mut ws2,
+                        )
+                        .unwrap();
+                        let what = format!("{:?} {:?} {:?} relu {relu}", g, plan.forward, pg);
+                        assert!(
+                            got.iter()
+                                .zip(&want)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{what}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A pool for another size than the convolution's output is an error, not a
+    /// wrong read.
+    #[test]
+    fn max_pooled_forward_rejects_a_pool_of_another_size() {
+        let g = ConvGeom::new(2, 8, 8, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+        let pg = PoolGeom::new("t", (6, 6), (2, 2), (2, 2), (0, 0), (1, 1), false).unwrap();
+        let (x, w) = (vec![0.5; 2 * 64], vec![0.1; 4 * 18]);
+        let mut y = vec![0.0; 4 * 9];
+        let mut ws = ConvWorkspace::default();
+        let plan = ConvPlan::f32(g);
+        let r = conv2d_forward_max_pooled(&plan, 1, &x, &w, None, true, &pg, &mut y, &mut ws);
+        assert!(r.is_err());
+    }
 }

@@ -39,8 +39,8 @@ mod workspace;
 pub use backward::{conv2d_backward, conv2d_backward_relu_input};
 pub use book::{Choice, PlanBook};
 pub use forward::{
-    autotune_forward, conv2d_forward, conv2d_forward_moments, conv2d_forward_pooled,
-    conv2d_forward_relu, pooled_applies,
+    autotune_forward, conv2d_forward, conv2d_forward_max_pooled, conv2d_forward_moments,
+    conv2d_forward_pooled, conv2d_forward_relu, pooled_applies,
 };
 pub(crate) use geom::has_avx512;
 pub use geom::{out_size, ConvGeom};

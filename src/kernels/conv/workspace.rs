@@ -80,6 +80,9 @@ pub(crate) struct ChunkBuf {
     pub(crate) phase_out: Vec<f32>,
     /// Several images' columns and `dy` for one GEMM of a small plane's weight gradient.
     pub(crate) batch: Vec<f32>,
+    /// The full-size output of the images a forward pools before storing them
+    /// ([`super::conv2d_forward_max_pooled`]).
+    pub(crate) pre_pool: Vec<f32>,
 }
 
 /// Weights packed for the f32 or the bf16 gathered kernel.
