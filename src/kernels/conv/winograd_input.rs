@@ -14,7 +14,7 @@ use super::geom::lane_mask;
 use super::geom::ConvGeom;
 use super::winograd_plan::Plan;
 #[cfg(target_arch = "x86_64")]
-use super::winograd_plan::{chunks, LANES};
+use super::winograd_plan::LANES;
 use super::winograd_tile::XI;
 
 /// Where the input transform reads an image `[c_in, h, w]`.
@@ -61,46 +61,59 @@ pub(super) unsafe fn input_chunk(
     rs: usize,
     n: usize,
 ) -> [std::arch::x86_64::__m512; XI] {
-    use std::arch::x86_64::*;
-    // The n tiles need columns 0 .. 2n + 1 of the 4 rows from `base`; the loads are
-    // masked to them.
-    let (ma, mb) = (
-        lane_mask(2 * n + 2),
-        lane_mask((2 * n + 2).saturating_sub(LANES)),
-    );
-    let (ma2, mb2) = (lane_mask(2 * n), lane_mask((2 * n).saturating_sub(LANES)));
-    let mut rows = [[_mm512_setzero_ps(); 4]; 4];
-    for (r, loads) in rows.iter_mut().enumerate() {
-        let row = base.add(r * rs);
-        *loads = [
-            _mm512_maskz_loadu_ps(ma, row),
-            _mm512_maskz_loadu_ps(mb, row.wrapping_add(LANES)),
-            _mm512_maskz_loadu_ps(ma2, row.add(2)),
-            _mm512_maskz_loadu_ps(mb2, row.wrapping_add(LANES + 2)),
-        ];
+    let masks = padded_masks(n);
+    let mut u = [[std::arch::x86_64::_mm512_setzero_ps(); 4]; 4];
+    for (r, ur) in u.iter_mut().enumerate() {
+        *ur = row_part(load_row(
+            base.add(r * rs),
+            [0, LANES as isize, 2, LANES as isize + 2],
+            masks,
+        ));
     }
-    transform(rows)
+    combine(u)
 }
 
-/// [`input_chunk`] from the unpadded plane `plane[h, w]` of `g`: the chunk of tile row
-/// `ty` whose first tile is `tx0`, `n ≤ 16` tiles.
+/// The masks of a padded row's four loads for `n` tiles: columns 0 .. 2n + 2 in the
+/// first two, 2 .. 2n + 2 in the shifted two.
+#[cfg(target_arch = "x86_64")]
+fn padded_masks(n: usize) -> [u16; 4] {
+    [
+        lane_mask(2 * n + 2),
+        lane_mask((2 * n + 2).saturating_sub(LANES)),
+        lane_mask(2 * n),
+        lane_mask((2 * n).saturating_sub(LANES)),
+    ]
+}
+
+/// One row's four masked loads, at element offsets `starts` from `row`: columns `[0..16,
+/// 16..32, 2..18, 18..34]` of the padded row from the chunk's first column.
 ///
 /// # Safety
-/// The CPU must support AVX-512F, `n ≤ 16`, and `plane` must be valid for reads of
-/// `g.h · g.w` floats. Each load is masked to the columns inside the row (`0 ≤ col <
-/// w`) of rows inside the plane; its address is formed with `wrapping_offset`, so the
-/// masked-off lanes left or right of the plane are no access at all.
+/// The CPU must support AVX-512F; each load's unmasked lanes must be readable (the
+/// addresses are formed with `wrapping_offset`, so a load with an empty mask, or lanes
+/// masked off outside the buffer, are no access at all).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn input_chunk_plain(
-    plane: *const f32,
-    g: &ConvGeom,
-    ty: usize,
-    tx0: usize,
-    n: usize,
-) -> [std::arch::x86_64::__m512; XI] {
+unsafe fn load_row(
+    row: *const f32,
+    starts: [isize; 4],
+    masks: [u16; 4],
+) -> [std::arch::x86_64::__m512; 4] {
     use std::arch::x86_64::*;
+    let mut l = [_mm512_setzero_ps(); 4];
+    for ((l, &m), &start) in l.iter_mut().zip(&masks).zip(&starts) {
+        *l = _mm512_maskz_loadu_ps(m, row.wrapping_offset(start));
+    }
+    l
+}
+
+/// The masks and offsets of the four loads of a chunk's rows read from the unpadded
+/// plane of `g` ([`Source::Plain`]): the chunk's first tile is `tx0`, `n ≤ 16` tiles.
+/// Each load is masked to the lanes the padded loads would take that lie inside the row
+/// (`0 ≤ col < w`); lanes left or right of the row read as zero.
+#[cfg(target_arch = "x86_64")]
+fn plain_loads(g: &ConvGeom, tx0: usize, n: usize) -> ([isize; 4], [u16; 4]) {
     let w = g.w as isize;
     // The padded column 2·tx0 (lane 0 of the first load) is column s of the image.
     let s = (2 * tx0) as isize - g.pad.1 as isize;
@@ -125,42 +138,38 @@ unsafe fn input_chunk_plain(
         lanes(starts[2], 0, cnt2),
         lanes(starts[3], LANES, cnt2),
     ];
-    let mut rows = [[_mm512_setzero_ps(); 4]; 4];
-    for (r, loads) in rows.iter_mut().enumerate() {
-        let iy = (2 * ty + r) as isize - g.pad.0 as isize;
-        if iy < 0 || iy >= g.h as isize {
-            continue; // a padding row: zeros
-        }
-        let row = plane.wrapping_offset(iy * w);
-        for ((l, &m), &start) in loads.iter_mut().zip(&masks).zip(&starts) {
-            *l = _mm512_maskz_loadu_ps(m, row.wrapping_offset(start));
-        }
-    }
-    transform(rows)
+    (starts, masks)
 }
 
-/// The transform of one chunk from its rows' four loads each: `[columns 0..16, 16..32,
-/// 2..18, 18..34]` of the padded row from the chunk's first column.
+/// The row half of the transform, `d Bᵀ`'s four columns for one input row, from its
+/// four loads: the even and odd columns separated (`vpermt2ps`), then combined.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn transform(rows: [[std::arch::x86_64::__m512; 4]; 4]) -> [std::arch::x86_64::__m512; XI] {
+unsafe fn row_part(
+    [a, b, a2, b2]: [std::arch::x86_64::__m512; 4],
+) -> [std::arch::x86_64::__m512; 4] {
     use std::arch::x86_64::*;
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    let mut u = [[_mm512_setzero_ps(); 4]; 4];
-    for (ur, &[a, b, a2, b2]) in u.iter_mut().zip(&rows) {
-        let d0 = _mm512_permutex2var_ps(a, even, b);
-        let d1 = _mm512_permutex2var_ps(a, odd, b);
-        let d2 = _mm512_permutex2var_ps(a2, even, b2);
-        let d3 = _mm512_permutex2var_ps(a2, odd, b2);
-        *ur = [
-            _mm512_sub_ps(d0, d2),
-            _mm512_add_ps(d1, d2),
-            _mm512_sub_ps(d2, d1),
-            _mm512_sub_ps(d1, d3),
-        ];
-    }
+    let d0 = _mm512_permutex2var_ps(a, even, b);
+    let d1 = _mm512_permutex2var_ps(a, odd, b);
+    let d2 = _mm512_permutex2var_ps(a2, even, b2);
+    let d3 = _mm512_permutex2var_ps(a2, odd, b2);
+    [
+        _mm512_sub_ps(d0, d2),
+        _mm512_add_ps(d1, d2),
+        _mm512_sub_ps(d2, d1),
+        _mm512_sub_ps(d1, d3),
+    ]
+}
+
+/// The column half: the tile's 16 values `ξ = 4·i + j` from its four rows' halves.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn combine(u: [[std::arch::x86_64::__m512; 4]; 4]) -> [std::arch::x86_64::__m512; XI] {
+    use std::arch::x86_64::*;
     let [u0, u1, u2, u3] = u;
     let mut out = [_mm512_setzero_ps(); XI];
     for j in 0..4 {
@@ -173,7 +182,9 @@ unsafe fn transform(rows: [[std::arch::x86_64::__m512; 4]; 4]) -> [std::arch::x8
 }
 
 /// The input transform of one band into `v[c_in][ξ][bandp]` (channels `cs` apart), from
-/// the padded image or the image itself.
+/// the padded image or the image itself. A chunk's tile rows are taken one after the
+/// other, so the last two input rows of one are the first two of the next: their loads
+/// and row halves are kept, not redone (half the loads and permutes).
 ///
 /// # Safety
 /// The CPU must support AVX-512F. `plan` must be `Plan::of(g)` or `Plan::batched`,
@@ -196,18 +207,50 @@ pub(super) unsafe fn input_avx512(
     let (pd, xv) = (plan.pd, plan.xs_v);
     let vp = v.as_mut_ptr();
     for c in 0..g.c_in {
-        for (ty, tx0, n, l0) in chunks(plan, ty0, rb) {
-            let vals = match src {
+        for tx0 in (0..plan.tw).step_by(LANES) {
+            let n = (plan.tw - tx0).min(LANES);
+            // Input row `y` of the padded image (rows 2·ty .. 2·ty + 3 make tile row ty):
+            // its row half.
+            let (starts, masks, plane) = match src {
                 Source::Padded(p) => {
-                    let base = p.as_ptr().add((c * pd.hp + 2 * ty) * pd.rs + 2 * tx0);
-                    input_chunk(base, pd.rs, n)
+                    let at = p.as_ptr().add(c * pd.hp * pd.rs + 2 * tx0);
+                    let s = [0, LANES as isize, 2, LANES as isize + 2];
+                    (s, padded_masks(n), at)
                 }
-                Source::Plain(x) => input_chunk_plain(x.as_ptr().add(c * g.h * g.w), g, ty, tx0, n),
+                Source::Plain(x) => {
+                    let (s, m) = plain_loads(g, tx0, n);
+                    (s, m, x.as_ptr().add(c * g.h * g.w))
+                }
+            };
+            let row = |y: usize| -> [__m512; 4] {
+                let at = match src {
+                    Source::Padded(_) => plane.add(y * pd.rs),
+                    Source::Plain(_) => {
+                        let iy = y as isize - g.pad.0 as isize;
+                        if iy < 0 || iy >= g.h as isize {
+                            return [_mm512_setzero_ps(); 4]; // a padding row: zeros
+                        }
+                        plane.wrapping_offset(iy * g.w as isize)
+                    }
+                };
+                row_part(load_row(at, starts, masks))
             };
             let mask = lane_mask(n);
-            for (xi, &val) in vals.iter().enumerate() {
-                // Lanes l0 .. l0 + n ≤ bandp of row (c, ξ).
-                _mm512_mask_storeu_ps(vp.add(c * plan.cs + xi * xv + l0), mask, val);
+            let mut kept: Option<[[__m512; 4]; 2]> = None;
+            for r in 0..rb {
+                let ty = ty0 + r;
+                let [h0, h1] = match kept {
+                    Some(h) => h,
+                    None => [row(2 * ty), row(2 * ty + 1)],
+                };
+                let (h2, h3) = (row(2 * ty + 2), row(2 * ty + 3));
+                kept = Some([h2, h3]);
+                let vals = combine([h0, h1, h2, h3]);
+                let l0 = r * plan.pitch + tx0;
+                for (xi, &val) in vals.iter().enumerate() {
+                    // Lanes l0 .. l0 + n ≤ bandp of row (c, ξ).
+                    _mm512_mask_storeu_ps(vp.add(c * plan.cs + xi * xv + l0), mask, val);
+                }
             }
         }
     }
