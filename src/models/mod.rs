@@ -17,6 +17,7 @@
 //! ```
 
 mod config;
+mod replicas;
 mod resnet;
 mod small;
 mod vgg;
@@ -41,6 +42,8 @@ pub struct Model {
     pub config: ModelConfig,
     /// The layers.
     pub net: Sequential,
+    /// Eval-mode inference split by images across threads ([`replicas`]).
+    split: replicas::Split,
 }
 
 /// Header key of the model name in a checkpoint.
@@ -90,6 +93,15 @@ impl Model {
         crate::nn::fuse::fuse(&mut self.net)
     }
 
+    /// The eval-mode forward split by images across the threads ([`replicas`]), where
+    /// it is taken.
+    fn forward_split(&mut self, x: &Tensor) -> Option<Result<Tensor>> {
+        let mut split = std::mem::take(&mut self.split);
+        let y = split.forward(self, x);
+        self.split = split;
+        y
+    }
+
     /// The input shape of one image, `[C, H, W]`.
     pub fn input_shape(&self) -> [usize; 3] {
         [
@@ -105,6 +117,11 @@ impl Layer for Model {
         "Model"
     }
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Eval {
+            if let Some(y) = self.forward_split(x) {
+                return y;
+            }
+        }
         self.net.forward(x, mode)
     }
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
@@ -217,6 +234,7 @@ pub fn build_with(name: &str, config: Option<ModelConfig>, fuse: bool) -> Result
         name: name.to_string(),
         config,
         net,
+        split: replicas::Split::default(),
     })
 }
 

@@ -278,6 +278,11 @@ impl Conv2d {
         self.plan = None;
     }
 
+    /// How this layer picks its plan ([`Conv2d::set_tuning`]).
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
+    }
+
     /// The book of timed choices this layer consults before timing and records into
     /// (`None`: every new geometry is timed).
     pub fn set_plan_book(&mut self, book: Option<Arc<PlanBook>>) {
