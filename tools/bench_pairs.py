@@ -18,6 +18,9 @@ Two kinds of B:
         (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build --release)
         python tools/bench_pairs.py --model resnet20 --mode infer \\
             --baseline /tmp/old-target/release/strata
+  or the same binary at another precision (`--baseline-precision`): bf16 against f32,
+        python tools/bench_pairs.py --model resnet20 --precision bf16 \\
+            --baseline target/release/strata --baseline-precision f32
 
     python tools/bench_pairs.py --model resnet20 --mode infer --peer onnxruntime
     python tools/bench_pairs.py --model resnet20 --peer compile --pairs 7 --json
@@ -39,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_table import cpu_model  # noqa: E402
 
 
-def strata_run(exe, args):
+def strata_run(exe, args, precision):
     cmd = [str(exe), "--threads", str(args.threads), "bench", "--model", args.model,
            "--mode", args.mode, "--batch", str(args.batch), "--warmup", str(args.warmup),
            "--iters", str(args.iters), "--profile-iters", "0", "--precision",
-           args.precision, "--json"]
+           precision, "--json"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out)["images_per_s"]
 
@@ -76,7 +79,11 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--pairs", type=int, default=5, help="A/B pairs (default 5)")
     ap.add_argument("--precision", choices=["f32", "bf16"], default="f32",
-                    help="strata's --precision (both binaries with --baseline)")
+                    help="strata's --precision (of A; of B too with --baseline)")
+    ap.add_argument("--baseline-precision", choices=["f32", "bf16"],
+                    help="B's --precision with --baseline (default: --precision): "
+                         "`--baseline target/release/strata --precision bf16 "
+                         "--baseline-precision f32` is bf16 against f32")
     ap.add_argument("--strata", default=str(ROOT / "target" / "release" / "strata"),
                     help="the strata binary A (default: this checkout's release build)")
     who = ap.add_mutually_exclusive_group(required=True)
@@ -93,15 +100,20 @@ def main():
         ap.error(f"{exe} does not exist: build it with `cargo build --release`")
     if args.baseline and not Path(args.baseline).is_file():
         ap.error(f"--baseline {args.baseline} does not exist")
+    if args.baseline_precision and not args.baseline:
+        ap.error("--baseline-precision needs --baseline")
     b_name = args.peer or f"baseline {args.baseline}"
+    if args.baseline and args.baseline_precision:
+        b_name += f" ({args.baseline_precision})"
     log = sys.stderr if args.json else sys.stdout
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"{args.model} {args.mode}, batch {args.batch}, {args.threads} threads, "
           f"{args.pairs} pairs · CPU: {cpu_model()} · {now}", file=log)
     pairs = []
     for i in range(args.pairs):
-        a = strata_run(exe, args)
-        b = strata_run(Path(args.baseline), args) if args.baseline else peer_run(args)
+        a = strata_run(exe, args, args.precision)
+        b = (strata_run(Path(args.baseline), args, args.baseline_precision or args.precision)
+             if args.baseline else peer_run(args))
         pairs.append((a, b))
         print(f"pair {i + 1}: strata {a:,.1f}  {b_name} {b:,.1f} images/s  "
               f"ratio {a / b:.3f}", file=log, flush=True)
