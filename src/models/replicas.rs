@@ -27,7 +27,7 @@
 use super::{build_with, Model};
 use crate::error::{Error, Result};
 use crate::kernels::bf16::Precision;
-use crate::kernels::conv::Tuning;
+use crate::kernels::conv::{ConvPlan, Tuning};
 use crate::nn::{visit_layers_mut, Conv2d, Layer, Mode};
 use crate::tensor::Tensor;
 
@@ -41,9 +41,9 @@ pub(crate) struct Replicas {
     models: Vec<Model>,
     pools: Vec<rayon::ThreadPool>,
     /// The stamps of the model's parameters and buffers the replicas hold, in visiting
-    /// order, and its convolutions' settings.
+    /// order, and its convolutions' settings and plans.
     stamps: Vec<u64>,
-    settings: Vec<(Precision, Tuning)>,
+    settings: Vec<Setting>,
 }
 
 /// The model's parameter and buffer tensors (shared clones), with their names.
@@ -54,12 +54,18 @@ fn state(model: &mut Model) -> Vec<(String, Tensor)> {
     v
 }
 
-/// Precision and tuning of each convolution, in visiting order.
-fn settings(model: &mut Model) -> Vec<(Precision, Tuning)> {
+/// A convolution's precision, tuning and plan (`None` before its first forward).
+type Setting = (Precision, Tuning, Option<ConvPlan>);
+
+/// The [`Setting`] of each convolution, in visiting order. The replicas run the plans
+/// their model chose: a timed choice (`--conv-tuning timed`, bf16) is the model's,
+/// replayed from its plan book on a resume, so the replicas' eval outputs are the same
+/// bits in a resumed run as in the full one.
+fn settings(model: &mut Model) -> Vec<Setting> {
     let mut v = Vec::new();
     visit_layers_mut(&mut model.net, "", &mut |_, l| {
         if let Some(c) = (l as &mut dyn std::any::Any).downcast_mut::<Conv2d>() {
-            v.push((c.precision(), c.tuning()));
+            v.push((c.precision(), c.tuning(), c.plan().copied()));
         }
     });
     v
@@ -132,9 +138,12 @@ impl Replicas {
                 let mut it = now.iter();
                 visit_layers_mut(&mut m.net, "", &mut |_, l| {
                     if let Some(c) = (l as &mut dyn std::any::Any).downcast_mut::<Conv2d>() {
-                        if let Some(&(p, t)) = it.next() {
+                        if let Some(&(p, t, plan)) = it.next() {
                             c.set_precision(p);
                             c.set_tuning(t);
+                            if let Some(plan) = plan {
+                                c.adopt_plan(plan);
+                            }
                         }
                     }
                 });
@@ -330,6 +339,27 @@ mod tests {
             let split = m.forward(&x, Mode::Eval).unwrap();
             assert!(close(&split, &whole));
             assert!(!close(&split, &again), "the new weights are used");
+            // The replicas run the model's plans (a timed or replayed choice), here a
+            // GEMM forward forced on the first convolution.
+            let first = crate::nn::conv_plans(&mut m.net)[0].clone();
+            let gemm = first
+                .1
+                .with_forward(crate::kernels::conv::Path::Gemm)
+                .unwrap();
+            visit_layers_mut(&mut m.net, "", &mut |name, l| {
+                if name == first.0 {
+                    let c = (l as &mut dyn std::any::Any)
+                        .downcast_mut::<Conv2d>()
+                        .unwrap();
+                    c.adopt_plan(gemm);
+                }
+            });
+            m.forward(&x, Mode::Eval).unwrap();
+            let r = m.split.replicas.as_mut().unwrap();
+            for replica in &mut r.models {
+                let plans = crate::nn::conv_plans(&mut replica.net);
+                assert_eq!(plans[0], (first.0.clone(), gemm));
+            }
             // Fewer than MIN_IMAGES a thread: the whole batch.
             let few = Tensor::randn(&[3, 3, 32, 32], 0.0, 1.0, &mut rng);
             assert!(Split::default().forward(&mut m, &few).is_none());

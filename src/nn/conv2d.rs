@@ -295,6 +295,13 @@ impl Conv2d {
         self.plan.as_ref()
     }
 
+    /// Takes `plan` as this layer's plan (as if it had chosen it; the next input of
+    /// another size or precision plans anew): for a replica that must run the kernels
+    /// its model chose (`models::replicas`), timed choices included.
+    pub fn adopt_plan(&mut self, plan: ConvPlan) {
+        self.plan = Some(plan);
+    }
+
     /// The plan for input shape `x` (`[N, C, H, W]`) at this layer's precision: the kept
     /// one when the geometry and precision match, else a new one (timed on this layer's
     /// weights and `x` when tuning is on: the whole training step when `step`, as the
