@@ -54,6 +54,15 @@ fn state(model: &mut Model) -> Vec<(String, Tensor)> {
     v
 }
 
+/// Which layers apply a ReLU in their own pass, in visiting order: what the fusion
+/// pass changed (a normalization that absorbed the ReLU after it, the ReLU then a
+/// pass-through).
+fn fusion_state(model: &mut Model) -> Vec<crate::nn::ReluOutput> {
+    let mut v = Vec::new();
+    visit_layers_mut(&mut model.net, "", &mut |_, l| v.push(l.relu_output()));
+    v
+}
+
 /// A convolution's precision, tuning and plan (`None` before its first forward).
 type Setting = (Precision, Tuning, Option<ConvPlan>);
 
@@ -72,8 +81,9 @@ fn settings(model: &mut Model) -> Vec<Setting> {
 }
 
 impl Replicas {
-    /// `threads` replicas of `model`, or `None` when it cannot be rebuilt with the same
-    /// parameters and buffers (names and shapes) from its name and configuration.
+    /// `threads` replicas of `model`, or `None` when it cannot be rebuilt from its name
+    /// and configuration with the same parameters and buffers (names and shapes) and
+    /// the same fused steps.
     pub(crate) fn new(model: &mut Model, threads: usize) -> Option<Replicas> {
         let want: Vec<(String, Vec<usize>)> = state(model)
             .into_iter()
@@ -81,8 +91,18 @@ impl Replicas {
             .collect();
         let mut models = Vec::with_capacity(threads);
         let mut pools = Vec::with_capacity(threads);
-        for _ in 0..threads {
+        // Built fused or not as the model is (`strata bench --no-fuse` measures the
+        // unfused layers): the same ReLUs absorbed by the same layers.
+        let fusion = fusion_state(model);
+        let fused = {
             let mut m = build_with(&model.name, Some(model.config.clone()), true).ok()?;
+            fusion_state(&mut m) == fusion
+        };
+        for _ in 0..threads {
+            let mut m = build_with(&model.name, Some(model.config.clone()), fused).ok()?;
+            if fusion_state(&mut m) != fusion {
+                return None;
+            }
             let got: Vec<(String, Vec<usize>)> = state(&mut m)
                 .into_iter()
                 .map(|(n, t)| (n, t.shape().to_vec()))
@@ -363,6 +383,17 @@ mod tests {
             // Fewer than MIN_IMAGES a thread: the whole batch.
             let few = Tensor::randn(&[3, 3, 32, 32], 0.0, 1.0, &mut rng);
             assert!(Split::default().forward(&mut m, &few).is_none());
+
+            // An unfused model (`--no-fuse`) gets unfused replicas.
+            let mut plain = crate::models::build_with("resnet20", None, false).unwrap();
+            let want = plain.net.forward(&x, Mode::Eval).unwrap();
+            let got = plain.forward(&x, Mode::Eval).unwrap();
+            assert_eq!(got.data(), want.data());
+            let state = fusion_state(&mut plain);
+            for replica in &mut plain.split.replicas.as_mut().unwrap().models {
+                assert_eq!(fusion_state(replica), state);
+            }
+            assert_ne!(fusion_state(&mut m), state, "fused and unfused differ");
 
             let mut changed = build("resnet20", None).unwrap();
             changed.net.add(
