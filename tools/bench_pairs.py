@@ -42,13 +42,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_table import cpu_model  # noqa: E402
 
 
+def run_json(cmd):
+    """The last JSON object a bench command prints; exits with its error otherwise."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        raise SystemExit(f"cannot run {cmd[0]}: {e} (--python names the Python with torch)")
+    rows = [line for line in r.stdout.splitlines() if line.lstrip().startswith("{")]
+    if r.returncode != 0 or not r.stdout.strip():
+        tail = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise SystemExit(f"{' '.join(cmd[:2])} ... failed (exit {r.returncode}): {tail}")
+    return r.stdout, rows
+
+
 def strata_run(exe, args, precision):
     cmd = [str(exe), "--threads", str(args.threads), "bench", "--model", args.model,
            "--mode", args.mode, "--batch", str(args.batch), "--warmup", str(args.warmup),
            "--iters", str(args.iters), "--profile-iters", "0", "--precision",
            precision, "--json"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)["images_per_s"]
+    out, _ = run_json(cmd)
+    try:
+        return json.loads(out)["images_per_s"]
+    except (ValueError, KeyError) as e:
+        raise SystemExit(f"strata bench printed no result: {e}")
 
 
 def peer_run(args):
@@ -56,8 +72,8 @@ def peer_run(args):
            "--mode", args.mode, "--batch", str(args.batch), "--warmup", str(args.warmup),
            "--iters", str(args.iters), "--threads", str(args.threads), "--variants",
            args.peer, "--json"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    _, lines = run_json(cmd)
+    rows = [json.loads(line) for line in lines]
     if not rows:
         raise SystemExit(f"bench_pytorch.py printed no result for {args.peer}")
     return rows[-1]["images_per_s"]

@@ -178,10 +178,7 @@ impl Replicas {
     /// one) is then not split.
     fn agrees(&mut self, model: &mut Model, x: &Tensor) -> Result<bool> {
         self.sync(model);
-        let n = x.shape()[0].min(MIN_IMAGES);
-        let mut shape = x.shape().to_vec();
-        shape[0] = n;
-        let xs = Tensor::from_vec(x.data()[..n * (x.len() / x.shape()[0])].to_vec(), &shape)?;
+        let xs = images(x, 0..x.shape()[0].min(MIN_IMAGES))?;
         let want = model.net.forward(&xs, Mode::Eval)?;
         let (m, pool) = (&mut self.models[0], &self.pools[0]);
         let got = pool.install(|| m.forward(&xs, Mode::Eval))?;
@@ -231,16 +228,23 @@ impl Replicas {
     }
 }
 
+/// Images `range` of the batch `x` (`[n, ...]`, `range.end ≤ n`), copied.
+fn images(x: &Tensor, range: std::ops::Range<usize>) -> Result<Tensor> {
+    let per = x.len() / x.shape()[0].max(1);
+    let mut shape = x.shape().to_vec();
+    shape[0] = range.len();
+    Tensor::from_vec(
+        x.data()[range.start * per..range.end * per].to_vec(),
+        &shape,
+    )
+}
+
 /// The eval forward of images `share` of `x` in micro-batches of [`MIN_IMAGES`]
 /// images, the outputs in image order.
 fn micro_forward(m: &mut Model, x: &Tensor, share: std::ops::Range<usize>) -> Result<Tensor> {
-    let per = x.len() / x.shape()[0].max(1);
     let (mut data, mut shape) = (Vec::new(), Vec::new());
     for a in share.clone().step_by(MIN_IMAGES) {
-        let b = (a + MIN_IMAGES).min(share.end);
-        let mut s = x.shape().to_vec();
-        s[0] = b - a;
-        let xs = Tensor::from_vec(x.data()[a * per..b * per].to_vec(), &s)?;
+        let xs = images(x, a..(a + MIN_IMAGES).min(share.end))?;
         let y = m.forward(&xs, Mode::Eval)?;
         shape = y.shape().to_vec();
         data.extend_from_slice(y.data());
